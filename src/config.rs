@@ -1,0 +1,244 @@
+//! Configuration: defaults, then `tutor.toml`, then `TUTOR_*` environment variables, then CLI flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::{ChunkSettings, LoadOptions};
+
+/// Every setting of the service. See the README's configuration table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the index, caches and the database live.
+    pub data_dir: PathBuf,
+    /// The content tree ingested by `serve` and by default by `ingest`/`validate`.
+    pub content_dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub chunk_tokens: usize,
+    pub chunk_overlap: usize,
+    pub max_file_bytes: u64,
+    /// Dense embeddings; off unless `base_url` is set.
+    pub embed: EmbedConfig,
+}
+
+/// An OpenAI-compatible `/v1/embeddings` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// e.g. `https://api.openai.com/v1`; dense vectors are off when unset.
+    pub base_url: Option<String>,
+    pub model: String,
+    /// Requested output dimensions; when unset, whatever the model returns.
+    pub dimensions: Option<u32>,
+    pub batch_size: usize,
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            content_dir: PathBuf::from("content"),
+            host: "127.0.0.1".into(),
+            port: 8080,
+            chunk_tokens: ChunkSettings::default().tokens,
+            chunk_overlap: ChunkSettings::default().overlap,
+            max_file_bytes: LoadOptions::default().max_file_bytes,
+            embed: EmbedConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            model: "text-embedding-3-small".into(),
+            dimensions: None,
+            batch_size: 64,
+            api_key: None,
+            timeout_secs: 30,
+            max_retries: 4,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?}: {message}")]
+    Env { name: &'static str, value: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The environment variables read, for the README and `--help`.
+pub const ENV_VARS: &[&str] = &[
+    "TUTOR_CONFIG",
+    "TUTOR_DATA_DIR",
+    "TUTOR_CONTENT_DIR",
+    "TUTOR_HOST",
+    "TUTOR_PORT",
+    "TUTOR_CHUNK_TOKENS",
+    "TUTOR_CHUNK_OVERLAP",
+    "TUTOR_MAX_FILE_BYTES",
+    "TUTOR_EMBED_BASE_URL",
+    "TUTOR_EMBED_MODEL",
+    "TUTOR_EMBED_DIMENSIONS",
+    "TUTOR_EMBED_BATCH_SIZE",
+    "TUTOR_EMBED_API_KEY",
+    "TUTOR_EMBED_TIMEOUT_SECS",
+    "TUTOR_EMBED_MAX_RETRIES",
+    "OPENAI_API_KEY",
+];
+
+impl Config {
+    /// Loads `file` (or `./tutor.toml` when it exists), then applies the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, |k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::load`], with the environment given as a function (for tests).
+    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let explicit = file.map(Path::to_path_buf).or_else(|| env("TUTOR_CONFIG").map(PathBuf::from));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from("tutor.toml"));
+        let mut cfg = if explicit.is_some() || path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            toml::from_str(&text).map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?
+        } else {
+            Config::default()
+        };
+        cfg.apply_env(&env)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Env { name, value, message: e.to_string() })
+        }
+        let get = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(v) = get("TUTOR_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("TUTOR_CONTENT_DIR") {
+            self.content_dir = v.into();
+        }
+        if let Some(v) = get("TUTOR_HOST") {
+            self.host = v;
+        }
+        if let Some(v) = get("TUTOR_PORT") {
+            self.port = parsed("TUTOR_PORT", v)?;
+        }
+        if let Some(v) = get("TUTOR_CHUNK_TOKENS") {
+            self.chunk_tokens = parsed("TUTOR_CHUNK_TOKENS", v)?;
+        }
+        if let Some(v) = get("TUTOR_CHUNK_OVERLAP") {
+            self.chunk_overlap = parsed("TUTOR_CHUNK_OVERLAP", v)?;
+        }
+        if let Some(v) = get("TUTOR_MAX_FILE_BYTES") {
+            self.max_file_bytes = parsed("TUTOR_MAX_FILE_BYTES", v)?;
+        }
+        if let Some(v) = get("TUTOR_EMBED_BASE_URL") {
+            self.embed.base_url = Some(v);
+        }
+        if let Some(v) = get("TUTOR_EMBED_MODEL") {
+            self.embed.model = v;
+        }
+        if let Some(v) = get("TUTOR_EMBED_DIMENSIONS") {
+            self.embed.dimensions = Some(parsed("TUTOR_EMBED_DIMENSIONS", v)?);
+        }
+        if let Some(v) = get("TUTOR_EMBED_BATCH_SIZE") {
+            self.embed.batch_size = parsed("TUTOR_EMBED_BATCH_SIZE", v)?;
+        }
+        if let Some(v) = get("TUTOR_EMBED_TIMEOUT_SECS") {
+            self.embed.timeout_secs = parsed("TUTOR_EMBED_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = get("TUTOR_EMBED_MAX_RETRIES") {
+            self.embed.max_retries = parsed("TUTOR_EMBED_MAX_RETRIES", v)?;
+        }
+        if let Some(v) = get("TUTOR_EMBED_API_KEY").or_else(|| get("OPENAI_API_KEY")) {
+            self.embed.api_key = Some(v);
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.chunk_tokens < 16 {
+            return Err(ConfigError::Invalid(format!("chunk_tokens = {} is too small (at least 16)", self.chunk_tokens)));
+        }
+        if self.chunk_overlap >= self.chunk_tokens {
+            return Err(ConfigError::Invalid(format!(
+                "chunk_overlap = {} must be below chunk_tokens = {}",
+                self.chunk_overlap, self.chunk_tokens
+            )));
+        }
+        if self.embed.batch_size == 0 {
+            return Err(ConfigError::Invalid("embed.batch_size must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Chunking settings.
+    pub fn chunking(&self) -> ChunkSettings {
+        ChunkSettings { tokens: self.chunk_tokens, overlap: self.chunk_overlap }
+    }
+
+    /// Content loading limits.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { max_file_bytes: self.max_file_bytes }
+    }
+
+    /// The folder holding index generations.
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tutor.toml");
+        std::fs::write(&file, "port = 9000\nchunk_tokens = 128\n[embed]\nmodel = \"m1\"\n").unwrap();
+        let cfg = Config::load_with(Some(&file), env(&[("TUTOR_PORT", "9100"), ("OPENAI_API_KEY", "k")])).unwrap();
+        assert_eq!(cfg.port, 9100);
+        assert_eq!(cfg.chunk_tokens, 128);
+        assert_eq!(cfg.embed.model, "m1");
+        assert_eq!(cfg.embed.api_key.as_deref(), Some("k"));
+        assert_eq!(cfg.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_or_key() {
+        let err = Config::load_with(None, env(&[("TUTOR_PORT", "eighty")])).unwrap_err().to_string();
+        assert!(err.contains("TUTOR_PORT"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let err = Config::load_with(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown field `prot`"), "{err}");
+        let err = Config::load_with(None, env(&[("TUTOR_CHUNK_OVERLAP", "300")])).unwrap_err().to_string();
+        assert!(err.contains("chunk_overlap"), "{err}");
+    }
+}

@@ -1,0 +1,10 @@
+//! Content: the domain model of courses, skills and components, the loader that validates
+//! them, and the chunker that prepares them for the index.
+
+mod chunk;
+mod load;
+mod model;
+
+pub use chunk::{ChunkSettings, Chunker, count_tokens, tokenizer};
+pub use load::{ContentError, Diagnostic, LoadOptions, SKILLS_FILE, load_library};
+pub use model::*;

@@ -1,0 +1,5 @@
+//! The `tutor` binary: parses the command line and hands over to the library.
+
+fn main() -> std::process::ExitCode {
+    tutor::cli::main()
+}

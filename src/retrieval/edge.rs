@@ -1,0 +1,209 @@
+//! The embedded vector store: one `qdrant-edge` shard per index generation, read-only once built.
+
+use std::path::{Path, PathBuf};
+
+use qdrant_edge::external::serde_json::{self as qjson, json};
+use qdrant_edge::{
+    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
+    FieldIndexOperations, Filter, Fusion, JsonPath, Modifier, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
+    PointInsertOperations, PointOperations, PointStruct, PointStructPersisted, Prefetch, QueryEnum, QueryRequest,
+    ScoringQuery, SparseVector, UpdateOperation, Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+};
+
+use super::{Hit, Manifest, RetrievalError, StoreQuery, VectorStore};
+
+const SPARSE: &str = "bm25";
+const DENSE: &str = "dense";
+/// Payload fields with a keyword index, for filters.
+const INDEXED: &[&str] = &["course", "component_id", "skills", "level", "format"];
+/// Upserts per `update()` call.
+const BATCH: usize = 512;
+/// Optimize while building every so many points: BM25 inserts slow down as segments grow.
+const OPTIMIZE_EVERY: usize = 10_000;
+
+/// One chunk to store.
+pub struct IndexPoint {
+    pub id: u64,
+    pub payload: serde_json::Value,
+    pub sparse: super::Sparse,
+    pub dense: Option<Vec<f32>>,
+}
+
+/// A built index generation, open for search.
+pub struct EdgeStore {
+    shard: EdgeShard,
+    manifest: Manifest,
+    dir: PathBuf,
+}
+
+fn store_err(what: &str, e: impl std::fmt::Display) -> RetrievalError {
+    RetrievalError::Store(format!("{what}: {e}"))
+}
+
+impl EdgeStore {
+    /// Builds a complete generation in `dir` (which must not exist yet): create, upsert,
+    /// flush and optimize. `manifest` is written last, so a generation without one is incomplete.
+    pub fn build(
+        dir: &Path,
+        manifest: Manifest,
+        points: Vec<IndexPoint>,
+        on_progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Self, RetrievalError> {
+        std::fs::create_dir_all(dir).map_err(|e| RetrievalError::io(dir, e))?;
+        let mut cfg = EdgeConfig::builder()
+            .sparse_vector(SPARSE, EdgeSparseVectorParams::builder().modifier(Modifier::Idf).build());
+        if let Some(d) = &manifest.settings.dense {
+            cfg = cfg.vector(DENSE, EdgeVectorParams::builder(d.dimensions as usize, Distance::Cosine).build());
+        }
+        let shard = EdgeShard::new(dir, cfg.build()).map_err(|e| store_err("create shard", e))?;
+        for field in INDEXED {
+            shard
+                .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name: field.parse::<JsonPath>().map_err(|()| store_err("field", field))?,
+                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                })))
+                .map_err(|e| store_err("create payload index", e))?;
+        }
+        let mut done = 0;
+        let mut since_optimize = 0;
+        let mut iter = points.into_iter().peekable();
+        while iter.peek().is_some() {
+            let batch: Vec<PointStructPersisted> = iter
+                .by_ref()
+                .take(BATCH)
+                .map(|p| {
+                    let sparse = SparseVector { indices: p.sparse.indices, values: p.sparse.values };
+                    let mut vectors = vec![(SPARSE, Vector::from(sparse))];
+                    if let Some(d) = p.dense {
+                        vectors.push((DENSE, Vector::from(d)));
+                    }
+                    PointStruct::new(p.id, Vectors::new_named(vectors), p.payload).into()
+                })
+                .collect();
+            let n = batch.len();
+            shard
+                .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                    PointInsertOperations::PointsList(batch),
+                )))
+                .map_err(|e| store_err("upsert", e))?;
+            done += n;
+            since_optimize += n;
+            if since_optimize >= OPTIMIZE_EVERY {
+                shard.optimize().map_err(|e| store_err("optimize", e))?;
+                since_optimize = 0;
+            }
+            on_progress(done);
+        }
+        // one writer, and no update() in flight: flush() is safe here (see the qdrant-edge note)
+        shard.flush();
+        shard.optimize().map_err(|e| store_err("optimize", e))?;
+        shard.flush();
+        write_json_durably(&dir.join(super::ingest::MANIFEST_FILE), &manifest)?;
+        Ok(Self { shard, manifest, dir: dir.to_owned() })
+    }
+
+    /// Opens a complete generation.
+    pub fn open(dir: &Path) -> Result<Self, RetrievalError> {
+        let manifest = super::ingest::read_manifest(dir)?
+            .ok_or_else(|| RetrievalError::Store(format!("{}: incomplete index generation (no manifest)", dir.display())))?;
+        let shard = EdgeShard::load(dir, None).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("lock") || msg.contains("WouldBlock") || msg.contains("temporarily unavailable") {
+                RetrievalError::Busy(format!(
+                    "the index at {} is open in another process (a running `tutor serve`?); query that server over HTTP, or stop it",
+                    dir.display()
+                ))
+            } else {
+                store_err("open shard", msg)
+            }
+        })?;
+        Ok(Self { shard, manifest, dir: dir.to_owned() })
+    }
+
+    /// The generation folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+pub(crate) fn write_json_durably(path: &Path, value: &impl serde::Serialize) -> Result<(), RetrievalError> {
+    use std::io::Write;
+    let io = |e| RetrievalError::io(path, e);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&serde_json::to_vec_pretty(value).expect("serialisable")).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn edge_filter(q: &StoreQuery) -> Result<Option<Filter>, RetrievalError> {
+    q.filter
+        .to_qdrant_json()
+        .map(|v| qjson::from_value::<Filter>(qjson::from_str(&v.to_string()).expect("valid json")))
+        .transpose()
+        .map_err(|e| store_err("filter", e))
+}
+
+impl VectorStore for EdgeStore {
+    fn query(&self, q: &StoreQuery) -> Result<Vec<Hit>, RetrievalError> {
+        let filter = edge_filter(q)?;
+        let sparse_q = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+            VectorInternal::from(SparseVector { indices: q.sparse.indices.clone(), values: q.sparse.values.clone() }),
+            SPARSE,
+        )));
+        let (prefetches, query) = match (&q.dense, &self.manifest.settings.dense) {
+            (Some(dense), Some(_)) => {
+                let dense_q =
+                    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(VectorInternal::from(dense.clone()), DENSE)));
+                let pf = |query| Prefetch {
+                    prefetches: vec![],
+                    query: Some(query),
+                    limit: q.limit * 4,
+                    params: None,
+                    filter: None,
+                    score_threshold: None,
+                };
+                (vec![pf(sparse_q), pf(dense_q)], ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights: None }))
+            }
+            _ => (vec![], sparse_q),
+        };
+        let points = self
+            .shard
+            .query(QueryRequest {
+                prefetches,
+                query: Some(query),
+                filter,
+                score_threshold: None,
+                limit: q.limit,
+                offset: 0,
+                params: None,
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(true),
+            })
+            .map_err(|e| store_err("query", e))?;
+        points
+            .into_iter()
+            .filter_map(|p| {
+                let payload = p.payload?;
+                let mut value = qjson::Value::Object(payload.0.into_iter().collect());
+                value["score"] = json!(p.score);
+                Some(
+                    serde_json::from_str::<Hit>(&value.to_string())
+                        .map_err(|e| store_err("payload", e)),
+                )
+            })
+            .collect()
+    }
+
+    fn count(&self) -> Result<usize, RetrievalError> {
+        self.shard.count(CountRequest { filter: None, exact: true }).map_err(|e| store_err("count", e))
+    }
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}

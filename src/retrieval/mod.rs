@@ -1,0 +1,223 @@
+//! Retrieval: BM25 and dense embeddings, the [`VectorStore`] trait with its embedded
+//! `qdrant-edge` backend, hybrid search with filters, and the ingest that builds the index.
+
+mod edge;
+mod embed;
+mod ingest;
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock, RwLock};
+
+use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
+use qdrant_edge::external::serde_json::json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use edge::EdgeStore;
+pub use embed::{Embedder, EmbeddingCache, OpenAiEmbedder};
+pub use ingest::{IndexSettings, IngestReport, Manifest, cleanup_generations, ingest, is_stale, open_current};
+
+use crate::content::{Format, Level, SkillId};
+
+/// Why a retrieval operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrievalError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("vector store: {0}")]
+    Store(String),
+    #[error("embeddings: {0}")]
+    Embedding(String),
+    #[error("no index yet: run `tutor ingest` first")]
+    NoIndex,
+    #[error("{0}")]
+    Busy(String),
+    #[error("content: {0}")]
+    Content(String),
+}
+
+impl RetrievalError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Restricts a search to matching components; empty lists mean no restriction,
+/// several values in one list match any of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchFilter {
+    #[serde(default)]
+    pub course: Option<String>,
+    #[serde(default)]
+    pub skills: Vec<SkillId>,
+    #[serde(default)]
+    pub levels: Vec<Level>,
+    #[serde(default)]
+    pub formats: Vec<Format>,
+}
+
+impl SearchFilter {
+    /// The filter in Qdrant's JSON filter language (shared by the edge and server backends).
+    pub fn to_qdrant_json(&self) -> Option<serde_json::Value> {
+        let mut must = Vec::new();
+        let any = |key: &str, values: Vec<String>| {
+            if values.len() == 1 {
+                json!({"key": key, "match": {"value": values[0]}})
+            } else {
+                json!({"key": key, "match": {"any": values}})
+            }
+        };
+        if let Some(c) = &self.course {
+            must.push(any("course", vec![c.clone()]));
+        }
+        if !self.skills.is_empty() {
+            must.push(any("skills", self.skills.iter().map(ToString::to_string).collect()));
+        }
+        if !self.levels.is_empty() {
+            must.push(any("level", self.levels.iter().map(ToString::to_string).collect()));
+        }
+        if !self.formats.is_empty() {
+            must.push(any("format", self.formats.iter().map(ToString::to_string).collect()));
+        }
+        (!must.is_empty()).then(|| json!({ "must": must }))
+    }
+}
+
+/// One search result: the best chunk of a component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub component_id: String,
+    pub course: String,
+    pub title: String,
+    pub skills: Vec<String>,
+    pub level: Level,
+    pub format: Format,
+    pub chunk_index: usize,
+    pub score: f32,
+    pub text: String,
+}
+
+/// A sparse vector (dimension ids and weights).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sparse {
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+/// A query as the store sees it: vectors already computed.
+#[derive(Debug, Clone)]
+pub struct StoreQuery {
+    pub sparse: Sparse,
+    pub dense: Option<Vec<f32>>,
+    pub filter: SearchFilter,
+    /// Chunks to return.
+    pub limit: usize,
+}
+
+/// A vector index serving searches. Calls block (file I/O): run them in `spawn_blocking`.
+pub trait VectorStore: Send + Sync {
+    /// Chunks best matching the query, best first.
+    fn query(&self, q: &StoreQuery) -> Result<Vec<Hit>, RetrievalError>;
+    /// Number of chunks stored.
+    fn count(&self) -> Result<usize, RetrievalError>;
+    /// What this index was built from.
+    fn manifest(&self) -> &Manifest;
+}
+
+/// BM25 as Qdrant computes it, so scores match a Qdrant server given the same config.
+pub struct Bm25(EdgeBm25);
+
+impl Bm25 {
+    /// English BM25 with stopwords and a Snowball stemmer; `avg_len` in words.
+    pub fn new(avg_len: f64) -> Self {
+        let cfg: EdgeBm25Config = serde_json::from_value(json!({
+            "language": "english",
+            "avg_len": avg_len.max(1.0),
+            "stopwords": {"languages": ["english"]},
+            "stemmer": {"type": "snowball", "language": "english"},
+        }))
+        .expect("static BM25 config is valid");
+        Self(EdgeBm25::new(cfg).expect("static BM25 config is valid"))
+    }
+
+    /// The query side (term presence; independent of `avg_len`).
+    pub fn query(text: &str) -> Sparse {
+        static QUERY: LazyLock<Bm25> = LazyLock::new(|| Bm25::new(60.0));
+        to_sparse(QUERY.0.embed_query(text))
+    }
+
+    /// The document side.
+    pub fn document(&self, text: &str) -> Sparse {
+        to_sparse(self.0.embed_document(text))
+    }
+}
+
+fn to_sparse(v: qdrant_edge::SparseVector) -> Sparse {
+    Sparse { indices: v.indices, values: v.values }
+}
+
+/// What a search asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub text: String,
+    #[serde(default)]
+    pub filter: SearchFilter,
+    /// Components to return.
+    pub k: usize,
+}
+
+/// Hybrid search over whichever index is current; swapped in place when a new one is built.
+pub struct Retriever {
+    store: RwLock<Option<Arc<dyn VectorStore>>>,
+    embedder: Option<Arc<dyn Embedder>>,
+}
+
+impl Retriever {
+    /// A retriever with no index yet.
+    pub fn new(embedder: Option<Arc<dyn Embedder>>) -> Self {
+        Self { store: RwLock::new(None), embedder }
+    }
+
+    /// Serves searches from `store` from now on.
+    pub fn set_store(&self, store: Arc<dyn VectorStore>) {
+        *self.store.write().expect("retriever lock") = Some(store);
+    }
+
+    /// The index being served.
+    pub fn store(&self) -> Option<Arc<dyn VectorStore>> {
+        self.store.read().expect("retriever lock").clone()
+    }
+
+    /// The `k` best components for the request, one hit (the best chunk) per component.
+    /// Dense vectors join by RRF when the index has them and the embedder answers; when the
+    /// embedder fails, the search degrades to BM25 rather than failing.
+    #[tracing::instrument(skip_all, fields(k = req.k))]
+    pub async fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>, RetrievalError> {
+        let store = self.store().ok_or(RetrievalError::NoIndex)?;
+        let k = req.k.clamp(1, 100);
+        let dense = match (&store.manifest().settings.dense, &self.embedder) {
+            (Some(d), Some(e)) if d.model == e.model() => match e.embed(std::slice::from_ref(&req.text)).await {
+                Ok(mut v) => v.pop(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let q = StoreQuery { sparse: Bm25::query(&req.text), dense, filter: req.filter.clone(), limit: (k * 4).max(20) };
+        let chunks = tokio::task::spawn_blocking(move || store.query(&q))
+            .await
+            .map_err(|e| RetrievalError::Store(e.to_string()))??;
+        let mut seen = std::collections::HashSet::new();
+        Ok(chunks.into_iter().filter(|h| seen.insert(h.component_id.clone())).take(k).collect())
+    }
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
