@@ -77,7 +77,8 @@ pub enum Command {
 /// Runs the command line; the exit code is 0 on success, 1 on failure.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    // qdrant-edge warns about an internal mmap probe on every open; it is not actionable
+    let default_log = if matches!(cli.command, Command::Serve { .. }) { "info,qdrant_edge=error" } else { "warn,qdrant_edge=error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log.into()),

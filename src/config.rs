@@ -35,8 +35,10 @@ pub struct EmbedConfig {
     pub batch_size: usize,
     #[serde(skip_serializing)]
     pub api_key: Option<String>,
+    /// A request with no answer after this long is abandoned (and retried).
     pub timeout_secs: u64,
-    pub max_retries: u32,
+    /// Retries after a timeout. 429, 5xx and connection errors are retried by the client itself.
+    pub timeout_retries: u32,
 }
 
 impl Default for Config {
@@ -63,7 +65,7 @@ impl Default for EmbedConfig {
             batch_size: 64,
             api_key: None,
             timeout_secs: 30,
-            max_retries: 4,
+            timeout_retries: 2,
         }
     }
 }
@@ -95,7 +97,7 @@ pub const ENV_VARS: &[&str] = &[
     "TUTOR_EMBED_BATCH_SIZE",
     "TUTOR_EMBED_API_KEY",
     "TUTOR_EMBED_TIMEOUT_SECS",
-    "TUTOR_EMBED_MAX_RETRIES",
+    "TUTOR_EMBED_TIMEOUT_RETRIES",
     "OPENAI_API_KEY",
 ];
 
@@ -165,8 +167,8 @@ impl Config {
         if let Some(v) = get("TUTOR_EMBED_TIMEOUT_SECS") {
             self.embed.timeout_secs = parsed("TUTOR_EMBED_TIMEOUT_SECS", v)?;
         }
-        if let Some(v) = get("TUTOR_EMBED_MAX_RETRIES") {
-            self.embed.max_retries = parsed("TUTOR_EMBED_MAX_RETRIES", v)?;
+        if let Some(v) = get("TUTOR_EMBED_TIMEOUT_RETRIES") {
+            self.embed.timeout_retries = parsed("TUTOR_EMBED_TIMEOUT_RETRIES", v)?;
         }
         if let Some(v) = get("TUTOR_EMBED_API_KEY").or_else(|| get("OPENAI_API_KEY")) {
             self.embed.api_key = Some(v);

@@ -86,27 +86,24 @@ pub fn load_library(root: &Path, opts: &LoadOptions) -> Result<Library, ContentE
         collect_markdown(dir, &mut files, &mut report);
         files.sort();
         for path in files {
-            if let Some(parsed) = parse_component_file(&path, &course, opts, &mut report) {
-                pending_components.push(parsed);
-            }
+            pending_components.extend(parse_component_file(&path, &course, opts, &mut report));
         }
     }
 
     check_prerequisites(&lib, &skill_lines, &mut report);
 
     for parsed in pending_components {
-        let ParsedComponent { component, keys, id_line, skill_lines: comp_skill_lines } = parsed;
+        let ParsedComponent { path, course, component, keys, id_line, skill_lines: comp_skill_lines } = parsed;
         for (skill, line) in &comp_skill_lines {
             match lib.skills.get(skill) {
-                None => report.add(&component.path, *line, format!("unknown skill '{skill}' (not in any {SKILLS_FILE})")),
-                Some(s) if s.course != component.course => report.add(
-                    &component.path,
-                    *line,
-                    format!("skill '{skill}' belongs to course '{}', not '{}'", s.course, component.course),
-                ),
+                None => report.add(&path, *line, format!("unknown skill '{skill}' (not in any {SKILLS_FILE})")),
+                Some(s) if s.course != course => {
+                    report.add(&path, *line, format!("skill '{skill}' belongs to course '{}', not '{course}'", s.course));
+                }
                 Some(_) => {}
             }
         }
+        let Some(component) = component else { continue };
         if let Some((first, first_line)) = seen_components.get(&component.id) {
             report.add(
                 &component.path,
@@ -533,7 +530,10 @@ fn check_prerequisites(lib: &Library, lines: &HashMap<SkillId, (PathBuf, usize)>
 }
 
 struct ParsedComponent {
-    component: Component,
+    path: PathBuf,
+    course: String,
+    /// `None` when the file has problems; its skills are still checked.
+    component: Option<Component>,
     keys: Vec<(String, AnswerKey)>,
     id_line: usize,
     skill_lines: Vec<(SkillId, usize)>,
@@ -614,26 +614,23 @@ fn parse_component_file(path: &Path, course: &str, opts: &LoadOptions, report: &
     }
 
     let (items, keys) = parse_items(&f, format, report);
-    if report.0.len() > errors_before {
-        return None;
-    }
-    Some(ParsedComponent {
-        component: Component {
-            id: id?,
+    let valid = report.0.len() == errors_before;
+    let component = match (id, title, level, format) {
+        (Some(id), Some(title), Some(level), Some(format)) if valid => Some(Component {
+            id,
             course: course.to_owned(),
-            title: title?,
+            title,
             skills,
-            level: level?,
-            format: format?,
+            level,
+            format,
             objectives,
             body,
             items,
             path: path.to_owned(),
-        },
-        keys,
-        id_line,
-        skill_lines,
-    })
+        }),
+        _ => None,
+    };
+    Some(ParsedComponent { path: path.to_owned(), course: course.to_owned(), component, keys, id_line, skill_lines })
 }
 
 fn parse_items(f: &Fields<'_>, format: Option<Format>, report: &mut Report) -> (Vec<ExerciseItem>, Vec<(String, AnswerKey)>) {

@@ -7,7 +7,7 @@ use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
     FieldIndexOperations, Filter, Fusion, JsonPath, Modifier, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
     PointInsertOperations, PointOperations, PointStruct, PointStructPersisted, Prefetch, QueryEnum, QueryRequest,
-    ScoringQuery, SparseVector, UpdateOperation, Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    ScoringQuery, ScrollRequest, SparseVector, UpdateOperation, Vector, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 
 use super::{Hit, Manifest, RetrievalError, StoreQuery, VectorStore};
@@ -124,6 +124,7 @@ impl EdgeStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
 }
 
 pub(crate) fn write_json_durably(path: &Path, value: &impl serde::Serialize) -> Result<(), RetrievalError> {
@@ -205,5 +206,33 @@ impl VectorStore for EdgeStore {
 
     fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    fn payloads(&self) -> Result<Vec<serde_json::Value>, RetrievalError> {
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self
+                .shard
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(1000),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                })
+                .map_err(|e| store_err("scroll", e))?;
+            for r in records {
+                if let Some(p) = r.payload {
+                    let v = qjson::Value::Object(p.0.into_iter().collect());
+                    out.push(serde_json::from_str(&v.to_string()).map_err(|e| store_err("payload", e))?);
+                }
+            }
+            match next {
+                Some(n) => offset = Some(n),
+                None => return Ok(out),
+            }
+        }
     }
 }

@@ -77,14 +77,12 @@ impl OpenAiEmbedder {
     }
 }
 
-/// `(transient, message)`: transient errors are worth a retry.
+/// `(retry, message)`. async-openai already retried 429, 5xx and connection errors (three
+/// retries, exponential backoff from 100 ms, honouring `Retry-After`), so only a hang is
+/// worth another attempt here.
 fn classify(e: &OpenAIError) -> (bool, String) {
     match e {
-        OpenAIError::ApiError(r) => {
-            let s = r.status_code.as_u16();
-            (s == 429 || s == 408 || s >= 500, format!("HTTP {s}: {}", r.api_error.message))
-        }
-        OpenAIError::Reqwest(r) => (r.is_timeout() || r.is_connect() || r.is_request(), r.to_string()),
+        OpenAIError::ApiError(r) => (false, format!("HTTP {}: {}", r.status_code.as_u16(), r.api_error.message)),
         other => (false, other.to_string()),
     }
 }
@@ -111,9 +109,9 @@ impl Embedder for OpenAiEmbedder {
         loop {
             match self.attempt(texts).await {
                 Ok(v) => return Ok(v),
-                Err((true, msg)) if attempt < self.cfg.max_retries => {
+                Err((true, msg)) if attempt < self.cfg.timeout_retries => {
                     attempt += 1;
-                    tracing::warn!(attempt, error = %msg, "embedding request failed, retrying");
+                    tracing::warn!(attempt, error = %msg, "embedding request hung, retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(8));
                 }

@@ -122,6 +122,8 @@ pub trait VectorStore: Send + Sync {
     fn count(&self) -> Result<usize, RetrievalError>;
     /// What this index was built from.
     fn manifest(&self) -> &Manifest;
+    /// Every stored payload (for audits such as "no answer key is indexed").
+    fn payloads(&self) -> Result<Vec<serde_json::Value>, RetrievalError>;
 }
 
 /// BM25 as Qdrant computes it, so scores match a Qdrant server given the same config.

@@ -1,0 +1,145 @@
+//! Shared test helpers: temporary content trees, configs, a wiremock embeddings server.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tutor::config::Config;
+use tutor::content::{Library, LoadOptions, load_library};
+use tutor::retrieval::{Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, ingest, open_current};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const SKILLS: &str = "course:
+  id: mini
+  title: Mini course
+skills:
+  - id: mini.a
+    name: Skill A
+    description: The first skill.
+    prerequisites: []
+  - id: mini.b
+    name: Skill B
+    description: The second skill.
+    prerequisites: [mini.a]
+";
+
+/// A component file with the given front matter lines and body.
+pub fn component(front: &str, body: &str) -> String {
+    format!("---\n{front}\n---\n{body}\n")
+}
+
+pub fn explanation(id: &str, skill: &str, level: &str, title: &str, body: &str) -> String {
+    component(&format!("id: {id}\ntitle: \"{title}\"\nskills: [{skill}]\nlevel: {level}\nformat: explanation"), body)
+}
+
+/// Writes `files` (relative path, content) under a fresh temp dir; returns it.
+pub fn tree(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), files);
+    dir
+}
+
+pub fn write_files(root: &Path, files: &[(&str, &[u8])]) {
+    for (rel, content) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+}
+
+/// The repository's sample content.
+pub fn sample_content() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("content")
+}
+
+pub fn load(root: &Path) -> Library {
+    load_library(root, &LoadOptions::default()).unwrap_or_else(|e| panic!("content should load:\n{e}"))
+}
+
+/// A config with a fresh data dir (kept alive by the returned guard).
+pub fn config(content: &Path) -> (Config, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.data_dir = data.path().to_owned();
+    cfg.content_dir = content.to_owned();
+    (cfg, data)
+}
+
+pub async fn ingest_with(cfg: &Config, lib: &Library, embedder: Option<Arc<dyn Embedder>>) -> tutor::retrieval::IngestReport {
+    ingest(cfg, lib, embedder, &indicatif::ProgressBar::hidden()).await.expect("ingest")
+}
+
+/// Opens the current index for search (closing it again when dropped).
+pub fn retriever(cfg: &Config, embedder: Option<Arc<dyn Embedder>>) -> Retriever {
+    let r = Retriever::new(embedder);
+    r.set_store(Arc::new(open_current(&cfg.index_dir()).unwrap().expect("an index")));
+    r
+}
+
+pub async fn search(r: &Retriever, text: &str, filter: SearchFilter, k: usize) -> Vec<tutor::retrieval::Hit> {
+    r.search(&SearchRequest { text: text.into(), filter, k }).await.unwrap()
+}
+
+/// Deterministic pseudo-embeddings: hashed bag of words, L2-normalised, so that texts sharing
+/// words are near each other, as with a real model.
+pub struct HashedEmbeddings {
+    pub dims: usize,
+}
+
+pub fn hashed_vector(text: &str, dims: usize) -> Vec<f32> {
+    let mut v = vec![0f32; dims];
+    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+        let h = w.bytes().fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+        v[h as usize % dims] += 1.0;
+    }
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter().map(|x| x / n).collect()
+}
+
+impl Respond for HashedEmbeddings {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let inputs: Vec<String> = match &body["input"] {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+            other => panic!("unexpected input {other}"),
+        };
+        let data: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": hashed_vector(t, self.dims)}))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "list", "data": data, "model": body["model"],
+            "usage": {"prompt_tokens": 10, "total_tokens": 10}
+        }))
+    }
+}
+
+/// A wiremock server answering `/embeddings` as OpenAI does.
+pub async fn embeddings_server(dims: usize) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/embeddings")).respond_with(HashedEmbeddings { dims }).mount(&server).await;
+    server
+}
+
+pub fn embedder_for(server: &MockServer, cfg: &mut Config) -> Arc<dyn Embedder> {
+    cfg.embed.base_url = Some(server.uri());
+    cfg.embed.model = "test-embed".into();
+    cfg.embed.api_key = Some("test-key".into());
+    cfg.embed.batch_size = 16;
+    Arc::new(OpenAiEmbedder::from_config(&cfg.embed).unwrap())
+}
+
+/// Texts sent to the embeddings endpoint so far.
+pub async fn embedded_inputs(server: &MockServer) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in server.received_requests().await.unwrap_or_default() {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        for v in body["input"].as_array().unwrap() {
+            out.push(v.as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
