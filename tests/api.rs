@@ -1,0 +1,100 @@
+//! The HTTP service on a real socket: health, readiness while the index is prepared at start,
+//! JSON errors.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tutor::config::Config;
+
+struct App {
+    base: String,
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.data_dir = data.path().to_owned();
+    cfg.port = 0;
+    cfg_for(&mut cfg);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = tutor::api::serve(cfg, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    tokio::spawn(server);
+    App { base: format!("http://{addr}"), _data: data, _stop: tx }
+}
+
+async fn get(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn wait_ready(app: &App) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) = get(&format!("{}/readyz", app.base)).await;
+        if status == 200 {
+            return body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_ingests_the_content_at_start_and_becomes_ready() {
+    let content = tree(&[
+        ("mini/skills.yaml", SKILLS.as_bytes()),
+        ("mini/a.md", explanation("mini-a", "mini.a", "intro", "A", "All about A.").as_bytes()),
+        ("mini/b.md", explanation("mini-b", "mini.b", "advanced", "B", "All about B.").as_bytes()),
+    ]);
+    let dir = content.path().to_owned();
+    let app = spawn_app(|c| c.content_dir = dir).await;
+
+    let (status, health) = get(&format!("{}/healthz", app.base)).await;
+    let ready = wait_ready(&app).await;
+
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["index"]["components"], 2);
+    assert_eq!(ready["index"]["dense"], false);
+}
+
+#[tokio::test]
+async fn invalid_content_and_no_index_is_not_ready_with_a_reason() {
+    let content = tree(&[
+        ("mini/skills.yaml", SKILLS.as_bytes()),
+        ("mini/a.md", explanation("mini-a", "mini.zzz", "intro", "A", "All about A.").as_bytes()),
+    ]);
+    let dir = content.path().to_owned();
+    let app = spawn_app(|c| c.content_dir = dir).await;
+
+    let started = Instant::now();
+    let body = loop {
+        let (status, body) = get(&format!("{}/readyz", app.base)).await;
+        assert_eq!(status, 503);
+        if body["error"]["message"].as_str().is_some_and(|m| m.contains("problem")) {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(body["error"]["message"].as_str().unwrap().contains("1 problem(s)"), "{body}");
+}
+
+#[tokio::test]
+async fn unknown_routes_get_a_json_404() {
+    let app = spawn_app(|c| c.content_dir = "/nonexistent".into()).await;
+    let (status, body) = get(&format!("{}/v1/nothing-here", app.base)).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+}
