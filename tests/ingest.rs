@@ -12,7 +12,7 @@ use common::*;
 use tutor::content::{Format, Level, SkillId};
 use tutor::retrieval::{SearchFilter, open_current};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 const APPLES: &str = "Apples grow on trees in orchards. An apple tree blossoms in spring and the apples ripen in autumn, when orchards are picked by hand.";
 const BANANAS: &str = "Bananas are yellow tropical fruit. A banana plant is a giant herb, and bananas ripen after they are picked, turning from green to yellow.";
