@@ -21,6 +21,32 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// Dense embeddings; off unless `base_url` is set.
     pub embed: EmbedConfig,
+    /// `postgres://…` for PostgreSQL; unset means a SQLite file `tutor.db` in the data dir.
+    /// Not serialized: it may hold a password.
+    #[serde(skip_serializing)]
+    pub database_url: Option<String>,
+    /// Mastery bands and the evidence the plan asks for.
+    pub passport: PassportConfig,
+}
+
+/// Where mastery bands start, and how much evidence a skip offer needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PassportConfig {
+    /// Mastery at which the band `developing` starts (below it: `intro`).
+    pub developing: f64,
+    /// Mastery at which `proficient` starts; prerequisites below it are gaps.
+    pub proficient: f64,
+    /// Mastery at which `mastered` starts; a skip offer needs every skill here.
+    pub mastered: f64,
+    /// Answers on a skill before its mastery is trusted for a skip offer.
+    pub min_evidence: u32,
+}
+
+impl Default for PassportConfig {
+    fn default() -> Self {
+        Self { developing: 0.4, proficient: 0.7, mastered: 0.95, min_evidence: 3 }
+    }
 }
 
 /// An OpenAI-compatible `/v1/embeddings` endpoint.
@@ -52,6 +78,8 @@ impl Default for Config {
             chunk_overlap: ChunkSettings::default().overlap,
             max_file_bytes: LoadOptions::default().max_file_bytes,
             embed: EmbedConfig::default(),
+            database_url: None,
+            passport: PassportConfig::default(),
         }
     }
 }
@@ -99,6 +127,11 @@ pub const ENV_VARS: &[&str] = &[
     "TUTOR_EMBED_TIMEOUT_SECS",
     "TUTOR_EMBED_TIMEOUT_RETRIES",
     "OPENAI_API_KEY",
+    "TUTOR_DATABASE_URL",
+    "TUTOR_BAND_DEVELOPING",
+    "TUTOR_BAND_PROFICIENT",
+    "TUTOR_BAND_MASTERED",
+    "TUTOR_MIN_EVIDENCE",
 ];
 
 impl Config {
@@ -173,6 +206,21 @@ impl Config {
         if let Some(v) = get("TUTOR_EMBED_API_KEY").or_else(|| get("OPENAI_API_KEY")) {
             self.embed.api_key = Some(v);
         }
+        if let Some(v) = get("TUTOR_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = get("TUTOR_BAND_DEVELOPING") {
+            self.passport.developing = parsed("TUTOR_BAND_DEVELOPING", v)?;
+        }
+        if let Some(v) = get("TUTOR_BAND_PROFICIENT") {
+            self.passport.proficient = parsed("TUTOR_BAND_PROFICIENT", v)?;
+        }
+        if let Some(v) = get("TUTOR_BAND_MASTERED") {
+            self.passport.mastered = parsed("TUTOR_BAND_MASTERED", v)?;
+        }
+        if let Some(v) = get("TUTOR_MIN_EVIDENCE") {
+            self.passport.min_evidence = parsed("TUTOR_MIN_EVIDENCE", v)?;
+        }
         Ok(())
     }
 
@@ -186,10 +234,32 @@ impl Config {
                 self.chunk_overlap, self.chunk_tokens
             )));
         }
+        let p = &self.passport;
+        if !(0.0 < p.developing && p.developing < p.proficient && p.proficient < p.mastered && p.mastered <= 1.0) {
+            return Err(ConfigError::Invalid(format!(
+                "mastery bands must rise within 0..1: developing {} < proficient {} < mastered {}",
+                p.developing, p.proficient, p.mastered
+            )));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database_url must start with postgres://, postgresql:// or sqlite: (got {:?})",
+                url.split('@').next_back().unwrap_or_default()
+            )));
+        }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid("embed.batch_size must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// The database URL: the configured one, or the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("tutor.db").display()))
     }
 
     /// Chunking settings.

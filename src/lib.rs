@@ -15,4 +15,5 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod passport;
 pub mod retrieval;

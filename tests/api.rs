@@ -98,3 +98,41 @@ async fn unknown_routes_get_a_json_404() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+#[tokio::test]
+async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
+    let content = tree(&[
+        ("mini/skills.yaml", SKILLS.as_bytes()),
+        ("mini/a.md", explanation("mini-a", "mini.a", "intro", "A", "All about A.").as_bytes()),
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let dir = content.path().to_owned();
+    let data_dir = data.path().to_owned();
+    let app = spawn_app(|c| {
+        c.content_dir = dir;
+        c.data_dir = data_dir;
+    })
+    .await;
+    let first = wait_ready(&app).await;
+    write_files(content.path(), &[("mini/b.md", explanation("mini-b", "mini.b", "intro", "B", "All about B.").as_bytes())]);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("ingest")
+        .arg(content.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let started = Instant::now();
+    loop {
+        let ready = wait_ready(&app).await;
+        if ready["index"]["generation"] != first["index"]["generation"] {
+            assert_eq!(ready["index"]["components"], 2);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still serving {first}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -13,9 +13,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+mod passport;
+
+pub use passport::{MAX_BATCH, MAX_EVENTS_BODY};
+
 use crate::config::Config;
-use crate::content::load_library;
-use crate::retrieval::{Embedder, OpenAiEmbedder, Retriever, cleanup_generations, ingest, is_stale, open_current};
+use crate::content::{Library, load_library};
+use crate::passport::{SqlStore, Store, StoreError};
+use crate::retrieval::{Embedder, OpenAiEmbedder, Retriever, VectorStore, cleanup_generations, ingest, is_stale, open_current};
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -23,6 +28,22 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub retriever: Arc<Retriever>,
     pub status: Arc<Status>,
+    pub store: Arc<dyn Store>,
+    /// The content as last loaded; `None` until it validates.
+    pub library: Arc<std::sync::RwLock<Option<Arc<Library>>>>,
+}
+
+impl AppState {
+    /// The loaded content, or a 503 while there is none.
+    pub fn library(&self) -> Result<Arc<Library>, ApiError> {
+        self.library.read().expect("library lock").clone().ok_or_else(|| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "content_not_loaded", "the content is not loaded yet (see /readyz)")
+        })
+    }
+
+    fn set_library(&self, lib: Library) {
+        *self.library.write().expect("library lock") = Some(Arc::new(lib));
+    }
 }
 
 /// What `/readyz` reports.
@@ -43,11 +64,24 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Machine-readable specifics, e.g. each bad statement of a batch.
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: None }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(d) = self.details {
+            error["details"] = d;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }
 
@@ -56,8 +90,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(passport::routes())
         .fallback(|| async {
-            ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: "no such route".into() }
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
         })
         .with_state(state)
 }
@@ -81,11 +116,11 @@ async fn readyz(State(s): State<AppState>) -> Response {
             }
             Json(body).into_response()
         }
-        _ => ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "not_ready",
-            message: problem.unwrap_or_else(|| "index is being prepared".into()),
-        }
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            problem.unwrap_or_else(|| "index is being prepared".into()),
+        )
         .into_response(),
     }
 }
@@ -95,13 +130,23 @@ pub fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
     OpenAiEmbedder::from_config(&cfg.embed).map(|e| Arc::new(e) as Arc<dyn Embedder>)
 }
 
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding the listener: {0}")]
+    Bind(#[from] std::io::Error),
+    #[error("opening the learner store: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// Binds `cfg.host:cfg.port` (port 0 picks one) and returns the address and the server
 /// future; the index is prepared in the background (ingesting `content_dir` when the index is
 /// missing or stale), with `/readyz` answering 503 until it is served.
 pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+) -> Result<(SocketAddr, impl Future<Output = std::io::Result<()>>), ServeError> {
+    let store = SqlStore::connect(&cfg.database_url()).await?;
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await?;
     let addr = listener.local_addr()?;
     let embedder = embedder(&cfg);
@@ -109,6 +154,8 @@ pub async fn serve(
         config: Arc::new(cfg),
         retriever: Arc::new(Retriever::new(embedder.clone())),
         status: Arc::new(Status::default()),
+        store,
+        library: Arc::default(),
     };
     tokio::spawn(prepare_index(state.clone(), embedder));
     let app = router(state);
@@ -125,7 +172,10 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
     let lib = tokio::task::spawn_blocking(move || load_library(&content, &opts)).await.expect("loader task");
     match lib {
         Ok(lib) => match is_stale(&cfg, &lib, model.as_deref()) {
-            Ok(false) => tracing::info!("index is up to date"),
+            Ok(false) => {
+                tracing::info!("index is up to date");
+                state.set_library(lib);
+            }
             _ => {
                 tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
                 match ingest(&cfg, &lib, embedder, &indicatif::ProgressBar::hidden()).await {
@@ -135,6 +185,7 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
                         state.status.set_problem(format!("ingest failed: {e}"));
                     }
                 }
+                state.set_library(lib);
             }
         },
         Err(e) => {
@@ -152,10 +203,58 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
             state.status.ready.store(true, Ordering::Release);
             cleanup_generations(&cfg.index_dir());
         }
-        Ok(None) => state.status.set_problem("no index: the content could not be ingested"),
+        Ok(None) => {
+            // keep the reason the ingest failed, which says more than "no index"
+            let mut problem = state.status.problem.lock().expect("status lock");
+            if problem.is_none() {
+                *problem = Some("no index: the content could not be ingested".into());
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot open the index");
             state.status.set_problem(format!("cannot open the index: {e}"));
+        }
+    }
+    follow_new_generations(state).await;
+}
+
+/// How often a running server looks for a generation built by `tutor ingest` in another process.
+const GENERATION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Swaps in each new generation that `CURRENT` names, so an operator's `tutor ingest` goes
+/// live without a restart. In-flight searches finish on the old one, which is then closed and
+/// swept by the next cleanup.
+async fn follow_new_generations(state: AppState) {
+    let index_dir = state.config.index_dir();
+    loop {
+        tokio::time::sleep(GENERATION_POLL).await;
+        let serving = state.retriever.store().map(|s| s.manifest().generation.clone());
+        let Ok(named) = std::fs::read_to_string(index_dir.join("CURRENT")) else { continue };
+        if serving.as_deref() == Some(named.trim()) {
+            continue;
+        }
+        let dir = index_dir.clone();
+        match tokio::task::spawn_blocking(move || open_current(&dir)).await.expect("open task") {
+            Ok(Some(store)) => {
+                tracing::info!(generation = %store.manifest().generation, "serving a new index generation");
+                let content = state.config.content_dir.clone();
+                let opts = state.config.load_options();
+                match tokio::task::spawn_blocking(move || load_library(&content, &opts)).await.expect("loader task") {
+                    Ok(lib) => state.set_library(lib),
+                    Err(e) => tracing::warn!(problems = e.diagnostics.len(), "the content no longer validates; keeping the loaded one"),
+                }
+                state.retriever.set_store(Arc::new(store));
+                state.status.ready.store(true, Ordering::Release);
+                *state.status.problem.lock().expect("status lock") = None;
+                let dir = index_dir.clone();
+                // give in-flight searches on the old generation time to finish before sweeping
+                tokio::spawn(async move {
+                    tokio::time::sleep(GENERATION_POLL).await;
+                    let _ = tokio::task::spawn_blocking(move || cleanup_generations(&dir)).await;
+                });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "a new index generation could not be opened; still serving the old one"),
         }
     }
 }

@@ -1,0 +1,66 @@
+//! Bayesian Knowledge Tracing (Corbett & Anderson, 1995): the probability that a learner knows
+//! a skill, updated by each observed answer.
+
+use crate::content::BktParams;
+
+/// The mastery after observing one answer: the Bayesian posterior given the answer, then the
+/// chance of learning from the opportunity.
+///
+/// P(L | correct) = P(L)(1−S) / (P(L)(1−S) + (1−P(L))G)
+/// P(L | wrong)   = P(L)S / (P(L)S + (1−P(L))(1−G))
+/// P(L_next)      = P(L | obs) + (1 − P(L | obs)) T
+pub fn update(p: f64, correct: bool, b: &BktParams) -> f64 {
+    let posterior = if correct {
+        let known = p * (1.0 - b.slip);
+        known / (known + (1.0 - p) * b.guess)
+    } else {
+        let known = p * b.slip;
+        known / (known + (1.0 - p) * (1.0 - b.guess))
+    };
+    (posterior + (1.0 - posterior) * b.learn).clamp(0.0, 1.0)
+}
+
+/// The probability that the next answer is correct at mastery `p`.
+pub fn p_correct(p: f64, b: &BktParams) -> f64 {
+    p * (1.0 - b.slip) + (1.0 - p) * b.guess
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_follows_the_standard_equations_on_a_known_sequence() {
+        let b = BktParams { prior: 0.3, learn: 0.1, slip: 0.1, guess: 0.2 };
+        // hand-computed with the textbook equations
+        let mut p = b.prior;
+        let mut expected = Vec::new();
+        for &c in &[true, true, false, true] {
+            let post = if c { p * 0.9 / (p * 0.9 + (1.0 - p) * 0.2) } else { p * 0.1 / (p * 0.1 + (1.0 - p) * 0.8) };
+            p = post + (1.0 - post) * 0.1;
+            expected.push(p);
+        }
+        // and written out as literals, so a change to both sides cannot go unnoticed
+        let literal = [
+            // 0.27 / (0.27 + 0.14) = 0.658536…, then + 0.1 × (1 − 0.658536…)
+            0.692_682_926_829_268_4,
+            0.919_230_769_230_769_3,
+            0.628_501_228_501_228_7,
+            0.895_507_947_477_539_9,
+        ];
+        let mut p = b.prior;
+        for (n, (&c, (&want, &lit))) in [true, true, false, true].iter().zip(expected.iter().zip(literal.iter())).enumerate() {
+            p = update(p, c, &b);
+            assert!((p - want).abs() < 1e-9, "step {n}: {p} vs {want}");
+            assert!((p - lit).abs() < 1e-9, "step {n}: {p} vs literal {lit}");
+        }
+    }
+
+    #[test]
+    fn right_answers_raise_mastery_and_wrong_ones_lower_it() {
+        let b = BktParams::default();
+        assert!(update(0.5, true, &b) > 0.5);
+        assert!(update(0.5, false, &b) < 0.5);
+        assert!((p_correct(1.0, &b) - (1.0 - b.slip)).abs() < 1e-12);
+    }
+}

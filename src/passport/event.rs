@@ -1,0 +1,241 @@
+//! Learner events: the xAPI-shaped wire statement, and its validation into an [`Event`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::content::{ComponentId, Format, Library, ParseError};
+
+/// A learner's id as the host platform names them: 1–128 characters of letters, digits and
+/// `. _ - @ :`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LearnerId(String);
+
+impl LearnerId {
+    /// Checks the id.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError(format!(
+                "invalid learner id '{}': use 1 to 128 letters, digits or . _ - @ :",
+                s.chars().take(140).collect::<String>()
+            )))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LearnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a learner did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verb {
+    Answered,
+    Viewed,
+    Skipped,
+    Asked,
+    Rated,
+}
+
+impl Verb {
+    /// Every verb, in order.
+    pub const ALL: &'static [Verb] = &[Verb::Answered, Verb::Viewed, Verb::Skipped, Verb::Asked, Verb::Rated];
+
+    /// The verb as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Answered => "answered",
+            Verb::Viewed => "viewed",
+            Verb::Skipped => "skipped",
+            Verb::Asked => "asked",
+            Verb::Rated => "rated",
+        }
+    }
+
+    /// Parses a verb, naming the choices when it is unknown.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Verb::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+            let all: Vec<&str> = Verb::ALL.iter().map(|v| v.as_str()).collect();
+            format!("unknown verb '{s}' (expected one of {})", all.join(", "))
+        })
+    }
+}
+
+/// A validated learner event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Idempotency key, unique per learner.
+    pub id: String,
+    pub learner: LearnerId,
+    pub verb: Verb,
+    pub component: ComponentId,
+    /// The exercise item, for `answered`.
+    pub item: Option<String>,
+    /// Whether the answer was right; for `answered` it is always set (graded from the
+    /// response against the answer key when the page did not say).
+    pub success: Option<bool>,
+    /// 0..=1: the scaled score of an answer, or the rating of a `rated` event.
+    pub score: Option<f64>,
+    pub response: Option<String>,
+    pub hints_used: Option<u32>,
+    pub duration_ms: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+impl Event {
+    /// Events are replayed in this order, so that arrival order never changes a passport.
+    pub fn order_key(&self) -> (i64, &str) {
+        (self.timestamp, self.id.as_str())
+    }
+}
+
+#[derive(Deserialize)]
+struct WireStatement {
+    id: String,
+    actor: String,
+    verb: String,
+    object: WireObject,
+    #[serde(default)]
+    result: Option<WireResult>,
+    timestamp: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireObject {
+    component: String,
+    #[serde(default)]
+    item: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WireResult {
+    success: Option<bool>,
+    score: Option<f64>,
+    response: Option<String>,
+    hints_used: Option<u32>,
+    duration_ms: Option<u64>,
+}
+
+/// How far in the future a timestamp may be (clock skew between a page and this service).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// The longest response kept.
+pub const MAX_RESPONSE_CHARS: usize = 4000;
+
+/// Normalises an answer for comparison: case, surrounding space and punctuation, inner runs of
+/// whitespace.
+pub fn normalize_answer(s: &str) -> String {
+    let s = s.trim().trim_end_matches(['.', '!']).trim().to_lowercase();
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Validates one statement against the library; `now_ms` bounds the timestamp.
+pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event, String> {
+    let w: WireStatement = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    let id = w.id.trim();
+    if id.is_empty() || id.len() > 128 {
+        return Err("id must be 1 to 128 characters".into());
+    }
+    let learner = LearnerId::parse(&w.actor).map_err(|e| format!("actor: {e}"))?;
+    let verb = Verb::parse(&w.verb)?;
+    let component_id = ComponentId::parse(&w.object.component).map_err(|e| format!("object.component: {e}"))?;
+    let Some(component) = lib.components.get(&component_id) else {
+        return Err(format!("unknown component '{component_id}'"));
+    };
+    let result = w.result.unwrap_or_default();
+    if let Some(score) = result.score
+        && !(0.0..=1.0).contains(&score)
+    {
+        return Err(format!("result.score {score} is out of range 0..=1"));
+    }
+    if let Some(r) = &result.response
+        && r.chars().count() > MAX_RESPONSE_CHARS
+    {
+        return Err(format!("result.response is longer than {MAX_RESPONSE_CHARS} characters"));
+    }
+    let timestamp = chrono::DateTime::parse_from_rfc3339(&w.timestamp)
+        .map_err(|e| format!("timestamp '{}' is not RFC 3339 ({e})", w.timestamp))?
+        .timestamp_millis();
+    if timestamp > now_ms + MAX_CLOCK_SKEW_MS {
+        return Err(format!("timestamp {} is in the future", w.timestamp));
+    }
+    let mut success = result.success;
+    match verb {
+        Verb::Answered => {
+            if component.format != Format::Exercise {
+                return Err(format!("'{component_id}' is not an exercise, so it cannot be answered"));
+            }
+            let items: Vec<&str> = component.items.iter().map(|i| i.id.as_str()).collect();
+            let Some(item) = w.object.item.as_deref() else {
+                return Err(format!("answered needs object.item (one of {})", items.join(", ")));
+            };
+            if !items.contains(&item) {
+                return Err(format!("unknown item '{item}' in '{component_id}' (expected one of {})", items.join(", ")));
+            }
+            if success.is_none() {
+                let Some(response) = &result.response else {
+                    return Err("answered needs result.success or result.response".into());
+                };
+                let key = lib.answer_key(&component_id, item).expect("every item has a key");
+                let given = normalize_answer(response);
+                success = Some(std::iter::once(&key.answer).chain(&key.accept).any(|a| normalize_answer(a) == given));
+            }
+        }
+        Verb::Rated if result.score.is_none() => return Err("rated needs result.score (0..=1)".into()),
+        _ => {}
+    }
+    Ok(Event {
+        id: id.to_owned(),
+        learner,
+        verb,
+        component: component_id,
+        item: w.object.item,
+        success,
+        score: result.score,
+        response: result.response,
+        hints_used: result.hints_used,
+        duration_ms: result.duration_ms,
+        timestamp,
+    })
+}
+
+/// One bad statement of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invalid {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Validates a whole batch: every statement, or the list of every bad one.
+pub fn validate_batch(values: &[Value], lib: &Library, now_ms: i64) -> Result<Vec<Event>, Vec<Invalid>> {
+    let mut events = Vec::with_capacity(values.len());
+    let mut bad = Vec::new();
+    for (index, v) in values.iter().enumerate() {
+        match validate_statement(v, lib, now_ms) {
+            Ok(e) => events.push(e),
+            Err(reason) => bad.push(Invalid { index, reason }),
+        }
+    }
+    if bad.is_empty() { Ok(events) } else { Err(bad) }
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,14 @@
+//! The skill passport: learner events, the mastery model (Bayesian Knowledge Tracing) with its
+//! evidence, format preference, the stores that keep them (SQLite, PostgreSQL), and the views
+//! the API serves (passport, plan).
+
+pub mod bkt;
+mod event;
+mod model;
+mod store;
+mod view;
+
+pub use event::{Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, now_ms, validate_batch, validate_statement};
+pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
+pub use store::{Erased, Recorded, SqlStore, Store, StoreError};
+pub use view::{Band, Passport, Plan, Review, SkipOffer, Variant, name_in_sentence, passport, plan};

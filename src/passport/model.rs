@@ -1,0 +1,206 @@
+//! The learner model: per-skill mastery with its evidence, and format preference, built by
+//! replaying events in timestamp order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::bkt;
+use super::event::{Event, Verb, normalize_answer};
+use crate::content::{Demand, Format, Library, SkillId};
+
+/// How many recent answers a skill state keeps for its trend and its "last N" reasons.
+pub const RECENT: usize = 10;
+/// How many recent misconceptions a skill state keeps.
+pub const MISCONCEPTIONS_KEPT: usize = 5;
+
+/// Attempts and successes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub attempts: u32,
+    pub correct: u32,
+}
+
+/// A wrong answer that matched a known misconception of the exercise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MisconceptionHit {
+    pub component: String,
+    pub item: String,
+    pub response: String,
+    pub diagnosis: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// What the passport knows about one learner and one skill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillState {
+    /// BKT posterior that the skill is known.
+    pub mastery: f64,
+    /// Answers observed (the confidence of `mastery`).
+    pub evidence: u32,
+    pub correct: u32,
+    pub hints_used: u32,
+    /// The last answers, oldest first.
+    pub recent: Vec<bool>,
+    /// Mastery before each of the last answers and after the newest, oldest first: the trend.
+    pub history: Vec<f64>,
+    /// Milliseconds since the Unix epoch of the newest answer.
+    pub last_seen: i64,
+    pub by_demand: BTreeMap<Demand, Tally>,
+    /// Newest last.
+    pub misconceptions: Vec<MisconceptionHit>,
+}
+
+impl SkillState {
+    /// A skill with no evidence yet, at its prior.
+    pub fn new(prior: f64) -> Self {
+        Self {
+            mastery: prior,
+            evidence: 0,
+            correct: 0,
+            hints_used: 0,
+            recent: Vec::new(),
+            history: vec![prior],
+            last_seen: 0,
+            by_demand: BTreeMap::new(),
+            misconceptions: Vec::new(),
+        }
+    }
+
+    /// Change of mastery over the recent answers.
+    pub fn trend(&self) -> f64 {
+        match (self.history.first(), self.history.last()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Engagement with one format: mean of ratings and of right/wrong answers after seeing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FormatSignal {
+    pub sum: f64,
+    pub n: u32,
+}
+
+/// The whole model of one learner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LearnerState {
+    pub skills: BTreeMap<SkillId, SkillState>,
+    pub formats: BTreeMap<Format, FormatSignal>,
+    /// The format last viewed per skill, credited by the next answer on that skill.
+    pub last_viewed: BTreeMap<SkillId, Format>,
+    /// The order key `(timestamp, id)` of the newest event applied.
+    pub last_key: Option<(i64, String)>,
+}
+
+/// Fewest signals before a format counts as preferred.
+pub const MIN_FORMAT_SIGNALS: u32 = 2;
+
+impl LearnerState {
+    /// Whether `events` (sorted) can be applied on top of this state, i.e. all of them come
+    /// after the newest event already applied. Otherwise the learner must be replayed.
+    pub fn can_append(&self, first: &Event) -> bool {
+        match &self.last_key {
+            None => true,
+            Some((ts, id)) => first.order_key() > (*ts, id.as_str()),
+        }
+    }
+
+    /// Applies one event; returns the skills whose state changed.
+    pub fn apply(&mut self, lib: &Library, e: &Event) -> Vec<SkillId> {
+        self.last_key = Some((e.timestamp, e.id.clone()));
+        let Some(component) = lib.components.get(&e.component) else { return Vec::new() };
+        match e.verb {
+            Verb::Viewed => {
+                for s in &component.skills {
+                    self.last_viewed.insert(s.clone(), component.format);
+                }
+                Vec::new()
+            }
+            Verb::Rated => {
+                if let Some(score) = e.score {
+                    let f = self.formats.entry(component.format).or_default();
+                    f.sum += score;
+                    f.n += 1;
+                }
+                Vec::new()
+            }
+            Verb::Answered => {
+                let correct = e.success.unwrap_or(false);
+                let item = e.item.as_deref().unwrap_or_default();
+                let demand = component.items.iter().find(|i| i.id == item).map(|i| i.demand);
+                let hit = (!correct).then(|| e.response.as_deref()).flatten().and_then(|r| {
+                    let given = normalize_answer(r);
+                    let key = lib.answer_key(&e.component, item)?;
+                    key.misconceptions.iter().find(|m| normalize_answer(&m.response) == given).map(|m| {
+                        MisconceptionHit {
+                            component: e.component.to_string(),
+                            item: item.to_owned(),
+                            response: r.to_owned(),
+                            diagnosis: m.diagnosis.clone(),
+                            at: e.timestamp,
+                        }
+                    })
+                });
+                for skill in &component.skills {
+                    let params = lib.skills.get(skill).and_then(|s| s.bkt).unwrap_or_default();
+                    let st = self.skills.entry(skill.clone()).or_insert_with(|| SkillState::new(params.prior));
+                    st.mastery = bkt::update(st.mastery, correct, &params);
+                    st.evidence += 1;
+                    st.correct += u32::from(correct);
+                    st.hints_used += e.hints_used.unwrap_or(0);
+                    st.recent.push(correct);
+                    if st.recent.len() > RECENT {
+                        st.recent.remove(0);
+                    }
+                    st.history.push(st.mastery);
+                    if st.history.len() > RECENT / 2 + 1 {
+                        st.history.remove(0);
+                    }
+                    st.last_seen = e.timestamp;
+                    if let Some(d) = demand {
+                        let t = st.by_demand.entry(d).or_default();
+                        t.attempts += 1;
+                        t.correct += u32::from(correct);
+                    }
+                    if let Some(h) = &hit {
+                        st.misconceptions.push(h.clone());
+                        if st.misconceptions.len() > MISCONCEPTIONS_KEPT {
+                            st.misconceptions.remove(0);
+                        }
+                    }
+                    // success after seeing a format counts for that format
+                    if let Some(f) = self.last_viewed.get(skill) {
+                        let sig = self.formats.entry(*f).or_default();
+                        sig.sum += if correct { 1.0 } else { 0.0 };
+                        sig.n += 1;
+                    }
+                }
+                component.skills.clone()
+            }
+            Verb::Skipped | Verb::Asked => Vec::new(),
+        }
+    }
+
+    /// The format this learner engages with best, once there is enough signal.
+    pub fn preferred_format(&self) -> Option<Format> {
+        self.formats
+            .iter()
+            .filter(|(_, s)| s.n >= MIN_FORMAT_SIGNALS)
+            .map(|(f, s)| (*f, s.sum / f64::from(s.n)))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(f, _)| f)
+    }
+
+    /// Builds the state from all of a learner's events, in any order.
+    pub fn replay(lib: &Library, events: &mut [Event]) -> Self {
+        events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let mut st = Self::default();
+        for e in events.iter() {
+            st.apply(lib, e);
+        }
+        st
+    }
+}
