@@ -163,7 +163,7 @@ fn main() {
     search_latency(&rt, &run, queries);
     drop(run);
 
-    let (n, paras) = if small { (2000, 10) } else { (10_000, 20) };
+    let (n, paras) = if small { (2000, 10) } else { (10_000, 4) };
     println!("ingest, BM25 only, {n} components of {paras} sections (chunk size 64 tokens)");
     let run = build(&rt, n, paras, 64);
     println!(

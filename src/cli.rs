@@ -1,4 +1,4 @@
-//! The `tutor` command line: `validate`, `ingest`, `search`, `serve`.
+//! The `tutor` command line: `validate`, `ingest`, `search`, `serve`, `passport`, `events import`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::content::{ContentError, Format, Level, Library, SkillId, load_library};
+use crate::passport::{self, LearnerId, Recorded, SqlStore, Store, now_ms, validate_statement};
 use crate::retrieval::{EdgeStore, Hit, Retriever, SearchFilter, SearchRequest, ingest, open_current};
 
 /// An agentic AI tutor that lives in the content layer.
@@ -72,7 +73,33 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Show a learner's skill passport
+    Passport {
+        learner: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Learner events
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
 }
+
+/// `tutor events …`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Import statements from a JSON Lines file (one statement per line, as POST /v1/events
+    /// takes them); every line is checked first, and nothing is stored if any is bad
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Statements recorded per transaction by `tutor events import`.
+const IMPORT_BATCH: usize = 500;
 
 /// Runs the command line; the exit code is 0 on success, 1 on failure.
 pub fn main() -> ExitCode {
@@ -158,27 +185,142 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(h) = host {
                 cfg.host = h;
             }
-            let (addr, server) = crate::api::serve(cfg, shutdown_signal()).await.context("binding the listener")?;
+            let (addr, server) = crate::api::serve(cfg, shutdown_signal()).await.context("starting the service")?;
             tracing::info!(%addr, "tutor listening on http://{addr}");
             server.await.context("serving")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Passport { learner, json } => {
+            let learner = LearnerId::parse(&learner)?;
+            let lib = load_or_report(&cfg, json)?;
+            let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
+            let state = store.learner(&learner).await?;
+            let p = passport::passport(&lib, &cfg.passport, &learner, &state);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print_passport(&p);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events { command: EventsCommand::Import { file, json } } => import_events(&cfg, &file, json).await,
+    }
+}
+
+/// The configured content, or an error naming how many problems it has.
+fn load_or_report(cfg: &Config, json: bool) -> anyhow::Result<Library> {
+    load_library(&cfg.content_dir, &cfg.load_options()).map_err(|e| {
+        print_content_errors(&e, json, false);
+        anyhow::anyhow!("the content in {} does not validate", cfg.content_dir.display())
+    })
+}
+
+fn progress_bar(len: u64, hidden: bool) -> ProgressBar {
+    if hidden || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let lib = load_or_report(cfg, json)?;
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text = String::from_utf8(text).map_err(|e| anyhow::anyhow!("{}: not UTF-8 ({e})", file.display()))?;
+    let now = now_ms();
+    let mut events = Vec::new();
+    let mut problems = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let checked = serde_json::from_str::<serde_json::Value>(line)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|v| validate_statement(&v, &lib, now));
+        match checked {
+            Ok(e) => events.push(e),
+            Err(reason) => problems.push(format!("{}:{}: {reason}", file.display(), n + 1)),
+        }
+    }
+    if !problems.is_empty() {
+        if json {
+            println!("{}", serde_json::json!({"ok": false, "errors": problems}));
+        } else {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} bad line(s); nothing was imported.", problems.len());
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
+    let started = std::time::Instant::now();
+    let progress = progress_bar(events.len() as u64, json);
+    progress.set_message("events");
+    let mut total = Recorded::default();
+    for batch in events.chunks(IMPORT_BATCH) {
+        let r = store.record(batch, &lib).await.context("recording events (batches before this one are stored; re-running the import is safe)")?;
+        total.accepted += r.accepted;
+        total.duplicates += r.duplicates;
+        progress.inc(batch.len() as u64);
+    }
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    if json {
+        println!("{}", serde_json::json!({"ok": true, "accepted": total.accepted, "duplicates": total.duplicates, "seconds": secs}));
+    } else {
+        println!(
+            "Imported {} event(s) ({} duplicate(s) skipped) in {secs:.2} s into {}.",
+            total.accepted,
+            total.duplicates,
+            store.backend()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_passport(p: &passport::Passport) {
+    println!("Skill passport of {}", p.learner);
+    if p.skills.is_empty() {
+        println!("no evidence yet");
+        return;
+    }
+    let width = p.skills.iter().map(|s| s.skill.as_str().len()).max().unwrap_or(5).max(5);
+    println!("{:<width$}  {:>7}  {:<10}  {:>8}  {:<7}  recent", "skill", "mastery", "band", "evidence", "trend");
+    for s in &p.skills {
+        println!(
+            "{:<width$}  {:>7.2}  {:<10}  {:>8}  {:<7}  {}",
+            s.skill.as_str(),
+            s.mastery,
+            s.band.as_str(),
+            s.evidence,
+            s.trend,
+            s.recent
+        );
+        if let Some(d) = &s.demand_summary {
+            println!("{:<width$}  {d}", "");
+        }
+        for m in &s.misconceptions {
+            println!("{:<width$}  misconception ({} {}: \"{}\"): {}", "", m.component, m.item, m.response, m.diagnosis);
+        }
+    }
+    for g in &p.prerequisite_gaps {
+        let needed: Vec<&str> = g.needed_by.iter().map(|s| s.as_str()).collect();
+        println!("gap: {} ({:.2}, {}) is needed by {}", g.name, g.mastery, g.band.as_str(), needed.join(", "));
+    }
+    if let Some(f) = p.format_preference.preferred {
+        println!("does best with: {}", f.as_str().replace('_', " "));
     }
 }
 
 async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<ExitCode> {
-    let progress = if json || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let pb = ProgressBar::new(0);
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb
-    };
+    let progress = progress_bar(0, json);
     let report = ingest(cfg, lib, crate::api::embedder(cfg), &progress).await;
     progress.finish_and_clear();
     let report = report.context("ingest failed; the previous index is unchanged")?;

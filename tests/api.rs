@@ -8,34 +8,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use tutor::config::Config;
 
-struct App {
-    base: String,
-    _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
-    let data = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = data.path().to_owned();
-    cfg.port = 0;
-    cfg_for(&mut cfg);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) = tutor::api::serve(cfg, async {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
-    tokio::spawn(server);
-    App { base: format!("http://{addr}"), _data: data, _stop: tx }
-}
-
-async fn get(url: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(url).await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
 async fn wait_ready(app: &App) -> serde_json::Value {
     let started = Instant::now();
     loop {

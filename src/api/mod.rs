@@ -177,6 +177,8 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
                 state.set_library(lib);
             }
             _ => {
+                // the learner routes need the content model, not the index: serve them now
+                state.set_library(lib.clone());
                 tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
                 match ingest(&cfg, &lib, embedder, &indicatif::ProgressBar::hidden()).await {
                     Ok(r) => tracing::info!(chunks = r.chunks, ms = r.elapsed_ms, "ingest done"),
@@ -185,7 +187,6 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
                         state.status.set_problem(format!("ingest failed: {e}"));
                     }
                 }
-                state.set_library(lib);
             }
         },
         Err(e) => {

@@ -131,6 +131,47 @@ struct WireResult {
     response: Option<String>,
     hints_used: Option<u32>,
     duration_ms: Option<u64>,
+    /// xAPI's ISO 8601 duration, e.g. `PT5.4S`; `duration_ms` wins when both are given.
+    duration: Option<String>,
+}
+
+/// Parses the ISO 8601 durations xAPI uses (`PT1H2M5.4S`, `P1DT2H`) into milliseconds.
+pub fn parse_iso_duration(s: &str) -> Option<u64> {
+    let rest = s.strip_prefix('P')?;
+    let (days, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (rest, None),
+    };
+    let mut ms = 0f64;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut num = String::new();
+        let mut last = 0usize;
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                num.push(c);
+                continue;
+            }
+            let i = units.iter().position(|(u, _)| *u == c)?;
+            // units in order, each at most once
+            if i < last || num.is_empty() {
+                return None;
+            }
+            last = i + 1;
+            ms += num.parse::<f64>().ok()? * units[i].1;
+            num.clear();
+            any = true;
+        }
+        num.is_empty().then_some(())
+    };
+    take(days, &[('Y', 365.0 * 86_400_000.0), ('M', 30.0 * 86_400_000.0), ('W', 7.0 * 86_400_000.0), ('D', 86_400_000.0)])?;
+    if let Some(t) = time {
+        if t.is_empty() {
+            return None;
+        }
+        take(t, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1000.0)])?;
+    }
+    (any && ms.is_finite()).then(|| ms.round() as u64)
 }
 
 /// How far in the future a timestamp may be (clock skew between a page and this service).
@@ -169,6 +210,13 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
     {
         return Err(format!("result.response is longer than {MAX_RESPONSE_CHARS} characters"));
     }
+    let duration_ms = match (result.duration_ms, &result.duration) {
+        (Some(ms), _) => Some(ms),
+        (None, Some(d)) => Some(
+            parse_iso_duration(d).ok_or_else(|| format!("result.duration '{d}' is not an ISO 8601 duration like PT5.4S"))?,
+        ),
+        (None, None) => None,
+    };
     let timestamp = chrono::DateTime::parse_from_rfc3339(&w.timestamp)
         .map_err(|e| format!("timestamp '{}' is not RFC 3339 ({e})", w.timestamp))?
         .timestamp_millis();
@@ -210,7 +258,7 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
         score: result.score,
         response: result.response,
         hints_used: result.hints_used,
-        duration_ms: result.duration_ms,
+        duration_ms,
         timestamp,
     })
 }
@@ -238,4 +286,20 @@ pub fn validate_batch(values: &[Value], lib: &Library, now_ms: i64) -> Result<Ve
 /// The current time in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_iso_duration;
+
+    #[test]
+    fn iso_durations_parse_and_nonsense_does_not() {
+        assert_eq!(parse_iso_duration("PT5.4S"), Some(5400));
+        assert_eq!(parse_iso_duration("PT1H2M3S"), Some(3_723_000));
+        assert_eq!(parse_iso_duration("P1DT1M"), Some(86_460_000));
+        assert_eq!(parse_iso_duration("PT2M"), Some(120_000));
+        for bad in ["", "P", "PT", "5S", "PT5", "PTS", "PT1S2M", "PT5X", "P1H"] {
+            assert_eq!(parse_iso_duration(bad), None, "{bad}");
+        }
+    }
 }

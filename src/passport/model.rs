@@ -89,7 +89,7 @@ pub struct FormatSignal {
 pub struct LearnerState {
     pub skills: BTreeMap<SkillId, SkillState>,
     pub formats: BTreeMap<Format, FormatSignal>,
-    /// The format last viewed per skill, credited by the next answer on that skill.
+    /// The format last viewed per skill, credited (once) by the next answer on that skill.
     pub last_viewed: BTreeMap<SkillId, Format>,
     /// The order key `(timestamp, id)` of the newest event applied.
     pub last_key: Option<(i64, String)>,
@@ -172,8 +172,8 @@ impl LearnerState {
                         }
                     }
                     // success after seeing a format counts for that format
-                    if let Some(f) = self.last_viewed.get(skill) {
-                        let sig = self.formats.entry(*f).or_default();
+                    if let Some(f) = self.last_viewed.remove(skill) {
+                        let sig = self.formats.entry(f).or_default();
                         sig.sum += if correct { 1.0 } else { 0.0 };
                         sig.n += 1;
                     }

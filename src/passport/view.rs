@@ -44,7 +44,8 @@ impl Band {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The band as the API spells it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Band::Intro => "intro",
             Band::Developing => "developing",

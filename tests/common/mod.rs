@@ -143,3 +143,34 @@ pub async fn embedded_inputs(server: &MockServer) -> Vec<String> {
     }
     out
 }
+
+/// A service on a real socket, stopped when dropped.
+pub struct App {
+    pub base: String,
+    pub data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts `tutor::api::serve` on a free port with a fresh data dir, after `cfg_for` adjusts
+/// the config.
+pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.data_dir = data.path().to_owned();
+    cfg.port = 0;
+    cfg_for(&mut cfg);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = tutor::api::serve(cfg, async {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    tokio::spawn(server);
+    App { base: format!("http://{addr}"), data, _stop: tx }
+}
+
+pub async fn get(url: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
