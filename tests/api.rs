@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tutor::config::Config;
 
 async fn wait_ready(app: &App) -> serde_json::Value {
     let started = Instant::now();

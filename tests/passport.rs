@@ -233,13 +233,17 @@ async fn fifty_concurrent_batches_for_one_learner_lose_no_update(backend: Backen
             .map(|i| answered(&format!("b{b}-{i}"), "busy", "fractions-divide-ex-1", "q1", (b + i) % 3 != 0, b * 4 + i))
             .collect();
         let req = client.post(format!("{}/v1/events", app.base)).json(&batch);
-        async move {
+        tokio::spawn(async move {
             let r = req.send().await.unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        })
     });
+    let posts: Vec<_> = posts.collect();
 
-    let replies = futures::future::join_all(posts).await;
+    let mut replies = Vec::new();
+    for p in posts {
+        replies.push(p.await.unwrap());
+    }
 
     for (status, body) in &replies {
         assert_eq!((*status, body), (200, &json!({"accepted": 4, "duplicates": 0})));

@@ -163,13 +163,29 @@ pub async fn serve(
     Ok((addr, server))
 }
 
+/// Runs blocking work off the async threads; `None` (logged) if it panicked or the runtime is
+/// shutting down, so that the caller can stop instead of taking the process down.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) if e.is_cancelled() => None,
+        Err(e) => {
+            tracing::error!(error = %e, "a background task failed");
+            None
+        }
+    }
+}
+
 #[tracing::instrument(skip_all)]
 async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
     let cfg = state.config.clone();
     let model = embedder.as_ref().map(|e| e.model().to_owned());
     let content = cfg.content_dir.clone();
     let opts = cfg.load_options();
-    let lib = tokio::task::spawn_blocking(move || load_library(&content, &opts)).await.expect("loader task");
+    let Some(lib) = blocking(move || load_library(&content, &opts)).await else {
+        state.status.set_problem("loading the content failed unexpectedly; see the logs");
+        return;
+    };
     match lib {
         Ok(lib) => match is_stale(&cfg, &lib, model.as_deref()) {
             Ok(false) => {
@@ -198,7 +214,11 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
         }
     }
     let dir = cfg.index_dir();
-    match tokio::task::spawn_blocking(move || open_current(&dir)).await.expect("open task") {
+    let Some(opened) = blocking(move || open_current(&dir)).await else {
+        state.status.set_problem("opening the index failed unexpectedly; see the logs");
+        return;
+    };
+    match opened {
         Ok(Some(store)) => {
             state.retriever.set_store(Arc::new(store));
             state.status.ready.store(true, Ordering::Release);
@@ -235,14 +255,16 @@ async fn follow_new_generations(state: AppState) {
             continue;
         }
         let dir = index_dir.clone();
-        match tokio::task::spawn_blocking(move || open_current(&dir)).await.expect("open task") {
+        let Some(opened) = blocking(move || open_current(&dir)).await else { return };
+        match opened {
             Ok(Some(store)) => {
                 tracing::info!(generation = %store.manifest().generation, "serving a new index generation");
                 let content = state.config.content_dir.clone();
                 let opts = state.config.load_options();
-                match tokio::task::spawn_blocking(move || load_library(&content, &opts)).await.expect("loader task") {
-                    Ok(lib) => state.set_library(lib),
-                    Err(e) => tracing::warn!(problems = e.diagnostics.len(), "the content no longer validates; keeping the loaded one"),
+                match blocking(move || load_library(&content, &opts)).await {
+                    Some(Ok(lib)) => state.set_library(lib),
+                    None => return,
+                    Some(Err(e)) => tracing::warn!(problems = e.diagnostics.len(), "the content no longer validates; keeping the loaded one"),
                 }
                 state.retriever.set_store(Arc::new(store));
                 state.status.ready.store(true, Ordering::Release);

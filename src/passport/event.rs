@@ -210,13 +210,13 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
     {
         return Err(format!("result.response is longer than {MAX_RESPONSE_CHARS} characters"));
     }
-    let duration_ms = match (result.duration_ms, &result.duration) {
-        (Some(ms), _) => Some(ms),
-        (None, Some(d)) => Some(
-            parse_iso_duration(d).ok_or_else(|| format!("result.duration '{d}' is not an ISO 8601 duration like PT5.4S"))?,
-        ),
-        (None, None) => None,
+    let iso = match &result.duration {
+        Some(d) => {
+            Some(parse_iso_duration(d).ok_or_else(|| format!("result.duration '{d}' is not an ISO 8601 duration like PT5.4S"))?)
+        }
+        None => None,
     };
+    let duration_ms = result.duration_ms.or(iso);
     let timestamp = chrono::DateTime::parse_from_rfc3339(&w.timestamp)
         .map_err(|e| format!("timestamp '{}' is not RFC 3339 ({e})", w.timestamp))?
         .timestamp_millis();

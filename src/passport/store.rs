@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, QueryBuilder, Row};
+use sqlx::{AnyPool, Executor, Row};
 
 use super::event::{Event, LearnerId, Verb};
 use super::model::{LearnerState, SkillState};
@@ -83,8 +83,13 @@ fn migrator() -> Migrator {
     }
 }
 
+/// Serializes one learner's writes on PostgreSQL until the transaction ends. (Selecting a
+/// constant: the Any driver cannot decode the function's `void`.)
+const ADVISORY_LOCK: &str = "SELECT 1 FROM pg_advisory_xact_lock(hashtextextended($1, 0))";
+
 const EVENT_COLUMNS: &str = "learner, id, verb, component, item, success, score, response, hints_used, duration_ms, ts, received_at";
-/// Rows per multi-row insert: 12 parameters each, well below SQLite's and PostgreSQL's limits.
+/// Rows per multi-row insert: 12 parameters each (6,000 in all), well below SQLite's 32,766
+/// and PostgreSQL's 65,535.
 const INSERT_ROWS: usize = 500;
 
 impl SqlStore {
@@ -135,23 +140,29 @@ impl SqlStore {
     ) -> Result<BTreeSet<(String, String)>, StoreError> {
         let mut inserted = BTreeSet::new();
         for chunk in events.chunks(INSERT_ROWS) {
-            let mut q = QueryBuilder::<sqlx::Any>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(e.learner.as_str().to_owned())
-                    .push_bind(e.id.clone())
-                    .push_bind(e.verb.as_str())
-                    .push_bind(e.component.as_str().to_owned())
-                    .push_bind(e.item.clone())
-                    .push_bind(e.success.map(i64::from))
-                    .push_bind(e.score)
-                    .push_bind(e.response.clone())
-                    .push_bind(e.hints_used.map(i64::from))
-                    .push_bind(e.duration_ms.map(|d| d.min(i64::MAX as u64) as i64))
-                    .push_bind(e.timestamp)
-                    .push_bind(received_at);
-            });
-            q.push(" ON CONFLICT (learner, id) DO NOTHING RETURNING learner, id");
-            for row in q.build().fetch_all(&mut **tx).await? {
+            let sql = format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (learner, id) DO NOTHING RETURNING learner, id",
+                placeholders(chunk.len(), 12)
+            );
+            // Not a cached prepared statement: sqlx 0.8.6's Any driver sends a NULL f64 as a
+            // float4 parameter, and a statement prepared that way rejects the next real score.
+            let mut q = sqlx::query(&sql).persistent(false);
+            for e in chunk {
+                q = q
+                    .bind(e.learner.as_str().to_owned())
+                    .bind(e.id.clone())
+                    .bind(e.verb.as_str())
+                    .bind(e.component.as_str().to_owned())
+                    .bind(e.item.clone())
+                    .bind(e.success.map(i64::from))
+                    .bind(e.score)
+                    .bind(e.response.clone())
+                    .bind(e.hints_used.map(i64::from))
+                    .bind(e.duration_ms.map(|d| d.min(i64::MAX as u64) as i64))
+                    .bind(e.timestamp)
+                    .bind(received_at);
+            }
+            for row in q.fetch_all(&mut **tx).await? {
                 inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
             }
         }
@@ -186,21 +197,23 @@ impl SqlStore {
         let skills: Vec<(&SkillId, &SkillState)> =
             skills.iter().filter_map(|s| state.skills.get(s).map(|st| (s, st))).collect();
         for chunk in skills.chunks(INSERT_ROWS) {
-            let mut q =
-                QueryBuilder::<sqlx::Any>::new("INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at) ");
-            q.push_values(chunk, |mut b, (skill, st)| {
-                b.push_bind(learner.as_str().to_owned())
-                    .push_bind(skill.as_str().to_owned())
-                    .push_bind(st.mastery)
-                    .push_bind(i64::from(st.evidence))
-                    .push_bind(serde_json::to_string(st).expect("state serializes"))
-                    .push_bind(now);
-            });
-            q.push(
-                " ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, evidence = excluded.evidence, \
+            let sql = format!(
+                "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at) VALUES {} \
+                 ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, evidence = excluded.evidence, \
                  state = excluded.state, updated_at = excluded.updated_at",
+                placeholders(chunk.len(), 6)
             );
-            q.build().execute(&mut **tx).await?;
+            let mut q = sqlx::query(&sql);
+            for (skill, st) in chunk {
+                q = q
+                    .bind(learner.as_str().to_owned())
+                    .bind(skill.as_str().to_owned())
+                    .bind(st.mastery)
+                    .bind(i64::from(st.evidence))
+                    .bind(serde_json::to_string(st).expect("state serializes"))
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
         }
         let head = LearnerState { skills: BTreeMap::new(), ..state.clone() };
         sqlx::query(
@@ -214,6 +227,24 @@ impl SqlStore {
         .await?;
         Ok(())
     }
+}
+
+/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows: numbered placeholders, which both SQLite
+/// and PostgreSQL read (the Any driver's query builder writes `?`, which PostgreSQL does not).
+fn placeholders(rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * cols + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
@@ -286,7 +317,7 @@ impl Store for SqlStore {
             // one learner's batches are applied one at a time; locks taken in id order, so two
             // batches touching the same learners cannot deadlock
             for learner in by_learner.keys() {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                sqlx::query(ADVISORY_LOCK)
                     .bind(learner.as_str())
                     .execute(&mut *tx)
                     .await?;
@@ -332,7 +363,7 @@ impl Store for SqlStore {
         };
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(learner.as_str()).execute(&mut *tx).await?;
+            sqlx::query(ADVISORY_LOCK).bind(learner.as_str()).execute(&mut *tx).await?;
         }
         let events = sqlx::query("DELETE FROM events WHERE learner = $1").bind(learner.as_str()).execute(&mut *tx).await?;
         let skills = sqlx::query("DELETE FROM skill_states WHERE learner = $1").bind(learner.as_str()).execute(&mut *tx).await?;

@@ -31,13 +31,25 @@ pub struct IndexPoint {
 
 /// A built index generation, open for search.
 pub struct EdgeStore {
-    shard: EdgeShard,
+    /// Dropped by hand: qdrant-edge flushes on drop and panics if that fails (say the
+    /// generation's folder was deleted under it); see `Drop for EdgeStore`.
+    shard: std::mem::ManuallyDrop<EdgeShard>,
     manifest: Manifest,
     dir: PathBuf,
 }
 
 fn store_err(what: &str, e: impl std::fmt::Display) -> RetrievalError {
     RetrievalError::Store(format!("{what}: {e}"))
+}
+
+impl Drop for EdgeStore {
+    fn drop(&mut self) {
+        // SAFETY: the shard is taken once, here, and never used again.
+        let shard = unsafe { std::mem::ManuallyDrop::take(&mut self.shard) };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(shard))).is_err() {
+            tracing::error!(dir = %self.dir.display(), "closing an index generation failed (was its folder removed?)");
+        }
+    }
 }
 
 impl EdgeStore {
@@ -56,6 +68,9 @@ impl EdgeStore {
             cfg = cfg.vector(DENSE, EdgeVectorParams::builder(d.dimensions as usize, Distance::Cosine).build());
         }
         let shard = EdgeShard::new(dir, cfg.build()).map_err(|e| store_err("create shard", e))?;
+        // owned by the store from here on, so that an error or panic below closes it safely
+        let store = Self { shard: std::mem::ManuallyDrop::new(shard), manifest, dir: dir.to_owned() };
+        let shard = &*store.shard;
         for field in INDEXED {
             shard
                 .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
@@ -95,11 +110,18 @@ impl EdgeStore {
             on_progress(done);
         }
         // one writer, and no update() in flight: flush() is safe here (see the qdrant-edge note)
-        shard.flush();
+        store.flush()?;
         shard.optimize().map_err(|e| store_err("optimize", e))?;
-        shard.flush();
-        write_json_durably(&dir.join(super::ingest::MANIFEST_FILE), &manifest)?;
-        Ok(Self { shard, manifest, dir: dir.to_owned() })
+        store.flush()?;
+        write_json_durably(&dir.join(super::ingest::MANIFEST_FILE), &store.manifest)?;
+        Ok(store)
+    }
+
+    /// Flushes to disk. qdrant-edge panics when a flush fails (a full disk, a folder removed
+    /// under it); that becomes an error here.
+    fn flush(&self) -> Result<(), RetrievalError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush()))
+            .map_err(|_| store_err("flush", format!("writing {} failed", self.dir.display())))
     }
 
     /// Opens a complete generation.
@@ -117,7 +139,7 @@ impl EdgeStore {
                 store_err("open shard", msg)
             }
         })?;
-        Ok(Self { shard, manifest, dir: dir.to_owned() })
+        Ok(Self { shard: std::mem::ManuallyDrop::new(shard), manifest, dir: dir.to_owned() })
     }
 
     /// The generation folder.
