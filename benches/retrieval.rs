@@ -7,21 +7,82 @@ use std::time::{Duration, Instant};
 
 use tutor::config::Config;
 use tutor::content::{Format, Level, LoadOptions, SkillId, load_library};
-use tutor::retrieval::{Bm25, Retriever, SearchFilter, SearchRequest, StoreQuery, VectorStore, ingest, open_current};
+use tutor::retrieval::{
+    Bm25, Retriever, SearchFilter, SearchRequest, StoreQuery, VectorStore, ingest, open_current,
+};
 
 const WORDS: &[&str] = &[
-    "fraction", "numerator", "denominator", "equivalent", "common", "multiple", "divide", "multiply", "reciprocal",
-    "decimal", "percent", "whole", "part", "pizza", "recipe", "measure", "compare", "greater", "smaller", "simplify",
-    "phishing", "password", "manager", "factor", "authentication", "report", "incident", "email", "link", "attachment",
-    "sender", "domain", "urgent", "invoice", "vendor", "device", "laptop", "update", "classify", "confidential",
-    "learner", "example", "explain", "because", "therefore", "step", "first", "next", "finally", "check", "answer",
-    "question", "reason", "pattern", "rule", "number", "line", "model", "picture", "share", "group", "equal",
+    "fraction",
+    "numerator",
+    "denominator",
+    "equivalent",
+    "common",
+    "multiple",
+    "divide",
+    "multiply",
+    "reciprocal",
+    "decimal",
+    "percent",
+    "whole",
+    "part",
+    "pizza",
+    "recipe",
+    "measure",
+    "compare",
+    "greater",
+    "smaller",
+    "simplify",
+    "phishing",
+    "password",
+    "manager",
+    "factor",
+    "authentication",
+    "report",
+    "incident",
+    "email",
+    "link",
+    "attachment",
+    "sender",
+    "domain",
+    "urgent",
+    "invoice",
+    "vendor",
+    "device",
+    "laptop",
+    "update",
+    "classify",
+    "confidential",
+    "learner",
+    "example",
+    "explain",
+    "because",
+    "therefore",
+    "step",
+    "first",
+    "next",
+    "finally",
+    "check",
+    "answer",
+    "question",
+    "reason",
+    "pattern",
+    "rule",
+    "number",
+    "line",
+    "model",
+    "picture",
+    "share",
+    "group",
+    "equal",
 ];
 
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) as usize
     }
     fn sentence(&mut self) -> String {
@@ -41,7 +102,14 @@ fn corpus(n: usize, paragraphs: usize) -> tempfile::TempDir {
     std::fs::create_dir_all(course.join("components")).unwrap();
     let mut skills = String::from("course:\n  id: bench\n  title: Bench\nskills:\n");
     for s in 0..20 {
-        skills.push_str(&format!("  - id: bench.s{s}\n    name: Skill {s}\n    prerequisites: [{}]\n", if s > 0 { format!("bench.s{}", s - 1) } else { String::new() }));
+        skills.push_str(&format!(
+            "  - id: bench.s{s}\n    name: Skill {s}\n    prerequisites: [{}]\n",
+            if s > 0 {
+                format!("bench.s{}", s - 1)
+            } else {
+                String::new()
+            }
+        ));
     }
     std::fs::write(course.join("skills.yaml"), skills).unwrap();
     let levels = ["intro", "developing", "proficient", "advanced"];
@@ -85,25 +153,48 @@ struct Run {
 fn build(rt: &tokio::runtime::Runtime, n: usize, paragraphs: usize, chunk_tokens: usize) -> Run {
     let content = corpus(n, paragraphs);
     let data = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = data.path().to_owned();
-    config.chunk_tokens = chunk_tokens;
-    config.chunk_overlap = 0;
+    let config = Config {
+        data_dir: data.path().to_owned(),
+        chunk_tokens,
+        chunk_overlap: 0,
+        ..Config::default()
+    };
     let t = Instant::now();
     let lib = load_library(content.path(), &LoadOptions::default()).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let report = rt.block_on(ingest(&config, &lib, None, &indicatif::ProgressBar::hidden())).unwrap();
+    let report = rt
+        .block_on(ingest(
+            &config,
+            &lib,
+            None,
+            &indicatif::ProgressBar::hidden(),
+        ))
+        .unwrap();
     let ingest_s = t.elapsed().as_secs_f64();
-    Run { components: report.components, chunks: report.chunks, load_s, ingest_s, config, _data: data, _content: content }
+    Run {
+        components: report.components,
+        chunks: report.chunks,
+        load_s,
+        ingest_s,
+        config,
+        _data: data,
+        _content: content,
+    }
 }
 
 fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
-    let store: Arc<dyn VectorStore> = Arc::new(open_current(&run.config.index_dir()).unwrap().unwrap());
+    let store: Arc<dyn VectorStore> =
+        Arc::new(open_current(&run.config.index_dir()).unwrap().unwrap());
     let mut rng = Rng(7);
     let mut texts = Vec::new();
     for _ in 0..queries {
-        texts.push(format!("{} {} {}", WORDS[rng.next() % WORDS.len()], WORDS[rng.next() % WORDS.len()], WORDS[rng.next() % WORDS.len()]));
+        texts.push(format!(
+            "{} {} {}",
+            WORDS[rng.next() % WORDS.len()],
+            WORDS[rng.next() % WORDS.len()],
+            WORDS[rng.next() % WORDS.len()]
+        ));
     }
     let filter = |i: usize| SearchFilter {
         skills: vec![SkillId::parse(&format!("bench.s{}", i % 20)).unwrap()],
@@ -112,40 +203,74 @@ fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
     };
     // warm-up
     for (i, t) in texts.iter().take(50).enumerate() {
-        let _ = store.query(&StoreQuery { sparse: Bm25::query(t), dense: None, filter: filter(i), limit: 10 }).unwrap();
+        let _ = store
+            .query(&StoreQuery {
+                sparse: Bm25::query(t),
+                dense: None,
+                filter: filter(i),
+                limit: 10,
+            })
+            .unwrap();
     }
-    for (label, with_filter) in [("BM25, no filter", false), ("BM25 + skill & level filter", true)] {
+    for (label, with_filter) in [
+        ("BM25, no filter", false),
+        ("BM25 + skill & level filter", true),
+    ] {
         let mut times = Vec::with_capacity(queries);
         for (i, t) in texts.iter().enumerate() {
-            let f = if with_filter { filter(i) } else { SearchFilter::default() };
-            let q = StoreQuery { sparse: Bm25::query(t), dense: None, filter: f, limit: 10 };
+            let f = if with_filter {
+                filter(i)
+            } else {
+                SearchFilter::default()
+            };
+            let q = StoreQuery {
+                sparse: Bm25::query(t),
+                dense: None,
+                filter: f,
+                limit: 10,
+            };
             let s = Instant::now();
             let hits = store.query(&q).unwrap();
             times.push(s.elapsed());
             std::hint::black_box(hits);
         }
         times.sort();
-        println!("  store query, {label:<28} p50 {:.3} ms  p99 {:.3} ms  ({queries} queries)", percentile(&times, 0.5), percentile(&times, 0.99));
+        println!(
+            "  store query, {label:<28} p50 {:.3} ms  p99 {:.3} ms  ({queries} queries)",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
     }
     // end to end through the Retriever: query embedding, spawn_blocking, dedup per component
     let retriever = Retriever::new(None);
     retriever.set_store(store);
     let mut times = Vec::with_capacity(queries);
     for (i, t) in texts.iter().enumerate() {
-        let req = SearchRequest { text: t.clone(), filter: filter(i), k: 5 };
+        let req = SearchRequest {
+            text: t.clone(),
+            filter: filter(i),
+            k: 5,
+        };
         let s = Instant::now();
         let hits = rt.block_on(retriever.search(&req)).unwrap();
         times.push(s.elapsed());
         std::hint::black_box(hits);
     }
     times.sort();
-    println!("  Retriever::search k=5 + filter        p50 {:.3} ms  p99 {:.3} ms", percentile(&times, 0.5), percentile(&times, 0.99));
+    println!(
+        "  Retriever::search k=5 + filter        p50 {:.3} ms  p99 {:.3} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99)
+    );
     let _ = Format::ALL;
 }
 
 fn main() {
     let small = std::env::var("BENCH_SMALL").is_ok();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let queries = if small { 200 } else { 2000 };
 
     let n = if small { 1000 } else { 10_000 };

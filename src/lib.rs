@@ -7,7 +7,9 @@
 //! - [`retrieval`]: BM25 and dense embeddings, the `VectorStore` trait with its embedded
 //!   `qdrant-edge` backend, hybrid search with filters, and the ingest that builds a fresh
 //!   index generation and switches to it atomically.
-//! - [`api`]: the HTTP service (axum): router, state, startup and shutdown.
+//! - [`passport`]: learner events and their validation, Bayesian Knowledge Tracing, the
+//!   learner model, the SQL store (SQLite, PostgreSQL) and the passport and plan views.
+//! - [`api`]: the HTTP service (axum): router, state, startup and shutdown, learner routes.
 //! - [`config`]: settings from defaults, `tutor.toml` and `TUTOR_*` variables.
 //! - [`cli`]: the `tutor` command line.
 

@@ -20,7 +20,10 @@ pub use passport::{MAX_BATCH, MAX_EVENTS_BODY};
 use crate::config::Config;
 use crate::content::{Library, load_library};
 use crate::passport::{SqlStore, Store, StoreError};
-use crate::retrieval::{Embedder, OpenAiEmbedder, Retriever, VectorStore, cleanup_generations, ingest, is_stale, open_current};
+use crate::retrieval::{
+    Embedder, OpenAiEmbedder, Retriever, VectorStore, cleanup_generations, ingest, is_stale,
+    open_current,
+};
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -36,9 +39,17 @@ pub struct AppState {
 impl AppState {
     /// The loaded content, or a 503 while there is none.
     pub fn library(&self) -> Result<Arc<Library>, ApiError> {
-        self.library.read().expect("library lock").clone().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "content_not_loaded", "the content is not loaded yet (see /readyz)")
-        })
+        self.library
+            .read()
+            .expect("library lock")
+            .clone()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "content_not_loaded",
+                    "the content is not loaded yet (see /readyz)",
+                )
+            })
     }
 
     fn set_library(&self, lib: Library) {
@@ -71,7 +82,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with no details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 }
 
@@ -91,9 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(passport::routes())
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
 
@@ -159,7 +173,11 @@ pub async fn serve(
     };
     tokio::spawn(prepare_index(state.clone(), embedder));
     let app = router(state);
-    let server = async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await };
+    let server = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    };
     Ok((addr, server))
 }
 
@@ -183,7 +201,9 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
     let content = cfg.content_dir.clone();
     let opts = cfg.load_options();
     let Some(lib) = blocking(move || load_library(&content, &opts)).await else {
-        state.status.set_problem("loading the content failed unexpectedly; see the logs");
+        state
+            .status
+            .set_problem("loading the content failed unexpectedly; see the logs");
         return;
     };
     match lib {
@@ -195,7 +215,10 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
             _ => {
                 // the learner routes need the content model, not the index: serve them now
                 state.set_library(lib.clone());
-                tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
+                tracing::info!(
+                    components = lib.components.len(),
+                    "index missing or stale: ingesting"
+                );
                 match ingest(&cfg, &lib, embedder, &indicatif::ProgressBar::hidden()).await {
                     Ok(r) => tracing::info!(chunks = r.chunks, ms = r.elapsed_ms, "ingest done"),
                     Err(e) => {
@@ -206,16 +229,25 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
             }
         },
         Err(e) => {
-            tracing::error!(problems = e.diagnostics.len(), "content does not validate; serving the previous index if any");
+            tracing::error!(
+                problems = e.diagnostics.len(),
+                "content does not validate; serving the previous index if any"
+            );
             for d in &e.diagnostics {
                 tracing::error!("{d}");
             }
-            state.status.set_problem(format!("content in {} has {} problem(s); run `tutor validate`", cfg.content_dir.display(), e.diagnostics.len()));
+            state.status.set_problem(format!(
+                "content in {} has {} problem(s); run `tutor validate`",
+                cfg.content_dir.display(),
+                e.diagnostics.len()
+            ));
         }
     }
     let dir = cfg.index_dir();
     let Some(opened) = blocking(move || open_current(&dir)).await else {
-        state.status.set_problem("opening the index failed unexpectedly; see the logs");
+        state
+            .status
+            .set_problem("opening the index failed unexpectedly; see the logs");
         return;
     };
     match opened {
@@ -233,7 +265,9 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot open the index");
-            state.status.set_problem(format!("cannot open the index: {e}"));
+            state
+                .status
+                .set_problem(format!("cannot open the index: {e}"));
         }
     }
     follow_new_generations(state).await;
@@ -249,13 +283,20 @@ async fn follow_new_generations(state: AppState) {
     let index_dir = state.config.index_dir();
     loop {
         tokio::time::sleep(GENERATION_POLL).await;
-        let serving = state.retriever.store().map(|s| s.manifest().generation.clone());
-        let Ok(named) = std::fs::read_to_string(index_dir.join("CURRENT")) else { continue };
+        let serving = state
+            .retriever
+            .store()
+            .map(|s| s.manifest().generation.clone());
+        let Ok(named) = std::fs::read_to_string(index_dir.join("CURRENT")) else {
+            continue;
+        };
         if serving.as_deref() == Some(named.trim()) {
             continue;
         }
         let dir = index_dir.clone();
-        let Some(opened) = blocking(move || open_current(&dir)).await else { return };
+        let Some(opened) = blocking(move || open_current(&dir)).await else {
+            return;
+        };
         match opened {
             Ok(Some(store)) => {
                 tracing::info!(generation = %store.manifest().generation, "serving a new index generation");
@@ -264,7 +305,10 @@ async fn follow_new_generations(state: AppState) {
                 match blocking(move || load_library(&content, &opts)).await {
                     Some(Ok(lib)) => state.set_library(lib),
                     None => return,
-                    Some(Err(e)) => tracing::warn!(problems = e.diagnostics.len(), "the content no longer validates; keeping the loaded one"),
+                    Some(Err(e)) => tracing::warn!(
+                        problems = e.diagnostics.len(),
+                        "the content no longer validates; keeping the loaded one"
+                    ),
                 }
                 state.retriever.set_store(Arc::new(store));
                 state.status.ready.store(true, Ordering::Release);
@@ -277,7 +321,9 @@ async fn follow_new_generations(state: AppState) {
                 });
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "a new index generation could not be opened; still serving the old one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "a new index generation could not be opened; still serving the old one")
+            }
         }
     }
 }

@@ -13,7 +13,10 @@ pub struct ChunkSettings {
 
 impl Default for ChunkSettings {
     fn default() -> Self {
-        Self { tokens: 256, overlap: 32 }
+        Self {
+            tokens: 256,
+            overlap: 32,
+        }
     }
 }
 
@@ -27,14 +30,25 @@ impl Chunker {
     pub fn new(settings: ChunkSettings) -> Result<Self, String> {
         let config = ChunkConfig::new(settings.tokens.max(1))
             .with_overlap(settings.overlap)
-            .map_err(|e| format!("chunk overlap {} must be below chunk size {}: {e}", settings.overlap, settings.tokens))?
+            .map_err(|e| {
+                format!(
+                    "chunk overlap {} must be below chunk size {}: {e}",
+                    settings.overlap, settings.tokens
+                )
+            })?
             .with_sizer(tokenizer());
-        Ok(Self { splitter: MarkdownSplitter::new(config) })
+        Ok(Self {
+            splitter: MarkdownSplitter::new(config),
+        })
     }
 
     /// The chunks of `text`, in order, trimmed, none empty.
     pub fn split(&self, text: &str) -> Vec<String> {
-        self.splitter.chunks(text).map(str::to_owned).filter(|c| !c.trim().is_empty()).collect()
+        self.splitter
+            .chunks(text)
+            .map(str::to_owned)
+            .filter(|c| !c.trim().is_empty())
+            .collect()
     }
 }
 
@@ -55,8 +69,16 @@ mod tests {
     #[test]
     fn chunks_stay_within_the_token_budget_and_cover_the_text() {
         let para = "Fractions name parts of a whole. When we divide by a fraction we ask how many of it fit. ";
-        let text = format!("# Heading\n\n{}\n\n## Second\n\n{}", para.repeat(20), para.repeat(20));
-        let chunker = Chunker::new(ChunkSettings { tokens: 64, overlap: 8 }).unwrap();
+        let text = format!(
+            "# Heading\n\n{}\n\n## Second\n\n{}",
+            para.repeat(20),
+            para.repeat(20)
+        );
+        let chunker = Chunker::new(ChunkSettings {
+            tokens: 64,
+            overlap: 8,
+        })
+        .unwrap();
         let chunks = chunker.split(&text);
         assert!(chunks.len() > 4, "{}", chunks.len());
         for c in &chunks {
@@ -67,6 +89,12 @@ mod tests {
 
     #[test]
     fn overlap_not_below_size_is_refused() {
-        assert!(Chunker::new(ChunkSettings { tokens: 10, overlap: 10 }).is_err());
+        assert!(
+            Chunker::new(ChunkSettings {
+                tokens: 10,
+                overlap: 10
+            })
+            .is_err()
+        );
     }
 }

@@ -8,7 +8,12 @@ mod model;
 mod store;
 mod view;
 
-pub use event::{Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, now_ms, validate_batch, validate_statement};
+pub use event::{
+    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, now_ms, validate_batch,
+    validate_statement,
+};
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
 pub use store::{Erased, Recorded, SqlStore, Store, StoreError};
-pub use view::{Band, Passport, Plan, Review, SkipOffer, Variant, name_in_sentence, passport, plan};
+pub use view::{
+    Band, Passport, Plan, Review, SkipOffer, Variant, name_in_sentence, passport, plan,
+};

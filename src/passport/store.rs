@@ -129,7 +129,11 @@ impl SqlStore {
             .await?;
         migrator().run(&pool).await?;
         let write_lock = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
-        Ok(Arc::new(Self { pool, backend, write_lock }))
+        Ok(Arc::new(Self {
+            pool,
+            backend,
+            write_lock,
+        }))
     }
 
     /// Inserts the events, returning the `(learner, id)` pairs that were new.
@@ -173,18 +177,22 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         learner: &LearnerId,
     ) -> Result<LearnerState, StoreError> {
-        load_state(&mut **tx, learner).await
+        load_state(tx, learner).await
     }
 
     async fn all_events(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         learner: &LearnerId,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE learner = $1 ORDER BY ts, id"))
-            .bind(learner.as_str())
-            .fetch_all(&mut **tx)
-            .await?;
-        rows.iter().filter_map(|r| event_from_row(r, learner).transpose()).collect()
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE learner = $1 ORDER BY ts, id"
+        ))
+        .bind(learner.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter()
+            .filter_map(|r| event_from_row(r, learner).transpose())
+            .collect()
     }
 
     async fn save(
@@ -194,8 +202,10 @@ impl SqlStore {
         skills: &BTreeSet<SkillId>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let skills: Vec<(&SkillId, &SkillState)> =
-            skills.iter().filter_map(|s| state.skills.get(s).map(|st| (s, st))).collect();
+        let skills: Vec<(&SkillId, &SkillState)> = skills
+            .iter()
+            .filter_map(|s| state.skills.get(s).map(|st| (s, st)))
+            .collect();
         for chunk in skills.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at) VALUES {} \
@@ -215,7 +225,10 @@ impl SqlStore {
             }
             q.execute(&mut **tx).await?;
         }
-        let head = LearnerState { skills: BTreeMap::new(), ..state.clone() };
+        let head = LearnerState {
+            skills: BTreeMap::new(),
+            ..state.clone()
+        };
         sqlx::query(
             "INSERT INTO learners (learner, state, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
@@ -248,17 +261,26 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
 }
 
 fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt { learner: learner.to_string(), message };
+    let corrupt = |message: String| StoreError::Corrupt {
+        learner: learner.to_string(),
+        message,
+    };
     let verb: String = r.try_get("verb")?;
-    let Ok(verb) = Verb::parse(&verb) else { return Err(corrupt(format!("unknown verb {verb}"))) };
+    let Ok(verb) = Verb::parse(&verb) else {
+        return Err(corrupt(format!("unknown verb {verb}")));
+    };
     // a component since removed from the content no longer counts
-    let Ok(component) = ComponentId::parse(&r.try_get::<String, _>("component")?) else { return Ok(None) };
+    let Ok(component) = ComponentId::parse(&r.try_get::<String, _>("component")?) else {
+        return Ok(None);
+    };
     Ok(Some(Event {
         id: r.try_get("id")?,
         learner: learner.clone(),
@@ -268,20 +290,31 @@ fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, Stor
         success: r.try_get::<Option<i64>, _>("success")?.map(|s| s != 0),
         score: r.try_get("score")?,
         response: r.try_get("response")?,
-        hints_used: r.try_get::<Option<i64>, _>("hints_used")?.map(|h| h.clamp(0, i64::from(u32::MAX)) as u32),
-        duration_ms: r.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
+        hints_used: r
+            .try_get::<Option<i64>, _>("hints_used")?
+            .map(|h| h.clamp(0, i64::from(u32::MAX)) as u32),
+        duration_ms: r
+            .try_get::<Option<i64>, _>("duration_ms")?
+            .map(|d| d.max(0) as u64),
         timestamp: r.try_get("ts")?,
     }))
 }
 
-async fn load_state(conn: &mut sqlx::AnyConnection, learner: &LearnerId) -> Result<LearnerState, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt { learner: learner.to_string(), message };
+async fn load_state(
+    conn: &mut sqlx::AnyConnection,
+    learner: &LearnerId,
+) -> Result<LearnerState, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        learner: learner.to_string(),
+        message,
+    };
     let mut state: LearnerState = match sqlx::query("SELECT state FROM learners WHERE learner = $1")
         .bind(learner.as_str())
         .fetch_optional(&mut *conn)
         .await?
     {
-        Some(row) => serde_json::from_str(&row.try_get::<String, _>(0)?).map_err(|e| corrupt(e.to_string()))?,
+        Some(row) => serde_json::from_str(&row.try_get::<String, _>(0)?)
+            .map_err(|e| corrupt(e.to_string()))?,
         None => return Ok(LearnerState::default()),
     };
     for row in sqlx::query("SELECT skill, state FROM skill_states WHERE learner = $1")
@@ -290,7 +323,8 @@ async fn load_state(conn: &mut sqlx::AnyConnection, learner: &LearnerId) -> Resu
         .await?
     {
         let skill = SkillId::parse(&row.try_get::<String, _>(0)?).map_err(|e| corrupt(e.0))?;
-        let st: SkillState = serde_json::from_str(&row.try_get::<String, _>(1)?).map_err(|e| corrupt(e.to_string()))?;
+        let st: SkillState = serde_json::from_str(&row.try_get::<String, _>(1)?)
+            .map_err(|e| corrupt(e.to_string()))?;
         state.skills.insert(skill, st);
     }
     Ok(state)
@@ -306,7 +340,10 @@ impl Store for SqlStore {
         };
         // repeated ids within the batch are duplicates too
         let mut seen = BTreeSet::new();
-        let unique: Vec<&Event> = events.iter().filter(|e| seen.insert((e.learner.as_str(), e.id.as_str()))).collect();
+        let unique: Vec<&Event> = events
+            .iter()
+            .filter(|e| seen.insert((e.learner.as_str(), e.id.as_str())))
+            .collect();
         let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for e in &unique {
             by_learner.entry(&e.learner).or_default().push(e);
@@ -325,8 +362,10 @@ impl Store for SqlStore {
         }
         let inserted = Self::insert_events(&mut tx, &unique, now).await?;
         for (learner, evs) in by_learner {
-            let mut new: Vec<&Event> =
-                evs.into_iter().filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
+            let mut new: Vec<&Event> = evs
+                .into_iter()
+                .filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone())))
+                .collect();
             if new.is_empty() {
                 continue;
             }
@@ -338,19 +377,25 @@ impl Store for SqlStore {
                 // an event older than the newest applied: replay the learner from the start
                 let mut all = Self::all_events(&mut tx, learner).await?;
                 state = LearnerState::replay(lib, &mut all);
-                sqlx::query("DELETE FROM skill_states WHERE learner = $1").bind(learner.as_str()).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM skill_states WHERE learner = $1")
+                    .bind(learner.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 state.skills.keys().cloned().collect()
             };
             Self::save(&mut tx, learner, &state, &touched, now).await?;
         }
         tx.commit().await?;
-        Ok(Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() })
+        Ok(Recorded {
+            accepted: inserted.len(),
+            duplicates: events.len() - inserted.len(),
+        })
     }
 
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError> {
         // one connection, one snapshot: the learner row and its skill rows agree
         let mut tx = self.pool.begin().await?;
-        let state = load_state(&mut *tx, learner).await;
+        let state = load_state(&mut tx, learner).await;
         tx.commit().await?;
         state
     }
@@ -363,13 +408,28 @@ impl Store for SqlStore {
         };
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query(ADVISORY_LOCK).bind(learner.as_str()).execute(&mut *tx).await?;
+            sqlx::query(ADVISORY_LOCK)
+                .bind(learner.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
-        let events = sqlx::query("DELETE FROM events WHERE learner = $1").bind(learner.as_str()).execute(&mut *tx).await?;
-        let skills = sqlx::query("DELETE FROM skill_states WHERE learner = $1").bind(learner.as_str()).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM learners WHERE learner = $1").bind(learner.as_str()).execute(&mut *tx).await?;
+        let events = sqlx::query("DELETE FROM events WHERE learner = $1")
+            .bind(learner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let skills = sqlx::query("DELETE FROM skill_states WHERE learner = $1")
+            .bind(learner.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM learners WHERE learner = $1")
+            .bind(learner.as_str())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Erased { events: events.rows_affected(), skills: skills.rows_affected() })
+        Ok(Erased {
+            events: events.rows_affected(),
+            skills: skills.rows_affected(),
+        })
     }
 
     fn backend(&self) -> &'static str {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tutor::config::Config;
 use tutor::content::{Library, LoadOptions, load_library};
-use tutor::retrieval::{Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, ingest, open_current};
+use tutor::retrieval::{
+    Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, ingest, open_current,
+};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -30,7 +32,12 @@ pub fn component(front: &str, body: &str) -> String {
 }
 
 pub fn explanation(id: &str, skill: &str, level: &str, title: &str, body: &str) -> String {
-    component(&format!("id: {id}\ntitle: \"{title}\"\nskills: [{skill}]\nlevel: {level}\nformat: explanation"), body)
+    component(
+        &format!(
+            "id: {id}\ntitle: \"{title}\"\nskills: [{skill}]\nlevel: {level}\nformat: explanation"
+        ),
+        body,
+    )
 }
 
 /// Writes `files` (relative path, content) under a fresh temp dir; returns it.
@@ -54,31 +61,53 @@ pub fn sample_content() -> PathBuf {
 }
 
 pub fn load(root: &Path) -> Library {
-    load_library(root, &LoadOptions::default()).unwrap_or_else(|e| panic!("content should load:\n{e}"))
+    load_library(root, &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("content should load:\n{e}"))
 }
 
 /// A config with a fresh data dir (kept alive by the returned guard).
 pub fn config(content: &Path) -> (Config, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = data.path().to_owned();
-    cfg.content_dir = content.to_owned();
+    let cfg = Config {
+        data_dir: data.path().to_owned(),
+        content_dir: content.to_owned(),
+        ..Config::default()
+    };
     (cfg, data)
 }
 
-pub async fn ingest_with(cfg: &Config, lib: &Library, embedder: Option<Arc<dyn Embedder>>) -> tutor::retrieval::IngestReport {
-    ingest(cfg, lib, embedder, &indicatif::ProgressBar::hidden()).await.expect("ingest")
+pub async fn ingest_with(
+    cfg: &Config,
+    lib: &Library,
+    embedder: Option<Arc<dyn Embedder>>,
+) -> tutor::retrieval::IngestReport {
+    ingest(cfg, lib, embedder, &indicatif::ProgressBar::hidden())
+        .await
+        .expect("ingest")
 }
 
 /// Opens the current index for search (closing it again when dropped).
 pub fn retriever(cfg: &Config, embedder: Option<Arc<dyn Embedder>>) -> Retriever {
     let r = Retriever::new(embedder);
-    r.set_store(Arc::new(open_current(&cfg.index_dir()).unwrap().expect("an index")));
+    r.set_store(Arc::new(
+        open_current(&cfg.index_dir()).unwrap().expect("an index"),
+    ));
     r
 }
 
-pub async fn search(r: &Retriever, text: &str, filter: SearchFilter, k: usize) -> Vec<tutor::retrieval::Hit> {
-    r.search(&SearchRequest { text: text.into(), filter, k }).await.unwrap()
+pub async fn search(
+    r: &Retriever,
+    text: &str,
+    filter: SearchFilter,
+    k: usize,
+) -> Vec<tutor::retrieval::Hit> {
+    r.search(&SearchRequest {
+        text: text.into(),
+        filter,
+        k,
+    })
+    .await
+    .unwrap()
 }
 
 /// Deterministic pseudo-embeddings: hashed bag of words, L2-normalised, so that texts sharing
@@ -89,8 +118,14 @@ pub struct HashedEmbeddings {
 
 pub fn hashed_vector(text: &str, dims: usize) -> Vec<f32> {
     let mut v = vec![0f32; dims];
-    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
-        let h = w.bytes().fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+    for w in text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
+        let h = w
+            .bytes()
+            .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
         v[h as usize % dims] += 1.0;
     }
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
@@ -102,7 +137,9 @@ impl Respond for HashedEmbeddings {
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         let inputs: Vec<String> = match &body["input"] {
             serde_json::Value::String(s) => vec![s.clone()],
-            serde_json::Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+            serde_json::Value::Array(a) => {
+                a.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+            }
             other => panic!("unexpected input {other}"),
         };
         let data: Vec<_> = inputs
@@ -120,7 +157,11 @@ impl Respond for HashedEmbeddings {
 /// A wiremock server answering `/embeddings` as OpenAI does.
 pub async fn embeddings_server(dims: usize) -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/embeddings")).respond_with(HashedEmbeddings { dims }).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/embeddings"))
+        .respond_with(HashedEmbeddings { dims })
+        .mount(&server)
+        .await;
     server
 }
 
@@ -155,9 +196,11 @@ pub struct App {
 /// the config.
 pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = data.path().to_owned();
-    cfg.port = 0;
+    let mut cfg = Config {
+        data_dir: data.path().to_owned(),
+        port: 0,
+        ..Config::default()
+    };
     cfg_for(&mut cfg);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = tutor::api::serve(cfg, async {
@@ -166,7 +209,11 @@ pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
     .await
     .unwrap();
     tokio::spawn(server);
-    App { base: format!("http://{addr}"), data, _stop: tx }
+    App {
+        base: format!("http://{addr}"),
+        data,
+        _stop: tx,
+    }
 }
 
 pub async fn get(url: &str) -> (u16, serde_json::Value) {
