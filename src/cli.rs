@@ -84,6 +84,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the tutor a question as a learner: streams the answer, prints the tool trace to stderr
+    Ask {
+        question: String,
+        #[arg(long)]
+        learner: String,
+        /// The page the learner is on
+        #[arg(long)]
+        component: Option<String>,
+        /// Continue a session
+        #[arg(long)]
+        session: Option<String>,
+        /// Print only the final result as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Learner events
     Events {
         #[command(subcommand)]
@@ -255,6 +270,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events {
             command: EventsCommand::Import { file, json },
         } => import_events(&cfg, &file, json).await,
+        Command::Ask {
+            question,
+            learner,
+            component,
+            session,
+            json,
+        } => ask(cfg, question, learner, component, session, json).await,
     }
 }
 
@@ -349,6 +371,95 @@ async fn import_events(
             total.duplicates,
             store.backend()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ask(
+    cfg: Config,
+    question: String,
+    learner: String,
+    component: Option<String>,
+    session: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let learner = LearnerId::parse(&learner)?;
+    let component = component
+        .map(|c| crate::content::ComponentId::parse(&c))
+        .transpose()?;
+    let lib = std::sync::Arc::new(load_or_report(&cfg, json)?);
+    let dir = cfg.index_dir();
+    let index: EdgeStore = tokio::task::spawn_blocking(move || open_current(&dir))
+        .await?
+        .context("opening the index")?
+        .context("no index yet: run `tutor ingest` first")?;
+    let retriever = std::sync::Arc::new(Retriever::new(crate::api::embedder(&cfg)));
+    retriever.set_store(std::sync::Arc::new(index));
+    let store = SqlStore::connect(&cfg.database_url())
+        .await
+        .context("opening the learner store")?;
+    let agent = crate::api::build_agent(std::sync::Arc::new(cfg), retriever, store)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let req = crate::agent::TurnRequest {
+        learner,
+        session_id: session,
+        component,
+        message: question,
+    };
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(e) = rx.recv().await {
+            match e {
+                crate::agent::TurnEvent::Tool(t) if !json => {
+                    eprintln!(
+                        "· {}({}) → {}{}",
+                        t.name,
+                        t.arguments,
+                        if t.ok { "" } else { "failed: " },
+                        t.result
+                    );
+                }
+                crate::agent::TurnEvent::Delta { text } if !json => {
+                    let _ = write!(out, "{text}");
+                    let _ = out.flush();
+                }
+                _ => {}
+            }
+        }
+    });
+    let result = agent.turn(lib, req, Some(tx)).await;
+    let _ = printer.await;
+    let r = result?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!();
+        eprintln!(
+            "engine {}{}, citations: {}, tokens: {} prompt / {} completion (budget {}), session {}",
+            r.engine,
+            r.fallback_reason
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default(),
+            if r.citations.is_empty() {
+                "none".into()
+            } else {
+                r.citations.join(", ")
+            },
+            r.tokens.prompt,
+            r.tokens.completion,
+            r.tokens.budget,
+            r.session_id
+        );
+        for f in &r.flags {
+            eprintln!(
+                "flag {} on {}: {}",
+                if f.opened { "opened" } else { "extended" },
+                f.skill,
+                f.reason
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,62 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Mastery bands and the evidence the plan asks for.
     pub passport: PassportConfig,
+    /// The tutor agent: its LLM (off unless configured) and its bounds.
+    pub agent: AgentConfig,
+    /// Thresholds of the struggle rules.
+    pub flags: crate::flags::FlagConfig,
+    /// A folder overriding the built-in prompts (`tutor.md`, `tools/*.md`, `render/*.md`).
+    pub prompts_dir: Option<PathBuf>,
+}
+
+/// The tutor agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// An OpenAI-compatible API base, e.g. `https://api.openai.com/v1`. With neither this nor
+    /// an API key, the offline engine answers.
+    pub llm_base_url: Option<String>,
+    pub llm_model: String,
+    #[serde(skip_serializing)]
+    pub llm_api_key: Option<String>,
+    /// A request with no bytes for this long is abandoned (and retried once).
+    pub llm_timeout_secs: u64,
+    /// Model calls per turn.
+    pub max_steps: u32,
+    /// Tool calls per turn.
+    pub max_tool_calls: u32,
+    /// Completion tokens per model call.
+    pub max_completion_tokens: u32,
+    /// Wall time of a turn before it falls back to the offline engine.
+    pub turn_timeout_secs: u64,
+    /// Prompt tokens per model call: system prompt, page, passport, history, tool results.
+    pub context_tokens: usize,
+    /// Tokens kept of one tool result.
+    pub tool_result_tokens: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            llm_base_url: None,
+            llm_model: "gpt-4o-mini".into(),
+            llm_api_key: None,
+            llm_timeout_secs: 30,
+            max_steps: 6,
+            max_tool_calls: 12,
+            max_completion_tokens: 700,
+            turn_timeout_secs: 90,
+            context_tokens: 4000,
+            tool_result_tokens: 700,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Whether an LLM is configured.
+    pub fn llm_enabled(&self) -> bool {
+        self.llm_base_url.is_some() || self.llm_api_key.is_some()
+    }
 }
 
 /// Where mastery bands start, and how much evidence a skip offer needs.
@@ -85,6 +141,9 @@ impl Default for Config {
             embed: EmbedConfig::default(),
             database_url: None,
             passport: PassportConfig::default(),
+            agent: AgentConfig::default(),
+            flags: crate::flags::FlagConfig::default(),
+            prompts_dir: None,
         }
     }
 }
@@ -141,6 +200,18 @@ pub const ENV_VARS: &[&str] = &[
     "TUTOR_BAND_PROFICIENT",
     "TUTOR_BAND_MASTERED",
     "TUTOR_MIN_EVIDENCE",
+    "TUTOR_LLM_BASE_URL",
+    "TUTOR_LLM_MODEL",
+    "TUTOR_LLM_API_KEY",
+    "TUTOR_LLM_TIMEOUT_SECS",
+    "TUTOR_MAX_STEPS",
+    "TUTOR_MAX_TOOL_CALLS",
+    "TUTOR_MAX_COMPLETION_TOKENS",
+    "TUTOR_TURN_TIMEOUT_SECS",
+    "TUTOR_CONTEXT_TOKENS",
+    "TUTOR_TOOL_RESULT_TOKENS",
+    "TUTOR_FLAG_WRONG_STREAK",
+    "TUTOR_PROMPTS_DIR",
 ];
 
 impl Config {
@@ -246,6 +317,42 @@ impl Config {
         if let Some(v) = get("TUTOR_MIN_EVIDENCE") {
             self.passport.min_evidence = parsed("TUTOR_MIN_EVIDENCE", v)?;
         }
+        if let Some(v) = get("TUTOR_LLM_BASE_URL") {
+            self.agent.llm_base_url = Some(v.trim_end_matches('/').to_owned());
+        }
+        if let Some(v) = get("TUTOR_LLM_MODEL") {
+            self.agent.llm_model = v;
+        }
+        if let Some(v) = get("TUTOR_LLM_API_KEY").or_else(|| get("OPENAI_API_KEY")) {
+            self.agent.llm_api_key = Some(v);
+        }
+        if let Some(v) = get("TUTOR_LLM_TIMEOUT_SECS") {
+            self.agent.llm_timeout_secs = parsed("TUTOR_LLM_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = get("TUTOR_MAX_STEPS") {
+            self.agent.max_steps = parsed("TUTOR_MAX_STEPS", v)?;
+        }
+        if let Some(v) = get("TUTOR_MAX_TOOL_CALLS") {
+            self.agent.max_tool_calls = parsed("TUTOR_MAX_TOOL_CALLS", v)?;
+        }
+        if let Some(v) = get("TUTOR_MAX_COMPLETION_TOKENS") {
+            self.agent.max_completion_tokens = parsed("TUTOR_MAX_COMPLETION_TOKENS", v)?;
+        }
+        if let Some(v) = get("TUTOR_TURN_TIMEOUT_SECS") {
+            self.agent.turn_timeout_secs = parsed("TUTOR_TURN_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = get("TUTOR_CONTEXT_TOKENS") {
+            self.agent.context_tokens = parsed("TUTOR_CONTEXT_TOKENS", v)?;
+        }
+        if let Some(v) = get("TUTOR_TOOL_RESULT_TOKENS") {
+            self.agent.tool_result_tokens = parsed("TUTOR_TOOL_RESULT_TOKENS", v)?;
+        }
+        if let Some(v) = get("TUTOR_FLAG_WRONG_STREAK") {
+            self.flags.wrong_streak = parsed("TUTOR_FLAG_WRONG_STREAK", v)?;
+        }
+        if let Some(v) = get("TUTOR_PROMPTS_DIR") {
+            self.prompts_dir = Some(PathBuf::from(v));
+        }
         Ok(())
     }
 
@@ -282,6 +389,27 @@ impl Config {
                 "database_url must start with postgres://, postgresql:// or sqlite: (got {:?})",
                 url.split('@').next_back().unwrap_or_default()
             )));
+        }
+        let a = &self.agent;
+        if a.max_steps == 0
+            || a.max_completion_tokens == 0
+            || a.llm_timeout_secs == 0
+            || a.turn_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "agent.max_steps, max_completion_tokens, llm_timeout_secs and turn_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if a.context_tokens < 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "agent.context_tokens = {} is too small (at least 1000)",
+                a.context_tokens
+            )));
+        }
+        if self.flags.wrong_streak == 0 {
+            return Err(ConfigError::Invalid(
+                "flags.wrong_streak must be at least 1".into(),
+            ));
         }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid(

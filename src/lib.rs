@@ -13,9 +13,11 @@
 //! - [`config`]: settings from defaults, `tutor.toml` and `TUTOR_*` variables.
 //! - [`cli`]: the `tutor` command line.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod flags;
 pub mod passport;
 pub mod retrieval;

@@ -13,13 +13,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+mod chat;
 mod passport;
 
 pub use passport::{MAX_BATCH, MAX_EVENTS_BODY};
 
 use crate::config::Config;
 use crate::content::{Library, load_library};
-use crate::passport::{SqlStore, Store, StoreError};
+use crate::passport::{SqlStore, StoreError};
 use crate::retrieval::{
     Embedder, OpenAiEmbedder, Retriever, VectorStore, cleanup_generations, ingest, is_stale,
     open_current,
@@ -31,7 +32,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub retriever: Arc<Retriever>,
     pub status: Arc<Status>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<SqlStore>,
+    pub agent: Arc<crate::agent::Agent>,
     /// The content as last loaded; `None` until it validates.
     pub library: Arc<std::sync::RwLock<Option<Arc<Library>>>>,
 }
@@ -107,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(passport::routes())
+        .route("/v1/tutor/chat", axum::routing::post(chat::chat))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
@@ -144,6 +147,29 @@ pub fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
     OpenAiEmbedder::from_config(&cfg.embed).map(|e| Arc::new(e) as Arc<dyn Embedder>)
 }
 
+/// The agent over the given stores, with the configured prompts and LLM.
+pub fn build_agent(
+    config: Arc<Config>,
+    retriever: Arc<Retriever>,
+    store: Arc<SqlStore>,
+) -> Result<crate::agent::Agent, crate::agent::prompts::PromptError> {
+    let prompts = crate::agent::Prompts::from_config(config.prompts_dir.as_deref())?;
+    let llm = crate::agent::LlmClient::from_config(&config.agent).map(Arc::new);
+    tracing::info!(
+        engine = if llm.is_some() { "llm" } else { "offline" },
+        "tutor agent ready"
+    );
+    Ok(crate::agent::Agent {
+        retriever,
+        passports: store.clone(),
+        flags: store.clone(),
+        store,
+        prompts: Arc::new(prompts),
+        llm,
+        config,
+    })
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -151,6 +177,8 @@ pub enum ServeError {
     Bind(#[from] std::io::Error),
     #[error("opening the learner store: {0}")]
     Store(#[from] StoreError),
+    #[error("loading the prompts: {0}")]
+    Prompts(#[from] crate::agent::prompts::PromptError),
 }
 
 /// Binds `cfg.host:cfg.port` (port 0 picks one) and returns the address and the server
@@ -164,11 +192,19 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await?;
     let addr = listener.local_addr()?;
     let embedder = embedder(&cfg);
+    let config = Arc::new(cfg);
+    let retriever = Arc::new(Retriever::new(embedder.clone()));
+    let agent = Arc::new(build_agent(
+        config.clone(),
+        retriever.clone(),
+        store.clone(),
+    )?);
     let state = AppState {
-        config: Arc::new(cfg),
-        retriever: Arc::new(Retriever::new(embedder.clone())),
+        config,
+        retriever,
         status: Arc::new(Status::default()),
         store,
+        agent,
         library: Arc::default(),
     };
     tokio::spawn(prepare_index(state.clone(), embedder));

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::content::ComponentId;
-use crate::passport::{self, LearnerId, Recorded, StoreError, now_ms, validate_batch};
+use crate::passport::{self, LearnerId, Recorded, Store, StoreError, now_ms, validate_batch};
 
 /// The largest events body accepted.
 pub const MAX_EVENTS_BODY: usize = 1024 * 1024;

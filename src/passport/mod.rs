@@ -15,5 +15,6 @@ pub use event::{
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
 pub use store::{Erased, Recorded, SqlStore, Store, StoreError};
 pub use view::{
-    Band, Passport, Plan, Review, SkipOffer, Variant, name_in_sentence, passport, plan,
+    Band, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,
+    passport, plan, skill_view,
 };

@@ -38,6 +38,9 @@ pub struct Recorded {
 pub struct Erased {
     pub events: u64,
     pub skills: u64,
+    pub flags: u64,
+    pub sessions: u64,
+    pub turns: u64,
 }
 
 /// Learner state storage. Implementations serialize the updates of one learner, so that
@@ -49,7 +52,7 @@ pub trait Store: Send + Sync {
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError>;
     /// The learner's model; empty for a learner with no events.
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError>;
-    /// Deletes every event and passport row of the learner.
+    /// Deletes everything kept about the learner: events, passport, flags, transcripts.
     async fn erase(&self, learner: &LearnerId) -> Result<Erased, StoreError>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
@@ -72,13 +75,22 @@ pub struct SqlStore {
 /// The migrations, embedded in the binary.
 fn migrator() -> Migrator {
     Migrator {
-        migrations: std::borrow::Cow::Owned(vec![Migration::new(
-            1,
-            "passport".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/0001_passport.sql").into(),
-            false,
-        )]),
+        migrations: std::borrow::Cow::Owned(vec![
+            Migration::new(
+                1,
+                "passport".into(),
+                MigrationType::Simple,
+                include_str!("../../migrations/0001_passport.sql").into(),
+                false,
+            ),
+            Migration::new(
+                2,
+                "agent".into(),
+                MigrationType::Simple,
+                include_str!("../../migrations/0002_agent.sql").into(),
+                false,
+            ),
+        ]),
         ..Migrator::DEFAULT
     }
 }
@@ -134,6 +146,39 @@ impl SqlStore {
             backend,
             write_lock,
         }))
+    }
+
+    /// The connection pool, for the other stores kept in the same database.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether this is PostgreSQL (else SQLite).
+    pub(crate) fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Serializes writers on SQLite (a no-op guard on PostgreSQL).
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        }
+    }
+
+    /// Takes the per-learner transaction lock on PostgreSQL.
+    pub(crate) async fn lock_learner(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        learner: &str,
+    ) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            sqlx::query(ADVISORY_LOCK)
+                .bind(learner.to_owned())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Inserts the events, returning the `(learner, id)` pairs that were new.
@@ -413,22 +458,32 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let events = sqlx::query("DELETE FROM events WHERE learner = $1")
-            .bind(learner.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let skills = sqlx::query("DELETE FROM skill_states WHERE learner = $1")
-            .bind(learner.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM learners WHERE learner = $1")
-            .bind(learner.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let mut counts = [0u64; 6];
+        // everything kept about the learner: events and passport, flags, tutor transcripts
+        for (n, table) in [
+            "events",
+            "skill_states",
+            "flags",
+            "sessions",
+            "turns",
+            "learners",
+        ]
+        .iter()
+        .enumerate()
+        {
+            counts[n] = sqlx::query(&format!("DELETE FROM {table} WHERE learner = $1"))
+                .bind(learner.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         tx.commit().await?;
         Ok(Erased {
-            events: events.rows_affected(),
-            skills: skills.rows_affected(),
+            events: counts[0],
+            skills: counts[1],
+            flags: counts[2],
+            sessions: counts[3],
+            turns: counts[4],
         })
     }
 

@@ -182,7 +182,13 @@ fn demand_summary(by: &BTreeMap<Demand, DemandView>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn skill_view(lib: &Library, cfg: &PassportConfig, skill: &SkillId, st: &SkillState) -> SkillView {
+/// One skill's row of the passport.
+pub fn skill_view(
+    lib: &Library,
+    cfg: &PassportConfig,
+    skill: &SkillId,
+    st: &SkillState,
+) -> SkillView {
     let by_demand: BTreeMap<Demand, DemandView> = st
         .by_demand
         .iter()
@@ -347,7 +353,7 @@ fn level_rank(l: Level) -> i32 {
 
 /// The best component teaching `skill` at `level` in `format` (exercises excluded), nearest
 /// level first, then the format, then the page's own component.
-fn best_material<'a>(
+pub fn best_material<'a>(
     lib: &'a Library,
     skill: &SkillId,
     level: Level,

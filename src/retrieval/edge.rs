@@ -48,6 +48,13 @@ impl Drop for EdgeStore {
     fn drop(&mut self) {
         // SAFETY: the shard is taken once, here, and never used again.
         let shard = unsafe { std::mem::ManuallyDrop::take(&mut self.shard) };
+        if !self.dir.join("wal").exists() {
+            // the folder is gone (removed by an operator, or a test's temp dir): there is nothing
+            // to flush to, and qdrant-edge would panic trying
+            tracing::warn!(dir = %self.dir.display(), "an index generation was removed while open");
+            std::mem::forget(shard);
+            return;
+        }
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(shard))).is_err() {
             tracing::error!(dir = %self.dir.display(), "closing an index generation failed (was its folder removed?)");
         }
@@ -142,6 +149,12 @@ impl EdgeStore {
     /// Flushes to disk. qdrant-edge panics when a flush fails (a full disk, a folder removed
     /// under it); that becomes an error here.
     fn flush(&self) -> Result<(), RetrievalError> {
+        if !self.dir.join("wal").exists() {
+            return Err(store_err(
+                "flush",
+                format!("{} was removed", self.dir.display()),
+            ));
+        }
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush()))
             .map_err(|_| store_err("flush", format!("writing {} failed", self.dir.display())))
     }

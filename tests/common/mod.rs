@@ -221,3 +221,84 @@ pub async fn get(url: &str) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
+
+/// A data dir holding an index of the sample content, built once per test binary and copied
+/// for each test (so a service started on it serves at once instead of ingesting).
+pub fn sample_data_dir() -> tempfile::TempDir {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let src = BUILT.get_or_init(|| {
+        std::thread::spawn(|| {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let cfg = Config {
+                data_dir: dir.clone(),
+                content_dir: sample_content(),
+                ..Config::default()
+            };
+            let lib = load(&sample_content());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden()))
+                .expect("ingest of the samples");
+            dir
+        })
+        .join()
+        .unwrap()
+    });
+    let dst = tempfile::tempdir().unwrap();
+    copy_dir(&src.join("index"), &dst.path().join("index"));
+    dst
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Starts the service on the sample content with a prebuilt index and waits until it serves.
+pub async fn spawn_sample_app(cfg_for: impl FnOnce(&mut Config)) -> App {
+    let data = sample_data_dir();
+    let dir = data.path().to_owned();
+    let mut app = spawn_app(|c| {
+        c.content_dir = sample_content();
+        c.data_dir = dir;
+        cfg_for(c);
+    })
+    .await;
+    app.data = data;
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = get(&format!("{}/readyz", app.base)).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "never ready: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app
+}
+
+/// Posts JSON and returns the status and JSON reply.
+pub async fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}

@@ -1,0 +1,224 @@
+//! What the model sees, within a token budget counted with `tiktoken-rs` (`o200k_base`): the
+//! system prompt, the page, the learner's passport for the page's skills, the conversation so
+//! far (oldest turns dropped first, folded into a running summary), the message, and the tool
+//! results of this turn (each trimmed; older ones shrunk when the budget runs out).
+
+use crate::content::{Component, Library, SkillId, count_tokens, tokenizer};
+use crate::passport::{Band, LearnerState, name_in_sentence};
+
+use super::transcript::Turn;
+use crate::config::PassportConfig;
+
+/// Tokens a chat message costs beyond its text (role, separators), as OpenAI counts them.
+pub const MESSAGE_OVERHEAD: usize = 4;
+/// Tokens kept for the running summary of dropped turns.
+pub const SUMMARY_TOKENS: usize = 300;
+
+/// Cuts `text` to at most `max` tokens, marking the cut.
+pub fn trim_to_tokens(text: &str, max: usize) -> String {
+    let bpe = tokenizer();
+    let toks = bpe.encode_ordinary(text);
+    if toks.len() <= max {
+        return text.to_owned();
+    }
+    let kept = bpe
+        .decode(&toks[..max.saturating_sub(8)])
+        .unwrap_or_default();
+    format!("{kept} … [trimmed]")
+}
+
+/// The page block of the system message.
+pub fn page_block(page: Option<&Component>) -> String {
+    match page {
+        None => "The learner is not on a particular page.".into(),
+        Some(c) => {
+            let mut s = format!(
+                "The learner is on the page \"{}\" (component {}, {} level, {}), teaching: {}.",
+                c.title,
+                c.id,
+                c.level,
+                c.format.as_str().replace('_', " "),
+                c.skills
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if !c.objectives.is_empty() {
+                s.push_str("\nObjectives:");
+                for o in &c.objectives {
+                    s.push_str(&format!("\n- {o}"));
+                }
+            }
+            s
+        }
+    }
+}
+
+/// The passport lines for the given skills and their prerequisites.
+pub fn passport_block(
+    lib: &Library,
+    cfg: &PassportConfig,
+    state: &LearnerState,
+    skills: &[SkillId],
+) -> String {
+    let mut lines = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let with_pre = skills.iter().flat_map(|s| {
+        std::iter::once(s.clone()).chain(
+            lib.skills
+                .get(s)
+                .map(|k| k.prerequisites.clone())
+                .unwrap_or_default(),
+        )
+    });
+    for s in with_pre {
+        if !seen.insert(s.clone()) {
+            continue;
+        }
+        let name = name_in_sentence(lib, &s);
+        match state.skills.get(&s) {
+            Some(st) if st.evidence > 0 => lines.push(format!(
+                "- {name} ({s}): {} band, mastery {:.2} from {} answers",
+                Band::of(st.mastery, cfg).as_str(),
+                st.mastery,
+                st.evidence
+            )),
+            _ => lines.push(format!("- {name} ({s}): no answers yet")),
+        }
+    }
+    if lines.is_empty() {
+        return "Nothing is known yet about this learner.".into();
+    }
+    format!("What this learner knows:\n{}", lines.join("\n"))
+}
+
+/// The history that fits, oldest first, and the summary of what was dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fitted {
+    pub summary: Option<String>,
+    pub turns: Vec<Turn>,
+    pub dropped: usize,
+}
+
+/// Keeps the newest turns that fit in `budget` tokens; the dropped learner messages become a
+/// running summary (newest kept first, within [`SUMMARY_TOKENS`]), together with the session's
+/// earlier summary.
+pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitted {
+    let mut used = 0;
+    let mut start = turns.len();
+    while start > 0 {
+        let t = &turns[start - 1];
+        let cost = count_tokens(&t.content) + MESSAGE_OVERHEAD;
+        if used + cost > budget.saturating_sub(SUMMARY_TOKENS + MESSAGE_OVERHEAD) {
+            break;
+        }
+        used += cost;
+        start -= 1;
+    }
+    // never start on a tutor reply without its question
+    while start < turns.len() && turns[start].role != "learner" {
+        start += 1;
+    }
+    let dropped = &turns[..start];
+    let mut asked: Vec<String> = dropped
+        .iter()
+        .filter(|t| t.role == "learner")
+        .map(|t| {
+            t.content
+                .split_whitespace()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let mut summary = None;
+    if !asked.is_empty() || !earlier_summary.is_empty() {
+        // the newest dropped questions matter most: drop from the oldest until it fits
+        loop {
+            let mut s = String::from("Earlier in this conversation");
+            if !earlier_summary.is_empty() {
+                s.push_str(&format!(" ({earlier_summary})"));
+            }
+            if !asked.is_empty() {
+                s.push_str(&format!(
+                    ", the learner asked: {}",
+                    asked
+                        .iter()
+                        .map(|q| format!("\"{q}\""))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+            s.push('.');
+            if count_tokens(&s) <= SUMMARY_TOKENS || asked.is_empty() {
+                summary = Some(trim_to_tokens(&s, SUMMARY_TOKENS));
+                break;
+            }
+            asked.remove(0);
+        }
+    }
+    Fitted {
+        summary,
+        turns: turns[start..].to_vec(),
+        dropped: start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(role: &str, content: &str) -> Turn {
+        Turn {
+            seq: 0,
+            role: role.into(),
+            content: content.into(),
+            meta: serde_json::Value::Null,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_turns_within_budget_and_summarises_the_rest() {
+        let turns: Vec<Turn> = (0..200)
+            .map(|i| {
+                if i % 2 == 0 {
+                    turn(
+                        "learner",
+                        &format!("question number {i} about fractions and pizza slices"),
+                    )
+                } else {
+                    turn("tutor", &"an answer with many words ".repeat(20))
+                }
+            })
+            .collect();
+        let f = fit_history(&turns, 2000, "");
+        let used: usize = f
+            .turns
+            .iter()
+            .map(|t| count_tokens(&t.content) + MESSAGE_OVERHEAD)
+            .sum();
+        let summary = f.summary.unwrap();
+        assert!(
+            used + count_tokens(&summary) + MESSAGE_OVERHEAD <= 2000,
+            "{used}"
+        );
+        assert!(f.dropped > 100 && f.turns.len() >= 2);
+        assert_eq!(f.turns[0].role, "learner");
+        assert!(
+            summary.contains(&format!("question number {}", f.dropped - 2)),
+            "{summary}"
+        );
+        assert!(count_tokens(&summary) <= SUMMARY_TOKENS);
+    }
+
+    #[test]
+    fn trimming_marks_the_cut() {
+        let long = "word ".repeat(500);
+        let t = trim_to_tokens(&long, 50);
+        assert!(count_tokens(&t) <= 50, "{}", count_tokens(&t));
+        assert!(t.ends_with("[trimmed]"));
+        assert_eq!(trim_to_tokens("short", 50), "short");
+    }
+}

@@ -1,0 +1,200 @@
+//! Sessions, transcripts and the cache of generated renders, in the learner database.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::passport::{SqlStore, StoreError, now_ms};
+
+/// A tutoring session of one learner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Session {
+    pub id: String,
+    pub learner: String,
+    pub component: Option<String>,
+    /// What earlier, dropped turns were about (kept for long sessions).
+    pub summary: String,
+    /// Whether it was created by this call.
+    pub created: bool,
+}
+
+/// One message of a transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub seq: i64,
+    /// `learner` or `tutor`.
+    pub role: String,
+    pub content: String,
+    /// For tutor turns: engine, citations, tools called, tokens, flags.
+    pub meta: serde_json::Value,
+    pub at: i64,
+}
+
+/// Where the agent keeps sessions, transcripts and generated renders.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// The learner's session `id`, or a new one when `id` is `None`. `Ok(None)` when `id` is
+    /// not a session of this learner (which is all another learner may learn about it).
+    async fn open_session(
+        &self,
+        learner: &str,
+        id: Option<&str>,
+        component: Option<&str>,
+    ) -> Result<Option<Session>, StoreError>;
+    /// The session's turns, oldest first.
+    async fn turns(&self, session: &str) -> Result<Vec<Turn>, StoreError>;
+    /// Appends turns (their `seq` is assigned here) and updates the session's summary.
+    async fn append_turns(
+        &self,
+        session: &str,
+        learner: &str,
+        turns: &[Turn],
+        summary: &str,
+    ) -> Result<(), StoreError>;
+    /// A cached render.
+    async fn render(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Caches a render.
+    async fn put_render(&self, key: &str, content: &str) -> Result<(), StoreError>;
+}
+
+/// A fresh random-enough id (hash of the time, the process and a counter).
+pub fn new_id(prefix: &str, salt: &str) -> String {
+    use sha2::Digest;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let h = sha2::Sha256::digest(format!(
+        "{salt}\n{n}\n{}\n{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    format!(
+        "{prefix}-{}",
+        h.iter()
+            .take(10)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+#[async_trait]
+impl AgentStore for SqlStore {
+    async fn open_session(
+        &self,
+        learner: &str,
+        id: Option<&str>,
+        component: Option<&str>,
+    ) -> Result<Option<Session>, StoreError> {
+        if let Some(id) = id {
+            let row =
+                sqlx::query("SELECT id, learner, component, summary FROM sessions WHERE id = $1")
+                    .bind(id.to_owned())
+                    .fetch_optional(self.pool())
+                    .await?;
+            return Ok(match row {
+                Some(r) if r.try_get::<String, _>("learner")? == learner => Some(Session {
+                    id: r.try_get("id")?,
+                    learner: learner.to_owned(),
+                    component: r.try_get("component")?,
+                    summary: r.try_get("summary")?,
+                    created: false,
+                }),
+                _ => None,
+            });
+        }
+        let id = new_id("s", learner);
+        let now = now_ms();
+        let _writer = self.write_guard().await;
+        sqlx::query("INSERT INTO sessions (id, learner, component, summary, created_at, updated_at) VALUES ($1, $2, $3, '', $4, $5)")
+            .bind(id.clone())
+            .bind(learner.to_owned())
+            .bind(component.map(str::to_owned))
+            .bind(now)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(Some(Session {
+            id,
+            learner: learner.to_owned(),
+            component: component.map(str::to_owned),
+            summary: String::new(),
+            created: true,
+        }))
+    }
+
+    async fn turns(&self, session: &str) -> Result<Vec<Turn>, StoreError> {
+        sqlx::query("SELECT seq, role, content, meta, created_at FROM turns WHERE session_id = $1 ORDER BY seq")
+            .bind(session.to_owned())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Turn {
+                    seq: r.try_get("seq")?,
+                    role: r.try_get("role")?,
+                    content: r.try_get("content")?,
+                    meta: serde_json::from_str(&r.try_get::<String, _>("meta")?).unwrap_or(serde_json::Value::Null),
+                    at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_turns(
+        &self,
+        session: &str,
+        learner: &str,
+        turns: &[Turn],
+        summary: &str,
+    ) -> Result<(), StoreError> {
+        let _writer = self.write_guard().await;
+        let mut tx = self.pool().begin().await?;
+        self.lock_learner(&mut tx, learner).await?;
+        let next: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM turns WHERE session_id = $1")
+                .bind(session.to_owned())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("m")?;
+        let now = now_ms();
+        for (i, t) in turns.iter().enumerate() {
+            sqlx::query("INSERT INTO turns (session_id, seq, learner, role, content, meta, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(session.to_owned())
+                .bind(next + 1 + i as i64)
+                .bind(learner.to_owned())
+                .bind(t.role.clone())
+                .bind(t.content.clone())
+                .bind(t.meta.to_string())
+                .bind(if t.at > 0 { t.at } else { now })
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE sessions SET summary = $1, updated_at = $2 WHERE id = $3")
+            .bind(summary.to_owned())
+            .bind(now)
+            .bind(session.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn render(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT content FROM renders WHERE key = $1")
+            .bind(key.to_owned())
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?)
+    }
+
+    async fn put_render(&self, key: &str, content: &str) -> Result<(), StoreError> {
+        let _writer = self.write_guard().await;
+        sqlx::query("INSERT INTO renders (key, content, created_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
+            .bind(key.to_owned())
+            .bind(content.to_owned())
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

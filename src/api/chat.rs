@@ -1,0 +1,170 @@
+//! `POST /v1/tutor/chat`: a turn of the tutor, streamed as Server-Sent Events (`tool`,
+//! `delta`, `done`), or one JSON reply when the client asks for `application/json`.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::agent::{AgentError, MAX_MESSAGE_CHARS, TurnEvent, TurnRequest};
+use crate::content::ComponentId;
+use crate::passport::LearnerId;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChatBody {
+    learner_id: String,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    component_id: Option<String>,
+    message: String,
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn agent_error(e: AgentError) -> ApiError {
+    match e {
+        AgentError::UnknownSession(s) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_session",
+            format!("no session '{s}' for this learner"),
+        ),
+        AgentError::UnknownComponent(c) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_component",
+            format!("no component '{c}'"),
+        ),
+        AgentError::Store(e) => {
+            tracing::error!(error = %e, "store failed during a turn");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the learner store is unavailable; retry later",
+            )
+        }
+    }
+}
+
+pub(super) async fn chat(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ChatBody>, JsonRejection>,
+) -> Response {
+    match chat_inner(s, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn chat_inner(
+    s: AppState,
+    headers: HeaderMap,
+    body: Result<Json<ChatBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|rej| match rej {
+        JsonRejection::MissingJsonContentType(_) => {
+            bad("not_json", "send the body as application/json")
+        }
+        JsonRejection::JsonSyntaxError(e) => bad("malformed_json", e.body_text()),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            other.body_text(),
+        ),
+    })?;
+    let learner = LearnerId::parse(&body.learner_id).map_err(|e| bad("invalid_learner", e.0))?;
+    let message = body.message.trim().to_owned();
+    if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(bad(
+            "invalid_message",
+            format!("message must be 1 to {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    let component = body
+        .component_id
+        .as_deref()
+        .map(|c| ComponentId::parse(c).map_err(|e| bad("invalid_component", e.0)))
+        .transpose()?;
+    if let Some(sid) = &body.session_id
+        && (sid.is_empty() || sid.len() > 128)
+    {
+        return Err(bad(
+            "invalid_session",
+            "session_id must be 1 to 128 characters",
+        ));
+    }
+    let lib = s.library()?;
+    if let Some(c) = &component
+        && !lib.components.contains_key(c)
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_component",
+            format!("no component '{c}'"),
+        ));
+    }
+    let req = TurnRequest {
+        learner,
+        session_id: body.session_id,
+        component,
+        message,
+    };
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/event-stream"));
+    if wants_json {
+        let r = s.agent.turn(lib, req, None).await.map_err(agent_error)?;
+        return Ok(Json(r).into_response());
+    }
+    // stream: the turn runs on its own task, so it completes (and is stored) even if the
+    // client goes away
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnEvent>(64);
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<ApiError>();
+    let agent = s.agent.clone();
+    tokio::spawn(async move {
+        if let Err(e) = agent.turn(lib, req, Some(tx)).await {
+            let _ = failed_tx.send(agent_error(e));
+        }
+    });
+    // a turn fails only before its first event: then the reply is a JSON error, not a stream
+    let first_event = rx.recv().await;
+    if first_event.is_none()
+        && let Ok(err) = failed_rx.await
+    {
+        return Err(err);
+    }
+    let stream = futures::stream::unfold((first_event, rx), |(pending, mut rx)| async move {
+        let ev = match pending {
+            Some(e) => e,
+            None => rx.recv().await?,
+        };
+        Some((Ok::<Event, Infallible>(sse_event(&ev)), (None, rx)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn sse_event(e: &TurnEvent) -> Event {
+    let (name, data) = match e {
+        TurnEvent::Tool(t) => ("tool", serde_json::to_string(t)),
+        TurnEvent::Delta { text } => (
+            "delta",
+            serde_json::to_string(&serde_json::json!({"text": text})),
+        ),
+        TurnEvent::Done(r) => ("done", serde_json::to_string(r)),
+    };
+    Event::default()
+        .event(name)
+        .data(data.unwrap_or_else(|_| "{}".into()))
+}
