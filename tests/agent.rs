@@ -503,6 +503,81 @@ async fn answer_keys_never_leave_whatever_the_model_or_the_learner_tries() {
     }
 }
 
+#[tokio::test]
+async fn render_format_generates_what_the_course_lacks_once_and_then_serves_it_from_the_cache() {
+    let server = MockServer::start().await;
+    // the render call is a plain (not streamed) completion grounded in the course source
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_string_contains("Course source ["))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-r", "object": "chat.completion", "created": 1763800000, "model": "gpt-test",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Mia has 3 pizzas and cuts each into halves... [fractions-divide-explain-intro]", "refusal": null},
+                         "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 400, "completion_tokens": 60, "total_tokens": 460}})))
+        .expect(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let turn = || {
+        vec![
+            tool_calls(&[(
+                "call_r",
+                "render_format",
+                r#"{"skill": "fractions.divide", "level": "intro", "format": "scenario"}"#,
+            )]),
+            text(&["Picture Mia's pizzas [fractions-divide-explain-intro]."]),
+        ]
+    };
+    let mut replies = turn();
+    replies.extend(turn());
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Script {
+            replies,
+            next: AtomicUsize::new(0),
+        })
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let app = llm_app(&server, |_| {}).await;
+    let ask = json!({"learner_id": "ana", "component_id": "fractions-divide-explain-intro", "message": "Can I get a story about dividing?"});
+
+    let first = chat_sse(&app, ask.clone()).await;
+    let second = chat_sse(&app, ask).await;
+
+    for events in [&first, &second] {
+        let tool = &events.iter().find(|(n, _)| n == "tool").unwrap().1;
+        assert_eq!(tool["name"], "render_format");
+        assert!(
+            tool["result"]
+                .as_str()
+                .unwrap()
+                .starts_with("generated scenario at intro"),
+            "{tool}"
+        );
+    }
+    let reqs = requests(&server).await;
+    let results: Vec<&Value> = reqs
+        .iter()
+        .flat_map(|r| {
+            r["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["role"] == "tool")
+        })
+        .collect();
+    assert!(
+        results
+            .iter()
+            .all(|m| m["content"].as_str().unwrap().contains("Mia has 3 pizzas")),
+        "{results:?}"
+    );
+    // one render request (checked by `expect(1)` when the server drops) and four chat turns
+    assert_eq!(reqs.len(), 5);
+}
+
 // ---------- offline engine ----------
 
 #[tokio::test]
@@ -631,6 +706,19 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
         })
         .collect();
     post_events(&app, Value::Array(wrong)).await;
+    let db = format!("sqlite://{}/tutor.db", app.data.path().display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let open: Vec<(String, String)> =
+        sqlx::query_as("SELECT skill, reason FROM flags WHERE learner = 'sad' AND status = 'open'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        open,
+        vec![("fractions.divide".to_owned(), "wrong_streak".to_owned())],
+        "the answers alone raise it"
+    );
 
     let first = chat(
         &app,
@@ -651,14 +739,14 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
     assert_eq!(flags.len(), 1, "{first}");
     assert_eq!(flags[0]["skill"], "fractions.divide");
     assert_eq!(flags[0]["reason"], "wrong_streak");
-    assert_eq!(flags[0]["opened"], true);
+    assert_eq!(
+        flags[0]["opened"], false,
+        "already opened by the answers; the turn adds evidence"
+    );
     assert_eq!(again["flags"].as_array().unwrap().len(), 1);
     assert_eq!(again["flags"][0]["id"], flags[0]["id"]);
     assert_eq!(again["flags"][0]["opened"], false);
     assert_eq!(calm["flags"], json!([]));
-    let db = format!("sqlite://{}/tutor.db", app.data.path().display());
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT status, evidence FROM flags WHERE learner = 'sad'")
             .fetch_all(&pool)

@@ -168,7 +168,81 @@ on_both_backends!(
     events_out_of_order_give_the_passport_of_events_in_order,
     erase_leaves_nothing_of_the_learner,
     fifty_concurrent_batches_for_one_learner_lose_no_update,
+    flags_keep_one_open_flag_per_learner_and_skill,
 );
+
+async fn flags_keep_one_open_flag_per_learner_and_skill(backend: Backend) {
+    use tutor::flags::{Evidence, FlagStore, Raise, Severity};
+    let Some((_app, url)) = app(backend, "flags").await else {
+        return;
+    };
+    let store = tutor::passport::SqlStore::connect(&url).await.unwrap();
+    let raise = |skill: &str, rule: &str, severity: Severity| Raise {
+        learner: "flo".into(),
+        skill: tutor::content::SkillId::parse(skill).unwrap(),
+        course: "fractions".into(),
+        component: None,
+        severity,
+        evidence: Evidence {
+            rule: rule.into(),
+            detail: format!("{rule} on {skill}"),
+            mastery: Some(0.2),
+            excerpt: None,
+            at: 1,
+        },
+    };
+
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let r = raise(
+                "fractions.divide",
+                if i == 7 {
+                    "falling_mastery"
+                } else {
+                    "confusion"
+                },
+                if i == 7 {
+                    Severity::High
+                } else {
+                    Severity::Low
+                },
+            );
+            tokio::spawn(async move { store.raise(&r).await.unwrap() })
+        })
+        .collect();
+    let mut opened = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (f, o) = t.await.unwrap();
+        opened += usize::from(o);
+        ids.insert(f.id);
+    }
+    store
+        .raise(&raise(
+            "fractions.multiply",
+            "wrong_streak",
+            Severity::Medium,
+        ))
+        .await
+        .unwrap();
+    let flags = store.flags_of("flo").await.unwrap();
+
+    assert_eq!(
+        (opened, ids.len()),
+        (1, 1),
+        "20 concurrent raises open one flag"
+    );
+    assert_eq!(flags.len(), 2);
+    let divide = flags
+        .iter()
+        .find(|f| f.skill == "fractions.divide")
+        .unwrap();
+    assert_eq!(divide.evidence.len(), 20);
+    assert_eq!(divide.severity, Severity::High);
+    assert_eq!(divide.status, "open");
+    assert!(store.flags_of("someone-else").await.unwrap().is_empty());
+}
 
 async fn the_same_batch_twice_counts_duplicates_and_keeps_the_passport(backend: Backend) {
     let Some((app, _)) = app(backend, "idempotency").await else {

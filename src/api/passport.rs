@@ -110,6 +110,9 @@ async fn post_events(
         duplicates = recorded.duplicates,
         "events recorded"
     );
+    if recorded.accepted > 0 {
+        watch_for_struggle(&s, &lib, &events).await;
+    }
     Ok(Json(recorded))
 }
 
@@ -174,4 +177,53 @@ async fn erase_learner(
     let erased = s.store.erase(&learner).await.map_err(store_error)?;
     tracing::info!(events = erased.events, "learner erased");
     Ok(Json(json!({"learner": learner, "erased": erased})))
+}
+
+/// Runs the struggle rules on the skills a batch of answers touched, per learner, so an
+/// educator hears of a learner stuck on exercises even if they never open the tutor. Best
+/// effort: the batch is already stored, and a failure here is logged.
+async fn watch_for_struggle(
+    s: &AppState,
+    lib: &crate::content::Library,
+    events: &[passport::Event],
+) {
+    use std::collections::BTreeMap;
+
+    use crate::flags::{FlagStore, Observation, detect};
+    let mut touched: BTreeMap<&LearnerId, Vec<crate::content::SkillId>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.verb == passport::Verb::Answered) {
+        let skills = touched.entry(&e.learner).or_default();
+        for sk in lib
+            .components
+            .get(&e.component)
+            .map(|c| c.skills.as_slice())
+            .unwrap_or_default()
+        {
+            if !skills.contains(sk) {
+                skills.push(sk.clone());
+            }
+        }
+    }
+    for (learner, skills) in touched {
+        let state = match s.store.learner(learner).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!(error = %e, "struggle check skipped");
+                continue;
+            }
+        };
+        let obs = Observation {
+            learner: learner.as_str(),
+            state: &state,
+            skills: &skills,
+            component: None,
+            message: None,
+            earlier: &[],
+        };
+        for r in detect(lib, &s.config.flags, &obs) {
+            if let Err(e) = s.store.raise(&r).await {
+                tracing::warn!(error = %e, "could not store a struggle flag");
+            }
+        }
+    }
 }
