@@ -22,12 +22,10 @@ fn course() -> (tempfile::TempDir, Library) {
     std::fs::create_dir_all(root.join("components")).unwrap();
     let mut skills = String::from("course:\n  id: bench\n  title: Bench\nskills:\n");
     for s in 0..SKILLS {
-        let pre = if s == 0 {
-            String::new()
-        } else {
-            format!("bench.s{}", s - 1)
-        };
-        skills.push_str(&format!("  - id: bench.s{s}\n    name: Skill {s}\n    description: Skill number {s}.\n    prerequisites: [{pre}]\n"));
+        let pre = if s == 0 { String::new() } else { format!("bench.s{}", s - 1) };
+        skills.push_str(&format!(
+            "  - id: bench.s{s}\n    name: Skill {s}\n    description: Skill number {s}.\n    prerequisites: [{pre}]\n"
+        ));
         let items: String = (0..4)
             .map(|i| {
                 let demand = ["recall", "application", "reasoning", "application"][i];
@@ -75,23 +73,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// Events/s recording `batches` batches of 100 (each for one of 50 learners), `clients` at a
 /// time.
-async fn throughput(
-    store: &Arc<SqlStore>,
-    lib: &Arc<Library>,
-    batches: usize,
-    clients: usize,
-    tag: &str,
-) -> f64 {
+async fn throughput(store: &Arc<SqlStore>, lib: &Arc<Library>, batches: usize, clients: usize, tag: &str) -> f64 {
     let work: Vec<Vec<Event>> = (0..batches)
-        .map(|b| {
-            events(
-                lib,
-                &format!("{tag}-l{}", b % 50),
-                BATCH,
-                (b / 50 * BATCH) as i64,
-                b as u64,
-            )
-        })
+        .map(|b| events(lib, &format!("{tag}-l{}", b % 50), BATCH, (b / 50 * BATCH) as i64, b as u64))
         .collect();
     let work = Arc::new(tokio::sync::Mutex::new(work.into_iter()));
     let started = Instant::now();
@@ -154,44 +138,26 @@ async fn run(name: &str, url: &str, lib: &Arc<Library>, small: bool) {
         batches * BATCH
     );
     let (p50, p99, skills) = read_latency(&store, lib, if small { 100 } else { 1000 }).await;
-    println!(
-        "{name}: passport read (store + view + JSON), {skills} skills: p50 {p50:.3} ms  p99 {p99:.3} ms"
-    );
+    println!("{name}: passport read (store + view + JSON), {skills} skills: p50 {p50:.3} ms  p99 {p99:.3} ms");
 }
 
 fn main() {
     let small = std::env::var_os("BENCH_SMALL").is_some();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (_content, lib) = course();
     let lib = Arc::new(lib);
     rt.block_on(async {
         let data = tempfile::tempdir().unwrap();
-        run(
-            "sqlite",
-            &format!("sqlite://{}/tutor.db?mode=rwc", data.path().display()),
-            &lib,
-            small,
-        )
-        .await;
+        run("sqlite", &format!("sqlite://{}/tutor.db?mode=rwc", data.path().display()), &lib, small).await;
         match std::env::var("TUTOR_TEST_DATABASE_URL") {
             Ok(admin) => {
                 sqlx::any::install_default_drivers();
                 let name = format!("tutor_bench_{}", std::process::id());
                 let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
                 let (base, _) = admin.rsplit_once('/').unwrap();
                 run("postgres", &format!("{base}/{name}"), &lib, small).await;
-                sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
+                sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
             }
             Err(_) => println!("postgres: skipped (TUTOR_TEST_DATABASE_URL is not set)"),
         }

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use tutor::config::Config;
 use tutor::content::{Format, Level, LoadOptions, SkillId, load_library};
-use tutor::retrieval::{
-    Bm25, Retriever, SearchFilter, SearchRequest, StoreQuery, VectorStore, ingest, open_current,
-};
+use tutor::retrieval::{Bm25, Retriever, SearchFilter, SearchRequest, StoreQuery, VectorStore, ingest, open_current};
 
 const WORDS: &[&str] = &[
     "fraction",
@@ -79,10 +77,7 @@ const WORDS: &[&str] = &[
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) as usize
     }
     fn sentence(&mut self) -> String {
@@ -104,11 +99,7 @@ fn corpus(n: usize, paragraphs: usize) -> tempfile::TempDir {
     for s in 0..20 {
         skills.push_str(&format!(
             "  - id: bench.s{s}\n    name: Skill {s}\n    prerequisites: [{}]\n",
-            if s > 0 {
-                format!("bench.s{}", s - 1)
-            } else {
-                String::new()
-            }
+            if s > 0 { format!("bench.s{}", s - 1) } else { String::new() }
         ));
     }
     std::fs::write(course.join("skills.yaml"), skills).unwrap();
@@ -153,24 +144,12 @@ struct Run {
 fn build(rt: &tokio::runtime::Runtime, n: usize, paragraphs: usize, chunk_tokens: usize) -> Run {
     let content = corpus(n, paragraphs);
     let data = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: data.path().to_owned(),
-        chunk_tokens,
-        chunk_overlap: 0,
-        ..Config::default()
-    };
+    let config = Config { data_dir: data.path().to_owned(), chunk_tokens, chunk_overlap: 0, ..Config::default() };
     let t = Instant::now();
     let lib = load_library(content.path(), &LoadOptions::default()).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let report = rt
-        .block_on(ingest(
-            &config,
-            &lib,
-            None,
-            &indicatif::ProgressBar::hidden(),
-        ))
-        .unwrap();
+    let report = rt.block_on(ingest(&config, &lib, None, &indicatif::ProgressBar::hidden())).unwrap();
     let ingest_s = t.elapsed().as_secs_f64();
     Run {
         components: report.components,
@@ -184,8 +163,7 @@ fn build(rt: &tokio::runtime::Runtime, n: usize, paragraphs: usize, chunk_tokens
 }
 
 fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
-    let store: Arc<dyn VectorStore> =
-        Arc::new(open_current(&run.config.index_dir()).unwrap().unwrap());
+    let store: Arc<dyn VectorStore> = Arc::new(open_current(&run.config.index_dir()).unwrap().unwrap());
     let mut rng = Rng(7);
     let mut texts = Vec::new();
     for _ in 0..queries {
@@ -203,32 +181,13 @@ fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
     };
     // warm-up
     for (i, t) in texts.iter().take(50).enumerate() {
-        let _ = store
-            .query(&StoreQuery {
-                sparse: Bm25::query(t),
-                dense: None,
-                filter: filter(i),
-                limit: 10,
-            })
-            .unwrap();
+        let _ = store.query(&StoreQuery { sparse: Bm25::query(t), dense: None, filter: filter(i), limit: 10 }).unwrap();
     }
-    for (label, with_filter) in [
-        ("BM25, no filter", false),
-        ("BM25 + skill & level filter", true),
-    ] {
+    for (label, with_filter) in [("BM25, no filter", false), ("BM25 + skill & level filter", true)] {
         let mut times = Vec::with_capacity(queries);
         for (i, t) in texts.iter().enumerate() {
-            let f = if with_filter {
-                filter(i)
-            } else {
-                SearchFilter::default()
-            };
-            let q = StoreQuery {
-                sparse: Bm25::query(t),
-                dense: None,
-                filter: f,
-                limit: 10,
-            };
+            let f = if with_filter { filter(i) } else { SearchFilter::default() };
+            let q = StoreQuery { sparse: Bm25::query(t), dense: None, filter: f, limit: 10 };
             let s = Instant::now();
             let hits = store.query(&q).unwrap();
             times.push(s.elapsed());
@@ -246,11 +205,7 @@ fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
     retriever.set_store(store);
     let mut times = Vec::with_capacity(queries);
     for (i, t) in texts.iter().enumerate() {
-        let req = SearchRequest {
-            text: t.clone(),
-            filter: filter(i),
-            k: 5,
-        };
+        let req = SearchRequest { text: t.clone(), filter: filter(i), k: 5 };
         let s = Instant::now();
         let hits = rt.block_on(retriever.search(&req)).unwrap();
         times.push(s.elapsed());
@@ -267,10 +222,7 @@ fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
 
 fn main() {
     let small = std::env::var("BENCH_SMALL").is_ok();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let queries = if small { 200 } else { 2000 };
 
     let n = if small { 1000 } else { 10_000 };

@@ -35,6 +35,7 @@ CREATE TABLE turns (
     role       TEXT NOT NULL,
     content    TEXT NOT NULL,
     meta       TEXT NOT NULL,
+    tokens     BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (session_id, seq)
 );

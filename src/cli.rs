@@ -12,9 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::Config;
 use crate::content::{ContentError, Format, Level, Library, SkillId, load_library};
 use crate::passport::{self, LearnerId, Recorded, SqlStore, Store, now_ms, validate_statement};
-use crate::retrieval::{
-    EdgeStore, Hit, Retriever, SearchFilter, SearchRequest, ingest, open_current,
-};
+use crate::retrieval::{EdgeStore, Hit, Retriever, SearchFilter, SearchRequest, ingest, open_current};
 
 /// An agentic AI tutor that lives in the content layer.
 #[derive(Debug, Parser)]
@@ -31,10 +29,7 @@ pub struct Cli {
 }
 
 fn env_help() -> String {
-    format!(
-        "Environment: {} (see README), RUST_LOG for log levels.",
-        crate::config::ENV_VARS.join(", ")
-    )
+    format!("Environment: {} (see README), RUST_LOG for log levels.", crate::config::ENV_VARS.join(", "))
 }
 
 /// The commands.
@@ -125,22 +120,13 @@ const IMPORT_BATCH: usize = 500;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // qdrant-edge warns about an internal mmap probe on every open; it is not actionable
-    let default_log = if matches!(cli.command, Command::Serve { .. }) {
-        "info,qdrant_edge=error"
-    } else {
-        "warn,qdrant_edge=error"
-    };
+    let default_log =
+        if matches!(cli.command, Command::Serve { .. }) { "info,qdrant_edge=error" } else { "warn,qdrant_edge=error" };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_log.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log.into()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -193,29 +179,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             run_ingest(&cfg, &lib, json).await
         }
-        Command::Search {
-            query,
-            course,
-            skills,
-            levels,
-            formats,
-            k,
-            json,
-        } => {
+        Command::Search { query, course, skills, levels, formats, k, json } => {
             let filter = SearchFilter {
                 course,
-                skills: skills
-                    .iter()
-                    .map(|s| SkillId::parse(s))
-                    .collect::<Result<_, _>>()?,
-                levels: levels
-                    .iter()
-                    .map(|s| s.parse::<Level>())
-                    .collect::<Result<_, _>>()?,
-                formats: formats
-                    .iter()
-                    .map(|s| s.parse::<Format>())
-                    .collect::<Result<_, _>>()?,
+                skills: skills.iter().map(|s| SkillId::parse(s)).collect::<Result<_, _>>()?,
+                levels: levels.iter().map(|s| s.parse::<Level>()).collect::<Result<_, _>>()?,
+                formats: formats.iter().map(|s| s.parse::<Format>()).collect::<Result<_, _>>()?,
             };
             let dir = cfg.index_dir();
             let store: EdgeStore = tokio::task::spawn_blocking(move || open_current(&dir))
@@ -224,13 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("no index yet: run `tutor ingest` first")?;
             let retriever = Retriever::new(crate::api::embedder(&cfg));
             retriever.set_store(std::sync::Arc::new(store));
-            let hits = retriever
-                .search(&SearchRequest {
-                    text: query,
-                    filter,
-                    k,
-                })
-                .await?;
+            let hits = retriever.search(&SearchRequest { text: query, filter, k }).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else {
@@ -245,9 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(h) = host {
                 cfg.host = h;
             }
-            let (addr, server) = crate::api::serve(cfg, shutdown_signal())
-                .await
-                .context("starting the service")?;
+            let (addr, server) = crate::api::serve(cfg, shutdown_signal()).await.context("starting the service")?;
             tracing::info!(%addr, "tutor listening on http://{addr}");
             server.await.context("serving")?;
             Ok(ExitCode::SUCCESS)
@@ -255,9 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Passport { learner, json } => {
             let learner = LearnerId::parse(&learner)?;
             let lib = load_or_report(&cfg, json)?;
-            let store = SqlStore::connect(&cfg.database_url())
-                .await
-                .context("opening the learner store")?;
+            let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
             let state = store.learner(&learner).await?;
             let p = passport::passport(&lib, &cfg.passport, &learner, &state);
             if json {
@@ -267,16 +226,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Events {
-            command: EventsCommand::Import { file, json },
-        } => import_events(&cfg, &file, json).await,
-        Command::Ask {
-            question,
-            learner,
-            component,
-            session,
-            json,
-        } => ask(cfg, question, learner, component, session, json).await,
+        Command::Events { command: EventsCommand::Import { file, json } } => import_events(&cfg, &file, json).await,
+        Command::Ask { question, learner, component, session, json } => {
+            ask(cfg, question, learner, component, session, json).await
+        }
     }
 }
 
@@ -284,10 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn load_or_report(cfg: &Config, json: bool) -> anyhow::Result<Library> {
     load_library(&cfg.content_dir, &cfg.load_options()).map_err(|e| {
         print_content_errors(&e, json, false);
-        anyhow::anyhow!(
-            "the content in {} does not validate",
-            cfg.content_dir.display()
-        )
+        anyhow::anyhow!("the content in {} does not validate", cfg.content_dir.display())
     })
 }
 
@@ -297,25 +247,18 @@ fn progress_bar(len: u64, hidden: bool) -> ProgressBar {
     }
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
     );
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
 }
 
-async fn import_events(
-    cfg: &Config,
-    file: &std::path::Path,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let lib = load_or_report(cfg, json)?;
     let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let text = String::from_utf8(text)
-        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 ({e})", file.display()))?;
+    let text = String::from_utf8(text).map_err(|e| anyhow::anyhow!("{}: not UTF-8 ({e})", file.display()))?;
     let now = now_ms();
     let mut events = Vec::new();
     let mut problems = Vec::new();
@@ -342,17 +285,16 @@ async fn import_events(
         }
         return Ok(ExitCode::FAILURE);
     }
-    let store = SqlStore::connect(&cfg.database_url())
-        .await
-        .context("opening the learner store")?;
+    let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
     let started = std::time::Instant::now();
     let progress = progress_bar(events.len() as u64, json);
     progress.set_message("events");
     let mut total = Recorded::default();
     for batch in events.chunks(IMPORT_BATCH) {
-        let r = store.record(batch, &lib).await.context(
-            "recording events (batches before this one are stored; re-running the import is safe)",
-        )?;
+        let r = store
+            .record(batch, &lib)
+            .await
+            .context("recording events (batches before this one are stored; re-running the import is safe)")?;
         total.accepted += r.accepted;
         total.duplicates += r.duplicates;
         progress.inc(batch.len() as u64);
@@ -385,9 +327,7 @@ async fn ask(
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let learner = LearnerId::parse(&learner)?;
-    let component = component
-        .map(|c| crate::content::ComponentId::parse(&c))
-        .transpose()?;
+    let component = component.map(|c| crate::content::ComponentId::parse(&c)).transpose()?;
     let lib = std::sync::Arc::new(load_or_report(&cfg, json)?);
     let dir = cfg.index_dir();
     let index: EdgeStore = tokio::task::spawn_blocking(move || open_current(&dir))
@@ -396,29 +336,16 @@ async fn ask(
         .context("no index yet: run `tutor ingest` first")?;
     let retriever = std::sync::Arc::new(Retriever::new(crate::api::embedder(&cfg)));
     retriever.set_store(std::sync::Arc::new(index));
-    let store = SqlStore::connect(&cfg.database_url())
-        .await
-        .context("opening the learner store")?;
+    let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
     let agent = crate::api::build_agent(std::sync::Arc::new(cfg), retriever, store)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let req = crate::agent::TurnRequest {
-        learner,
-        session_id: session,
-        component,
-        message: question,
-    };
+    let req = crate::agent::TurnRequest { learner, session_id: session, component, message: question };
     let printer = tokio::spawn(async move {
         let mut out = std::io::stdout();
         while let Some(e) = rx.recv().await {
             match e {
                 crate::agent::TurnEvent::Tool(t) if !json => {
-                    eprintln!(
-                        "· {}({}) → {}{}",
-                        t.name,
-                        t.arguments,
-                        if t.ok { "" } else { "failed: " },
-                        t.result
-                    );
+                    eprintln!("· {}({}) → {}{}", t.name, t.arguments, if t.ok { "" } else { "failed: " }, t.result);
                 }
                 crate::agent::TurnEvent::Delta { text } if !json => {
                     let _ = write!(out, "{text}");
@@ -438,27 +365,15 @@ async fn ask(
         eprintln!(
             "engine {}{}, citations: {}, tokens: {} prompt / {} completion (budget {}), session {}",
             r.engine,
-            r.fallback_reason
-                .as_deref()
-                .map(|f| format!(" ({f})"))
-                .unwrap_or_default(),
-            if r.citations.is_empty() {
-                "none".into()
-            } else {
-                r.citations.join(", ")
-            },
+            r.fallback_reason.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+            if r.citations.is_empty() { "none".into() } else { r.citations.join(", ") },
             r.tokens.prompt,
             r.tokens.completion,
             r.tokens.budget,
             r.session_id
         );
         for f in &r.flags {
-            eprintln!(
-                "flag {} on {}: {}",
-                if f.opened { "opened" } else { "extended" },
-                f.skill,
-                f.reason
-            );
+            eprintln!("flag {} on {}: {}", if f.opened { "opened" } else { "extended" }, f.skill, f.reason);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -470,17 +385,8 @@ fn print_passport(p: &passport::Passport) {
         println!("no evidence yet");
         return;
     }
-    let width = p
-        .skills
-        .iter()
-        .map(|s| s.skill.as_str().len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!(
-        "{:<width$}  {:>7}  {:<10}  {:>8}  {:<7}  recent",
-        "skill", "mastery", "band", "evidence", "trend"
-    );
+    let width = p.skills.iter().map(|s| s.skill.as_str().len()).max().unwrap_or(5).max(5);
+    println!("{:<width$}  {:>7}  {:<10}  {:>8}  {:<7}  recent", "skill", "mastery", "band", "evidence", "trend");
     for s in &p.skills {
         println!(
             "{:<width$}  {:>7.2}  {:<10}  {:>8}  {:<7}  {}",
@@ -495,21 +401,12 @@ fn print_passport(p: &passport::Passport) {
             println!("{:<width$}  {d}", "");
         }
         for m in &s.misconceptions {
-            println!(
-                "{:<width$}  misconception ({} {}: \"{}\"): {}",
-                "", m.component, m.item, m.response, m.diagnosis
-            );
+            println!("{:<width$}  misconception ({} {}: \"{}\"): {}", "", m.component, m.item, m.response, m.diagnosis);
         }
     }
     for g in &p.prerequisite_gaps {
         let needed: Vec<&str> = g.needed_by.iter().map(|s| s.as_str()).collect();
-        println!(
-            "gap: {} ({:.2}, {}) is needed by {}",
-            g.name,
-            g.mastery,
-            g.band.as_str(),
-            needed.join(", ")
-        );
+        println!("gap: {} ({:.2}, {}) is needed by {}", g.name, g.mastery, g.band.as_str(), needed.join(", "));
     }
     if let Some(f) = p.format_preference.preferred {
         println!("does best with: {}", f.as_str().replace('_', " "));
@@ -548,21 +445,14 @@ async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<E
 
 fn print_content_errors(e: &ContentError, json: bool, ingest: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": false, "errors": e.diagnostics})
-        );
+        println!("{}", serde_json::json!({"ok": false, "errors": e.diagnostics}));
         return;
     }
     for d in &e.diagnostics {
         eprintln!("{d}");
     }
     let files: std::collections::BTreeSet<_> = e.diagnostics.iter().map(|d| &d.path).collect();
-    eprintln!(
-        "{} problem(s) in {} file(s).",
-        e.diagnostics.len(),
-        files.len()
-    );
+    eprintln!("{} problem(s) in {} file(s).", e.diagnostics.len(), files.len());
     if ingest {
         eprintln!("Nothing was indexed; the previous index is unchanged.");
     }
@@ -573,16 +463,8 @@ fn print_hits(hits: &[Hit]) {
         println!("no results");
         return;
     }
-    let width = hits
-        .iter()
-        .map(|h| h.component_id.len())
-        .max()
-        .unwrap_or(9)
-        .max(9);
-    println!(
-        "{:>2}  {:>7}  {:<width$}  {:<10}  {:<14}  title",
-        "#", "score", "component", "level", "format"
-    );
+    let width = hits.iter().map(|h| h.component_id.len()).max().unwrap_or(9).max(9);
+    println!("{:>2}  {:>7}  {:<width$}  {:<10}  {:<14}  title", "#", "score", "component", "level", "format");
     for (i, h) in hits.iter().enumerate() {
         println!(
             "{:>2}  {:>7.3}  {:<width$}  {:<10}  {:<14}  {}",
@@ -602,8 +484,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -101,12 +101,7 @@ pub struct PassportConfig {
 
 impl Default for PassportConfig {
     fn default() -> Self {
-        Self {
-            developing: 0.4,
-            proficient: 0.7,
-            mastered: 0.95,
-            min_evidence: 3,
-        }
+        Self { developing: 0.4, proficient: 0.7, mastered: 0.95, min_evidence: 3 }
     }
 }
 
@@ -168,11 +163,7 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("environment variable {name}={value:?}: {message}")]
-    Env {
-        name: &'static str,
-        value: String,
-        message: String,
-    },
+    Env { name: &'static str, value: String, message: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -221,25 +212,13 @@ impl Config {
     }
 
     /// As [`Config::load`], with the environment given as a function (for tests).
-    pub fn load_with(
-        file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let explicit = file
-            .map(Path::to_path_buf)
-            .or_else(|| env("TUTOR_CONFIG").map(PathBuf::from));
-        let path = explicit
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("tutor.toml"));
+    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let explicit = file.map(Path::to_path_buf).or_else(|| env("TUTOR_CONFIG").map(PathBuf::from));
+        let path = explicit.clone().unwrap_or_else(|| PathBuf::from("tutor.toml"));
         let mut cfg = if explicit.is_some() || path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            toml::from_str(&text).map_err(|e| ConfigError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
+            toml::from_str(&text).map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?
         } else {
             Config::default()
         };
@@ -253,11 +232,7 @@ impl Config {
         where
             T::Err: std::fmt::Display,
         {
-            value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
-                name,
-                value,
-                message: e.to_string(),
-            })
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Env { name, value, message: e.to_string() })
         }
         let get = |name: &str| env(name).filter(|v| !v.is_empty());
         if let Some(v) = get("TUTOR_DATA_DIR") {
@@ -370,20 +345,14 @@ impl Config {
             )));
         }
         let p = &self.passport;
-        if !(0.0 < p.developing
-            && p.developing < p.proficient
-            && p.proficient < p.mastered
-            && p.mastered <= 1.0)
-        {
+        if !(0.0 < p.developing && p.developing < p.proficient && p.proficient < p.mastered && p.mastered <= 1.0) {
             return Err(ConfigError::Invalid(format!(
                 "mastery bands must rise within 0..1: developing {} < proficient {} < mastered {}",
                 p.developing, p.proficient, p.mastered
             )));
         }
         if let Some(url) = &self.database_url
-            && !(url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.starts_with("sqlite:"))
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
         {
             return Err(ConfigError::Invalid(format!(
                 "database_url must start with postgres://, postgresql:// or sqlite: (got {:?})",
@@ -391,13 +360,10 @@ impl Config {
             )));
         }
         let a = &self.agent;
-        if a.max_steps == 0
-            || a.max_completion_tokens == 0
-            || a.llm_timeout_secs == 0
-            || a.turn_timeout_secs == 0
-        {
+        if a.max_steps == 0 || a.max_completion_tokens == 0 || a.llm_timeout_secs == 0 || a.turn_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
-                "agent.max_steps, max_completion_tokens, llm_timeout_secs and turn_timeout_secs must be at least 1".into(),
+                "agent.max_steps, max_completion_tokens, llm_timeout_secs and turn_timeout_secs must be at least 1"
+                    .into(),
             ));
         }
         if a.context_tokens < 1000 {
@@ -407,41 +373,29 @@ impl Config {
             )));
         }
         if self.flags.wrong_streak == 0 {
-            return Err(ConfigError::Invalid(
-                "flags.wrong_streak must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("flags.wrong_streak must be at least 1".into()));
         }
         if self.embed.batch_size == 0 {
-            return Err(ConfigError::Invalid(
-                "embed.batch_size must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("embed.batch_size must be at least 1".into()));
         }
         Ok(())
     }
 
     /// The database URL: the configured one, or the SQLite file in the data dir.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("tutor.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("tutor.db").display()))
     }
 
     /// Chunking settings.
     pub fn chunking(&self) -> ChunkSettings {
-        ChunkSettings {
-            tokens: self.chunk_tokens,
-            overlap: self.chunk_overlap,
-        }
+        ChunkSettings { tokens: self.chunk_tokens, overlap: self.chunk_overlap }
     }
 
     /// Content loading limits.
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            max_file_bytes: self.max_file_bytes,
-        }
+        LoadOptions { max_file_bytes: self.max_file_bytes }
     }
 
     /// The folder holding index generations.
@@ -456,10 +410,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -467,16 +418,8 @@ mod tests {
     fn environment_overrides_file_and_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tutor.toml");
-        std::fs::write(
-            &file,
-            "port = 9000\nchunk_tokens = 128\n[embed]\nmodel = \"m1\"\n",
-        )
-        .unwrap();
-        let cfg = Config::load_with(
-            Some(&file),
-            env(&[("TUTOR_PORT", "9100"), ("OPENAI_API_KEY", "k")]),
-        )
-        .unwrap();
+        std::fs::write(&file, "port = 9000\nchunk_tokens = 128\n[embed]\nmodel = \"m1\"\n").unwrap();
+        let cfg = Config::load_with(Some(&file), env(&[("TUTOR_PORT", "9100"), ("OPENAI_API_KEY", "k")])).unwrap();
         assert_eq!(cfg.port, 9100);
         assert_eq!(cfg.chunk_tokens, 128);
         assert_eq!(cfg.embed.model, "m1");
@@ -486,20 +429,14 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_or_key() {
-        let err = Config::load_with(None, env(&[("TUTOR_PORT", "eighty")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load_with(None, env(&[("TUTOR_PORT", "eighty")])).unwrap_err().to_string();
         assert!(err.contains("TUTOR_PORT"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");
         std::fs::write(&file, "prot = 1\n").unwrap();
-        let err = Config::load_with(Some(&file), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load_with(Some(&file), env(&[])).unwrap_err().to_string();
         assert!(err.contains("unknown field `prot`"), "{err}");
-        let err = Config::load_with(None, env(&[("TUTOR_CHUNK_OVERLAP", "300")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load_with(None, env(&[("TUTOR_CHUNK_OVERLAP", "300")])).unwrap_err().to_string();
         assert!(err.contains("chunk_overlap"), "{err}");
     }
 }

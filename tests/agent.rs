@@ -46,10 +46,7 @@ fn tool_calls(calls: &[(&str, &str, &str)]) -> ResponseTemplate {
         let mid = args.len() / 2;
         let mid = (0..=mid).rev().find(|m| args.is_char_boundary(*m)).unwrap();
         for piece in [&args[..mid], &args[mid..]] {
-            chunks.push(chunk(
-                json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
-                None,
-            ));
+            chunks.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}), None));
         }
     }
     chunks.push(chunk(json!({}), Some("tool_calls")));
@@ -83,23 +80,14 @@ async fn llm(replies: Vec<ResponseTemplate>) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(Script {
-            replies,
-            next: AtomicUsize::new(0),
-        })
+        .respond_with(Script { replies, next: AtomicUsize::new(0) })
         .mount(&server)
         .await;
     server
 }
 
 async fn requests(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
-        .collect()
+    server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
 }
 
 async fn llm_app(server: &MockServer, tweak: impl FnOnce(&mut tutor::config::Config)) -> App {
@@ -117,19 +105,9 @@ async fn llm_app(server: &MockServer, tweak: impl FnOnce(&mut tutor::config::Con
 
 /// A streamed turn: the SSE events in order, as (event name, data).
 async fn chat_sse(app: &App, body: Value) -> Vec<(String, Value)> {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/tutor/chat", app.base))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(format!("{}/v1/tutor/chat", app.base)).json(&body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let text = r.text().await.unwrap();
     let mut out = Vec::new();
     for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
@@ -162,11 +140,7 @@ fn done(events: &[(String, Value)]) -> &Value {
 }
 
 fn deltas(events: &[(String, Value)]) -> String {
-    events
-        .iter()
-        .filter(|(n, _)| n == "delta")
-        .map(|(_, d)| d["text"].as_str().unwrap())
-        .collect()
+    events.iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["text"].as_str().unwrap()).collect()
 }
 
 async fn post_events(app: &App, events: Value) {
@@ -174,14 +148,7 @@ async fn post_events(app: &App, events: Value) {
     assert_eq!(status, 200, "{reply}");
 }
 
-fn answered(
-    id: &str,
-    learner: &str,
-    component: &str,
-    item: &str,
-    success: bool,
-    minute: u32,
-) -> Value {
+fn answered(id: &str, learner: &str, component: &str, item: &str, success: bool, minute: u32) -> Value {
     json!({"id": id, "actor": learner, "verb": "answered", "object": {"component": component, "item": item},
            "result": {"success": success}, "timestamp": format!("2026-11-20T10:{minute:02}:00Z")})
 }
@@ -192,11 +159,7 @@ fn answered(
 async fn a_full_turn_calls_two_tools_then_streams_a_cited_answer() {
     let server = llm(vec![
         tool_calls(&[
-            (
-                "call_1",
-                "lookup_mastery",
-                r#"{"skills": ["fractions.divide"]}"#,
-            ),
+            ("call_1", "lookup_mastery", r#"{"skills": ["fractions.divide"]}"#),
             (
                 "call_2",
                 "retrieve_components",
@@ -223,14 +186,7 @@ async fn a_full_turn_calls_two_tools_then_streams_a_cited_answer() {
     assert_eq!(&names[..2], ["tool", "tool"], "{names:?}");
     assert_eq!(events[0].1["name"], "lookup_mastery");
     assert_eq!(events[1].1["name"], "retrieve_components");
-    assert!(
-        events[1].1["result"]
-            .as_str()
-            .unwrap()
-            .contains("fractions-divide"),
-        "{}",
-        events[1].1
-    );
+    assert!(events[1].1["result"].as_str().unwrap().contains("fractions-divide"), "{}", events[1].1);
     let d = done(&events);
     assert_eq!(d["engine"], "llm");
     assert_eq!(d["model_calls"], 2);
@@ -240,43 +196,21 @@ async fn a_full_turn_calls_two_tools_then_streams_a_cited_answer() {
         "Dividing by a fraction asks how many of it fit [fractions-divide-explain-intro]. Try one yourself!"
     );
     assert_eq!(deltas(&events), d["answer"].as_str().unwrap());
-    assert_eq!(
-        d["tokens"]["prompt"], 800,
-        "the endpoint's own counts, summed over both calls"
-    );
-    assert!(
-        d["tokens"]["peak_prompt"].as_u64().unwrap() <= d["tokens"]["budget"].as_u64().unwrap()
-    );
+    assert_eq!(d["tokens"]["prompt"], 800, "the endpoint's own counts, summed over both calls");
+    assert!(d["tokens"]["peak_prompt"].as_u64().unwrap() <= d["tokens"]["budget"].as_u64().unwrap());
 
     let reqs = requests(&server).await;
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0]["stream"], true);
-    let tools: Vec<&str> = reqs[0]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        tools,
-        [
-            "lookup_mastery",
-            "retrieve_components",
-            "render_format",
-            "flag_struggle"
-        ]
-    );
+    let tools: Vec<&str> =
+        reqs[0]["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["lookup_mastery", "retrieve_components", "render_format", "flag_struggle"]);
     assert!(reqs[0]["tools"][1]["function"]["parameters"]["properties"]["query"].is_object());
     let msgs = reqs[1]["messages"].as_array().unwrap();
     let tool_msgs: Vec<&Value> = msgs.iter().filter(|m| m["role"] == "tool").collect();
     assert_eq!(tool_msgs.len(), 2);
     assert_eq!(tool_msgs[0]["tool_call_id"], "call_1");
-    assert!(
-        tool_msgs[1]["content"]
-            .as_str()
-            .unwrap()
-            .contains("fractions-divide-explain-intro")
-    );
+    assert!(tool_msgs[1]["content"].as_str().unwrap().contains("fractions-divide-explain-intro"));
     let assistant = msgs.iter().find(|m| m["role"] == "assistant").unwrap();
     assert_eq!(
         assistant["tool_calls"][1]["function"]["arguments"],
@@ -287,10 +221,7 @@ async fn a_full_turn_calls_two_tools_then_streams_a_cited_answer() {
 #[tokio::test]
 async fn malformed_arguments_and_unknown_tools_become_errors_the_model_reads() {
     let server = llm(vec![
-        tool_calls(&[
-            ("call_a", "retrieve_components", "{\"query\": "),
-            ("call_b", "delete_everything", "{}"),
-        ]),
+        tool_calls(&[("call_a", "retrieve_components", "{\"query\": "), ("call_b", "delete_everything", "{}")]),
         tool_calls(&[(
             "call_c",
             "render_format",
@@ -301,17 +232,9 @@ async fn malformed_arguments_and_unknown_tools_become_errors_the_model_reads() {
     .await;
     let app = llm_app(&server, |_| {}).await;
 
-    let events = chat_sse(
-        &app,
-        json!({"learner_id": "ana", "message": "How do I divide fractions?"}),
-    )
-    .await;
+    let events = chat_sse(&app, json!({"learner_id": "ana", "message": "How do I divide fractions?"})).await;
 
-    let tools: Vec<&Value> = events
-        .iter()
-        .filter(|(n, _)| n == "tool")
-        .map(|(_, d)| d)
-        .collect();
+    let tools: Vec<&Value> = events.iter().filter(|(n, _)| n == "tool").map(|(_, d)| d).collect();
     assert_eq!(tools.len(), 3);
     assert!(tools.iter().all(|t| t["ok"] == false), "{tools:?}");
     assert_eq!(done(&events)["engine"], "llm");
@@ -324,10 +247,7 @@ async fn malformed_arguments_and_unknown_tools_become_errors_the_model_reads() {
         .map(|m| m["content"].as_str().unwrap().to_owned())
         .collect();
     assert!(results[0].contains("invalid arguments"), "{results:?}");
-    assert!(
-        results[1].contains("unknown tool 'delete_everything'"),
-        "{results:?}"
-    );
+    assert!(results[1].contains("unknown tool 'delete_everything'"), "{results:?}");
     assert!(results[2].contains("unknown level 'expert'"), "{results:?}");
 }
 
@@ -348,39 +268,21 @@ async fn a_model_that_never_stops_calling_tools_is_stopped_at_the_step_limit() {
     assert_eq!(reqs.len(), 4);
     assert!(reqs[3].get("tools").is_none());
     assert_eq!(d["engine"], "offline_fallback");
-    assert!(
-        d["fallback_reason"]
-            .as_str()
-            .unwrap()
-            .contains("limit of 3 model calls"),
-        "{d}"
-    );
+    assert!(d["fallback_reason"].as_str().unwrap().contains("limit of 3 model calls"), "{d}");
     let answer = d["answer"].as_str().unwrap();
-    assert!(
-        answer.starts_with("(The AI tutor could not answer just now"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("(The AI tutor could not answer just now"), "{answer}");
     assert!(answer.contains("[fractions-divide-"), "{answer}");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_the_offline_engine_answers() {
-    let error = json!({"error": {"message": "The server had an error", "type": "server_error", "param": null, "code": null}});
+    let error =
+        json!({"error": {"message": "The server had an error", "type": "server_error", "param": null, "code": null}});
     let rate = json!({"error": {"message": "Rate limit reached", "type": "rate_limit_error", "param": null, "code": "rate_limit_exceeded"}});
     for (reply, attempts, label) in [
         (ResponseTemplate::new(500).set_body_json(error), 4, "500"),
-        (
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "0")
-                .set_body_json(rate),
-            4,
-            "429",
-        ),
-        (
-            text(&["never sent in time"]).set_delay(Duration::from_secs(3)),
-            2,
-            "hang",
-        ),
+        (ResponseTemplate::new(429).insert_header("retry-after", "0").set_body_json(rate), 4, "429"),
+        (text(&["never sent in time"]).set_delay(Duration::from_secs(3)), 2, "hang"),
     ] {
         let server = llm(vec![reply]).await;
         let app = llm_app(&server, |c| c.agent.llm_timeout_secs = 1).await;
@@ -395,10 +297,7 @@ async fn server_errors_are_retried_then_the_offline_engine_answers() {
         assert_eq!(requests(&server).await.len(), attempts, "{label}");
         assert_eq!(d["engine"], "offline_fallback", "{label}");
         let answer = d["answer"].as_str().unwrap();
-        assert!(
-            answer.starts_with("(The AI tutor could not answer just now"),
-            "{label}: {answer}"
-        );
+        assert!(answer.starts_with("(The AI tutor could not answer just now"), "{label}: {answer}");
         assert!(answer.contains("Offline tutor"), "{label}");
         assert!(!d["citations"].as_array().unwrap().is_empty(), "{label}");
     }
@@ -406,58 +305,32 @@ async fn server_errors_are_retried_then_the_offline_engine_answers() {
 
 #[tokio::test]
 async fn a_hundred_turn_history_stays_within_the_budget() {
-    let server = llm(vec![text(&[
-        "A reply that takes some room in the history, ",
-        &"with words and more words ".repeat(12),
-    ])])
-    .await;
+    let server =
+        llm(vec![text(&["A reply that takes some room in the history, ", &"with words and more words ".repeat(12)])])
+            .await;
     let app = llm_app(&server, |c| c.agent.context_tokens = 2000).await;
     let mut session = Value::Null;
     for i in 0..100 {
         let d = chat(&app, json!({"learner_id": "long", "session_id": session, "component_id": "fractions-divide-explain-intro",
                                   "message": format!("Question {i}: can you explain dividing fractions with another example about pizza?")})).await;
         session = d["session_id"].clone();
-        assert!(
-            d["tokens"]["peak_prompt"].as_u64().unwrap() <= 2000,
-            "turn {i}: {}",
-            d["tokens"]
-        );
+        assert!(d["tokens"]["peak_prompt"].as_u64().unwrap() <= 2000, "turn {i}: {}", d["tokens"]);
         assert_eq!(d["tokens"]["budget"], 2000);
     }
     let reqs = requests(&server).await;
     let last = reqs.last().unwrap()["messages"].as_array().unwrap();
     let bpe = tutor::content::tokenizer();
-    let sent: usize = last
-        .iter()
-        .map(|m| {
-            bpe.encode_ordinary(m["content"].as_str().unwrap_or_default())
-                .len()
-                + 4
-        })
-        .sum();
+    let sent: usize =
+        last.iter().map(|m| bpe.encode_ordinary(m["content"].as_str().unwrap_or_default()).len() + 4).sum();
     assert!(sent <= 2000, "{sent} tokens of messages sent");
     assert!(last.len() < 60, "{} messages", last.len());
     // the dropped turns live on as a summary naming the recent questions
     let summary = last
         .iter()
-        .find(|m| {
-            m["role"] == "system"
-                && m["content"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("Earlier in this conversation")
-        })
+        .find(|m| m["role"] == "system" && m["content"].as_str().unwrap().starts_with("Earlier in this conversation"))
         .unwrap();
-    assert!(
-        summary["content"].as_str().unwrap().contains("Question"),
-        "{summary}"
-    );
-    assert!(last.iter().any(|m| {
-        m["content"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("Question 99")
-    }));
+    assert!(summary["content"].as_str().unwrap().contains("Question"), "{summary}");
+    assert!(last.iter().any(|m| { m["content"].as_str().unwrap_or_default().starts_with("Question 99") }));
 }
 
 #[tokio::test]
@@ -465,7 +338,11 @@ async fn answer_keys_never_leave_whatever_the_model_or_the_learner_tries() {
     // the model asks for the answer, then writes it (split across deltas) in its reply
     let server = llm(vec![
         tool_calls(&[("call_1", "retrieve_components", r#"{"query": "answer key for question 1, is it 3/2?"}"#)]),
-        tool_calls(&[("call_2", "render_format", r#"{"component_id": "fractions-divide-ex-1", "level": "developing", "format": "exercise"}"#)]),
+        tool_calls(&[(
+            "call_2",
+            "render_format",
+            r#"{"component_id": "fractions-divide-ex-1", "level": "developing", "format": "exercise"}"#,
+        )]),
         text(&["Sure! The answer to question 1 is 3", "/2, which is 1 1", "/2. Question 3 is 10 scoops."]),
     ])
     .await;
@@ -481,20 +358,10 @@ async fn answer_keys_never_leave_whatever_the_model_or_the_learner_tries() {
             assert!(!s.contains(k), "{name} event leaks {k}: {s}");
         }
     }
-    assert!(
-        done(&events)["answer"]
-            .as_str()
-            .unwrap()
-            .contains("[answer withheld]")
-    );
+    assert!(done(&events)["answer"].as_str().unwrap().contains("[answer withheld]"));
     // and no tool result sent to the model held one either
     for r in requests(&server).await {
-        for m in r["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-        {
+        for m in r["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool") {
             let c = m["content"].as_str().unwrap();
             for k in keys {
                 assert!(!c.contains(k), "tool result leaks {k}: {c}");
@@ -533,10 +400,7 @@ async fn render_format_generates_what_the_course_lacks_once_and_then_serves_it_f
     replies.extend(turn());
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
-        .respond_with(Script {
-            replies,
-            next: AtomicUsize::new(0),
-        })
+        .respond_with(Script { replies, next: AtomicUsize::new(0) })
         .with_priority(2)
         .mount(&server)
         .await;
@@ -549,31 +413,12 @@ async fn render_format_generates_what_the_course_lacks_once_and_then_serves_it_f
     for events in [&first, &second] {
         let tool = &events.iter().find(|(n, _)| n == "tool").unwrap().1;
         assert_eq!(tool["name"], "render_format");
-        assert!(
-            tool["result"]
-                .as_str()
-                .unwrap()
-                .starts_with("generated scenario at intro"),
-            "{tool}"
-        );
+        assert!(tool["result"].as_str().unwrap().starts_with("generated scenario at intro"), "{tool}");
     }
     let reqs = requests(&server).await;
-    let results: Vec<&Value> = reqs
-        .iter()
-        .flat_map(|r| {
-            r["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["role"] == "tool")
-        })
-        .collect();
-    assert!(
-        results
-            .iter()
-            .all(|m| m["content"].as_str().unwrap().contains("Mia has 3 pizzas")),
-        "{results:?}"
-    );
+    let results: Vec<&Value> =
+        reqs.iter().flat_map(|r| r["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool")).collect();
+    assert!(results.iter().all(|m| m["content"].as_str().unwrap().contains("Mia has 3 pizzas")), "{results:?}");
     // one render request (checked by `expect(1)` when the server drops) and four chat turns
     assert_eq!(reqs.len(), 5);
 }
@@ -585,16 +430,7 @@ async fn the_offline_engine_gives_a_novice_and_a_proficient_learner_different_va
     let app = spawn_sample_app(|_| {}).await;
     let items = ["q1", "q2", "q3", "q4"];
     let strong: Vec<Value> = (0..10u32)
-        .map(|i| {
-            answered(
-                &format!("p{i}"),
-                "pro",
-                "fractions-divide-ex-1",
-                items[i as usize % 4],
-                true,
-                i,
-            )
-        })
+        .map(|i| answered(&format!("p{i}"), "pro", "fractions-divide-ex-1", items[i as usize % 4], true, i))
         .collect();
     post_events(&app, Value::Array(strong)).await;
     let ask = |learner: &str| {
@@ -614,19 +450,11 @@ async fn the_offline_engine_gives_a_novice_and_a_proficient_learner_different_va
             .find_map(|l| l.strip_prefix("level: ").map(str::to_owned))
             .unwrap()
     };
-    assert_ne!(
-        novice["citations"][0], pro["citations"][0],
-        "{novice}\n{pro}"
-    );
+    assert_ne!(novice["citations"][0], pro["citations"][0], "{novice}\n{pro}");
     assert_eq!(level(&novice), "intro");
     assert_eq!(level(&pro), "advanced");
     assert!(novice["answer"].as_str().unwrap().contains("step by step"));
-    assert!(
-        pro["answer"]
-            .as_str()
-            .unwrap()
-            .contains("You know the basics")
-    );
+    assert!(pro["answer"].as_str().unwrap().contains("You know the basics"));
     for d in [&novice, &pro] {
         assert!(d["answer"].as_str().unwrap().contains("Offline tutor"));
         assert!(d["tokens"]["prompt"].as_u64().unwrap() > 100);
@@ -643,14 +471,7 @@ async fn off_topic_questions_are_declined_and_course_questions_are_not() {
         "hello",
     ] {
         let d = chat(&app, json!({"learner_id": "ana", "message": q})).await;
-        assert!(
-            d["answer"]
-                .as_str()
-                .unwrap()
-                .starts_with("This course does not cover that"),
-            "{q}: {}",
-            d["answer"]
-        );
+        assert!(d["answer"].as_str().unwrap().starts_with("This course does not cover that"), "{q}: {}", d["answer"]);
         assert_eq!(d["citations"], json!([]), "{q}");
     }
     // the learner questions of the retrieval set are answered from the course (a question
@@ -660,8 +481,7 @@ async fn off_topic_questions_are_declined_and_course_questions_are_not() {
     let mut asked = 0;
     for file in ["fractions", "security"] {
         let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("tests/retrieval/{file}.yaml")),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/retrieval/{file}.yaml")),
         )
         .unwrap();
         let pairs: Vec<Value> = serde_yaml::from_str(&text).unwrap();
@@ -669,23 +489,13 @@ async fn off_topic_questions_are_declined_and_course_questions_are_not() {
             let q = p["question"].as_str().unwrap();
             let d = chat(&app, json!({"learner_id": "ana", "message": q})).await;
             asked += 1;
-            if d["answer"]
-                .as_str()
-                .unwrap()
-                .starts_with("This course does not cover")
-            {
+            if d["answer"].as_str().unwrap().starts_with("This course does not cover") {
                 declined.push(q.to_owned());
             }
         }
     }
-    println!(
-        "declined {} of {asked} course questions: {declined:?}",
-        declined.len()
-    );
-    assert!(
-        asked >= 70 && declined.len() * 30 <= asked,
-        "declined: {declined:#?}"
-    );
+    println!("declined {} of {asked} course questions: {declined:?}", declined.len());
+    assert!(asked >= 70 && declined.len() * 30 <= asked, "declined: {declined:#?}");
 }
 
 #[tokio::test]
@@ -694,16 +504,7 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
     let wrong: Vec<Value> = ["q1", "q2", "q3"]
         .iter()
         .enumerate()
-        .map(|(i, q)| {
-            answered(
-                &format!("w{i}"),
-                "sad",
-                "fractions-divide-ex-1",
-                q,
-                false,
-                i as u32,
-            )
-        })
+        .map(|(i, q)| answered(&format!("w{i}"), "sad", "fractions-divide-ex-1", q, false, i as u32))
         .collect();
     post_events(&app, Value::Array(wrong)).await;
     let db = format!("sqlite://{}/tutor.db", app.data.path().display());
@@ -714,11 +515,7 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(
-        open,
-        vec![("fractions.divide".to_owned(), "wrong_streak".to_owned())],
-        "the answers alone raise it"
-    );
+    assert_eq!(open, vec![("fractions.divide".to_owned(), "wrong_streak".to_owned())], "the answers alone raise it");
 
     let first = chat(
         &app,
@@ -726,8 +523,12 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
                                   "message": "How do I divide 2/3 by 1/4?"}),
     )
     .await;
-    let again = chat(&app, json!({"learner_id": "sad", "session_id": first["session_id"], "component_id": "fractions-divide-explain-intro",
-                                  "message": "I don't get it, this makes no sense"})).await;
+    let again = chat(
+        &app,
+        json!({"learner_id": "sad", "session_id": first["session_id"], "component_id": "fractions-divide-explain-intro",
+                                  "message": "I don't get it, this makes no sense"}),
+    )
+    .await;
     let calm = chat(
         &app,
         json!({"learner_id": "fine", "component_id": "fractions-divide-explain-intro",
@@ -739,29 +540,17 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
     assert_eq!(flags.len(), 1, "{first}");
     assert_eq!(flags[0]["skill"], "fractions.divide");
     assert_eq!(flags[0]["reason"], "wrong_streak");
-    assert_eq!(
-        flags[0]["opened"], false,
-        "already opened by the answers; the turn adds evidence"
-    );
+    assert_eq!(flags[0]["opened"], false, "already opened by the answers; the turn adds evidence");
     assert_eq!(again["flags"].as_array().unwrap().len(), 1);
     assert_eq!(again["flags"][0]["id"], flags[0]["id"]);
     assert_eq!(again["flags"][0]["opened"], false);
     assert_eq!(calm["flags"], json!([]));
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT status, evidence FROM flags WHERE learner = 'sad'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT status, evidence FROM flags WHERE learner = 'sad'").fetch_all(&pool).await.unwrap();
     assert_eq!(rows.len(), 1);
     let evidence: Vec<Value> = serde_json::from_str(&rows[0].1).unwrap();
-    let rules: Vec<&str> = evidence
-        .iter()
-        .map(|e| e["rule"].as_str().unwrap())
-        .collect();
-    assert!(
-        rules.contains(&"wrong_streak") && rules.contains(&"confusion"),
-        "{rules:?}"
-    );
+    let rules: Vec<&str> = evidence.iter().map(|e| e["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"wrong_streak") && rules.contains(&"confusion"), "{rules:?}");
 }
 
 #[tokio::test]
@@ -775,14 +564,8 @@ async fn the_offline_engine_will_not_give_an_exercise_answer() {
     .await;
     let d = done(&events);
     let answer = d["answer"].as_str().unwrap();
-    assert!(
-        answer.starts_with("I won't give you the answer"),
-        "{answer}"
-    );
-    assert!(
-        answer.contains("How many thirds are in one whole?"),
-        "the hint of question 2: {answer}"
-    );
+    assert!(answer.starts_with("I won't give you the answer"), "{answer}");
+    assert!(answer.contains("How many thirds are in one whole?"), "the hint of question 2: {answer}");
     assert!(!answer.contains("12"), "{answer}");
     assert_eq!(deltas(&events), answer);
 }
@@ -792,40 +575,16 @@ async fn chat_input_is_checked_and_sessions_are_private() {
     let app = spawn_sample_app(|_| {}).await;
     let url = format!("{}/v1/tutor/chat", app.base);
     let cases = [
-        (
-            json!({"learner_id": "no spaces", "message": "hi"}),
-            400,
-            "invalid_learner",
-        ),
-        (
-            json!({"learner_id": "ana", "message": "   "}),
-            400,
-            "invalid_message",
-        ),
-        (
-            json!({"learner_id": "ana", "message": "x".repeat(4001)}),
-            400,
-            "invalid_message",
-        ),
-        (
-            json!({"learner_id": "ana", "component_id": "fractions-nope", "message": "hi"}),
-            404,
-            "unknown_component",
-        ),
-        (
-            json!({"learner_id": "ana", "message": "hi", "mood": "happy"}),
-            422,
-            "invalid_body",
-        ),
+        (json!({"learner_id": "no spaces", "message": "hi"}), 400, "invalid_learner"),
+        (json!({"learner_id": "ana", "message": "   "}), 400, "invalid_message"),
+        (json!({"learner_id": "ana", "message": "x".repeat(4001)}), 400, "invalid_message"),
+        (json!({"learner_id": "ana", "component_id": "fractions-nope", "message": "hi"}), 404, "unknown_component"),
+        (json!({"learner_id": "ana", "message": "hi", "mood": "happy"}), 422, "invalid_body"),
         (json!({"message": "hi"}), 422, "invalid_body"),
     ];
     for (body, status, code) in cases {
         let (s, reply) = post_json(&url, &body).await;
-        assert_eq!(
-            (s, reply["error"]["code"].as_str()),
-            (status, Some(code)),
-            "{body}: {reply}"
-        );
+        assert_eq!((s, reply["error"]["code"].as_str()), (status, Some(code)), "{body}: {reply}");
     }
     let r = reqwest::Client::new()
         .post(&url)
@@ -836,16 +595,13 @@ async fn chat_input_is_checked_and_sessions_are_private() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
-    let mine = chat(
-        &app,
-        json!({"learner_id": "ana", "message": "What is a phishing email?"}),
+    let mine = chat(&app, json!({"learner_id": "ana", "message": "What is a phishing email?"})).await;
+    let (s, reply) = post_json(
+        &url,
+        &json!({"learner_id": "mallory", "session_id": mine["session_id"], "message": "What did ana ask?"}),
     )
     .await;
-    let (s, reply) = post_json(&url, &json!({"learner_id": "mallory", "session_id": mine["session_id"], "message": "What did ana ask?"})).await;
-    assert_eq!(
-        (s, reply["error"]["code"].as_str()),
-        (404, Some("unknown_session"))
-    );
+    assert_eq!((s, reply["error"]["code"].as_str()), (404, Some("unknown_session")));
     // the SSE form reports it as JSON too
     let r = reqwest::Client::new()
         .post(&url)
@@ -856,19 +612,12 @@ async fn chat_input_is_checked_and_sessions_are_private() {
     assert_eq!(r.status().as_u16(), 404);
 
     // erasing the learner removes the transcript with the rest
-    let r = reqwest::Client::new()
-        .delete(format!("{}/v1/learners/ana", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().delete(format!("{}/v1/learners/ana", app.base)).send().await.unwrap();
     let erased: Value = r.json().await.unwrap();
     assert_eq!(erased["erased"]["sessions"], 1);
     assert_eq!(erased["erased"]["turns"], 2);
-    let (s, _) = post_json(
-        &url,
-        &json!({"learner_id": "ana", "session_id": mine["session_id"], "message": "hi"}),
-    )
-    .await;
+    let (s, _) =
+        post_json(&url, &json!({"learner_id": "ana", "session_id": mine["session_id"], "message": "hi"})).await;
     assert_eq!(s, 404);
 }
 
@@ -896,9 +645,6 @@ fn cli_ask_streams_the_answer_and_prints_the_tool_trace() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("[security-passwords-"), "{stdout}");
-    assert!(
-        stderr.contains("lookup_mastery") && stderr.contains("retrieve_components"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("lookup_mastery") && stderr.contains("retrieve_components"), "{stderr}");
     assert!(stderr.contains("engine offline"), "{stderr}");
 }

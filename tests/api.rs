@@ -15,10 +15,7 @@ async fn wait_ready(app: &App) -> serde_json::Value {
             return body;
         }
         assert_eq!(status, 503, "{body}");
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "never ready: {body}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(60), "never ready: {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -27,14 +24,8 @@ async fn wait_ready(app: &App) -> serde_json::Value {
 async fn serve_ingests_the_content_at_start_and_becomes_ready() {
     let content = tree(&[
         ("mini/skills.yaml", SKILLS.as_bytes()),
-        (
-            "mini/a.md",
-            explanation("mini-a", "mini.a", "intro", "A", "All about A.").as_bytes(),
-        ),
-        (
-            "mini/b.md",
-            explanation("mini-b", "mini.b", "advanced", "B", "All about B.").as_bytes(),
-        ),
+        ("mini/a.md", explanation("mini-a", "mini.a", "intro", "A", "All about A.").as_bytes()),
+        ("mini/b.md", explanation("mini-b", "mini.b", "advanced", "B", "All about B.").as_bytes()),
     ]);
     let dir = content.path().to_owned();
     let app = spawn_app(|c| c.content_dir = dir).await;
@@ -52,10 +43,7 @@ async fn serve_ingests_the_content_at_start_and_becomes_ready() {
 async fn invalid_content_and_no_index_is_not_ready_with_a_reason() {
     let content = tree(&[
         ("mini/skills.yaml", SKILLS.as_bytes()),
-        (
-            "mini/a.md",
-            explanation("mini-a", "mini.zzz", "intro", "A", "All about A.").as_bytes(),
-        ),
+        ("mini/a.md", explanation("mini-a", "mini.zzz", "intro", "A", "All about A.").as_bytes()),
     ]);
     let dir = content.path().to_owned();
     let app = spawn_app(|c| c.content_dir = dir).await;
@@ -64,23 +52,14 @@ async fn invalid_content_and_no_index_is_not_ready_with_a_reason() {
     let body = loop {
         let (status, body) = get(&format!("{}/readyz", app.base)).await;
         assert_eq!(status, 503);
-        if body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("problem"))
-        {
+        if body["error"]["message"].as_str().is_some_and(|m| m.contains("problem")) {
             break body;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "{body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(body["error"]["code"], "not_ready");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("1 problem(s)"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("1 problem(s)"), "{body}");
 }
 
 #[tokio::test]
@@ -95,10 +74,7 @@ async fn unknown_routes_get_a_json_404() {
 async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
     let content = tree(&[
         ("mini/skills.yaml", SKILLS.as_bytes()),
-        (
-            "mini/a.md",
-            explanation("mini-a", "mini.a", "intro", "A", "All about A.").as_bytes(),
-        ),
+        ("mini/a.md", explanation("mini-a", "mini.a", "intro", "A", "All about A.").as_bytes()),
     ]);
     let data = tempfile::tempdir().unwrap();
     let dir = content.path().to_owned();
@@ -111,10 +87,7 @@ async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
     let first = wait_ready(&app).await;
     write_files(
         content.path(),
-        &[(
-            "mini/b.md",
-            explanation("mini-b", "mini.b", "intro", "B", "All about B.").as_bytes(),
-        )],
+        &[("mini/b.md", explanation("mini-b", "mini.b", "intro", "B", "All about B.").as_bytes())],
     );
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
@@ -124,11 +97,7 @@ async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
         .arg(content.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let started = Instant::now();
     loop {
@@ -137,10 +106,7 @@ async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
             assert_eq!(ready["index"]["components"], 2);
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "still serving {first}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "still serving {first}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

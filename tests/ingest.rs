@@ -22,10 +22,7 @@ const DATES: &str = "Dates come from date palms in hot deserts. A date palm can 
 fn fruit_files() -> Vec<(String, String)> {
     vec![
         ("mini/skills.yaml".into(), SKILLS.into()),
-        (
-            "mini/apples.md".into(),
-            explanation("mini-apples", "mini.a", "intro", "Apples", APPLES),
-        ),
+        ("mini/apples.md".into(), explanation("mini-apples", "mini.a", "intro", "Apples", APPLES)),
         (
             "mini/bananas.md".into(),
             component(
@@ -59,10 +56,7 @@ fn fruit_files() -> Vec<(String, String)> {
 
 fn fruit_tree() -> tempfile::TempDir {
     let files = fruit_files();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_bytes()))
-        .collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())).collect();
     tree(&refs)
 }
 
@@ -88,21 +82,10 @@ async fn ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time() {
     .len();
     let second = ingest_with(&cfg, &lib, Some(embedder)).await;
 
-    assert!(
-        first.rebuilt && first.embedded_chunks == first.chunks && first.chunks >= 5,
-        "{first:?}"
-    );
+    assert!(first.rebuilt && first.embedded_chunks == first.chunks && first.chunks >= 5, "{first:?}");
     assert!(requests_after_first > 0);
     assert!(!second.rebuilt, "{second:?}");
-    assert_eq!(
-        (
-            second.unchanged,
-            second.updated,
-            second.removed,
-            second.embedded_chunks
-        ),
-        (5, 0, 0, 0)
-    );
+    assert_eq!((second.unchanged, second.updated, second.removed, second.embedded_chunks), (5, 0, 0, 0));
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         requests_after_first,
@@ -136,22 +119,12 @@ async fn editing_one_component_re_embeds_only_that_component() {
 
     let inputs = embedded_inputs(&server).await;
     let new_inputs = &inputs[before..];
-    assert_eq!(
-        (report.unchanged, report.updated, report.removed),
-        (4, 1, 0),
-        "{report:?}"
-    );
+    assert_eq!((report.unchanged, report.updated, report.removed), (4, 1, 0), "{report:?}");
     assert_eq!(report.embedded_chunks, new_inputs.len());
     assert!(!new_inputs.is_empty());
-    assert!(
-        new_inputs.iter().all(|t| t.starts_with("Bananas\n")),
-        "{new_inputs:?}"
-    );
+    assert!(new_inputs.iter().all(|t| t.starts_with("Bananas\n")), "{new_inputs:?}");
     let r = retriever(&cfg, Some(embedder));
-    assert_eq!(
-        ids(&search(&r, "plantains for cooking", SearchFilter::default(), 1).await),
-        ["mini-bananas"]
-    );
+    assert_eq!(ids(&search(&r, "plantains for cooking", SearchFilter::default(), 1).await), ["mini-bananas"]);
 }
 
 #[tokio::test]
@@ -161,10 +134,7 @@ async fn a_deleted_component_is_gone_from_search() {
     ingest_with(&cfg, &load(content.path()), None).await;
     {
         let r = retriever(&cfg, None);
-        assert_eq!(
-            ids(&search(&r, "sour cherries in pies", SearchFilter::default(), 1).await),
-            ["mini-cherries"]
-        );
+        assert_eq!(ids(&search(&r, "sour cherries in pies", SearchFilter::default(), 1).await), ["mini-cherries"]);
     }
     std::fs::remove_file(content.path().join("mini/cherries.md")).unwrap();
     let report = ingest_with(&cfg, &load(content.path()), None).await;
@@ -174,21 +144,13 @@ async fn a_deleted_component_is_gone_from_search() {
     let hits = search(&r, "sour cherries in pies", SearchFilter::default(), 10).await;
     assert!(!ids(&hits).contains(&"mini-cherries"), "{hits:?}");
     let payloads = r.store().unwrap().payloads().unwrap();
-    assert!(
-        payloads
-            .iter()
-            .all(|p| p["component_id"] != "mini-cherries")
-    );
+    assert!(payloads.iter().all(|p| p["component_id"] != "mini-cherries"));
 }
 
 fn open_current_payloads(index_dir: &Path) -> Vec<serde_json::Value> {
     {
         use tutor::retrieval::VectorStore;
-        open_current(index_dir)
-            .unwrap()
-            .unwrap()
-            .payloads()
-            .unwrap()
+        open_current(index_dir).unwrap().unwrap().payloads().unwrap()
     }
 }
 
@@ -203,84 +165,28 @@ async fn filters_return_only_matching_payloads() {
 
     let all = search(&r, q, SearchFilter::default(), 10).await;
     assert!(all.len() >= 4, "{all:?}");
-    let by_level = search(
-        &r,
-        q,
-        SearchFilter {
-            levels: vec![Level::Intro],
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let by_level = search(&r, q, SearchFilter { levels: vec![Level::Intro], ..Default::default() }, 10).await;
     assert_eq!(ids(&by_level), ["mini-apples"]);
-    let by_skill = search(
-        &r,
-        q,
-        SearchFilter {
-            skills: vec![skill("mini.b")],
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let by_skill = search(&r, q, SearchFilter { skills: vec![skill("mini.b")], ..Default::default() }, 10).await;
     let mut got = ids(&by_skill);
     got.sort();
     assert_eq!(got, ["mini-cherries", "mini-dates"]);
-    assert!(
-        by_skill
-            .iter()
-            .all(|h| h.skills.contains(&"mini.b".to_string()))
-    );
-    let by_format = search(
-        &r,
-        q,
-        SearchFilter {
-            formats: vec![Format::Summary, Format::Scenario],
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
-    assert!(
-        by_format
-            .iter()
-            .all(|h| matches!(h.format, Format::Summary | Format::Scenario))
-            && by_format.len() == 2
-    );
+    assert!(by_skill.iter().all(|h| h.skills.contains(&"mini.b".to_string())));
+    let by_format =
+        search(&r, q, SearchFilter { formats: vec![Format::Summary, Format::Scenario], ..Default::default() }, 10)
+            .await;
+    assert!(by_format.iter().all(|h| matches!(h.format, Format::Summary | Format::Scenario)) && by_format.len() == 2);
     let combined = search(
         &r,
         q,
-        SearchFilter {
-            skills: vec![skill("mini.a")],
-            levels: vec![Level::Advanced],
-            ..Default::default()
-        },
+        SearchFilter { skills: vec![skill("mini.a")], levels: vec![Level::Advanced], ..Default::default() },
         10,
     )
     .await;
     assert_eq!(ids(&combined), ["mini-dates"]);
-    let other_course = search(
-        &r,
-        q,
-        SearchFilter {
-            course: Some("elsewhere".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let other_course = search(&r, q, SearchFilter { course: Some("elsewhere".into()), ..Default::default() }, 10).await;
     assert!(other_course.is_empty());
-    let this_course = search(
-        &r,
-        q,
-        SearchFilter {
-            course: Some("mini".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let this_course = search(&r, q, SearchFilter { course: Some("mini".into()), ..Default::default() }, 10).await;
     assert_eq!(this_course.len(), all.len());
 }
 
@@ -296,27 +202,11 @@ async fn hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank() {
 
     let hits = search(&r, "date palms in hot deserts", SearchFilter::default(), 3).await;
 
-    assert_eq!(
-        server.received_requests().await.unwrap().len(),
-        before + 1,
-        "the query was not embedded"
-    );
+    assert_eq!(server.received_requests().await.unwrap().len(), before + 1, "the query was not embedded");
     assert_eq!(hits[0].component_id, "mini-dates");
     // first in both rankings: Qdrant's RRF gives 1/(60+0) + 1/(60+0) (ranks count from 0)
-    assert!(
-        (hits[0].score - 2.0 / 60.0).abs() < 1e-4,
-        "not an RRF score: {}",
-        hits[0].score
-    );
-    assert!(
-        r.store()
-            .unwrap()
-            .manifest()
-            .settings
-            .dense
-            .as_ref()
-            .is_some_and(|d| d.dimensions == 64)
-    );
+    assert!((hits[0].score - 2.0 / 60.0).abs() < 1e-4, "not an RRF score: {}", hits[0].score);
+    assert!(r.store().unwrap().manifest().settings.dense.as_ref().is_some_and(|d| d.dimensions == 64));
 }
 
 #[tokio::test]
@@ -328,20 +218,12 @@ async fn search_degrades_to_bm25_when_the_embedder_fails() {
     ingest_with(&cfg, &load(content.path()), Some(embedder.clone())).await;
     let r = retriever(&cfg, Some(embedder));
     server.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/embeddings"))
-        .respond_with(ResponseTemplate::new(400))
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).and(path("/embeddings")).respond_with(ResponseTemplate::new(400)).mount(&server).await;
 
     let hits = search(&r, "date palms in hot deserts", SearchFilter::default(), 3).await;
 
     assert_eq!(hits[0].component_id, "mini-dates");
-    assert!(
-        hits[0].score > 0.1,
-        "expected a BM25 score, got {}",
-        hits[0].score
-    );
+    assert!(hits[0].score > 0.1, "expected a BM25 score, got {}", hits[0].score);
 }
 
 #[tokio::test]
@@ -352,27 +234,12 @@ async fn answer_keys_are_absent_from_every_stored_payload() {
 
     let payloads = open_current_payloads(&cfg.index_dir());
     let all = serde_json::to_string(&payloads).unwrap();
-    assert!(
-        all.contains("Which fruit grows on palms?"),
-        "the item prompt should be indexed"
-    );
-    assert!(
-        !all.contains("CANARY"),
-        "an answer key reached the index: {all}"
-    );
+    assert!(all.contains("Which fruit grows on palms?"), "the item prompt should be indexed");
+    assert!(!all.contains("CANARY"), "an answer key reached the index: {all}");
     for p in &payloads {
         let keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 8, "{keys:?}");
-        for k in [
-            "component_id",
-            "course",
-            "title",
-            "skills",
-            "level",
-            "format",
-            "chunk_index",
-            "text",
-        ] {
+        for k in ["component_id", "course", "title", "skills", "level", "format", "chunk_index", "text"] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
     }
@@ -390,37 +257,25 @@ async fn an_embedder_failure_mid_ingest_changes_nothing() {
 
     std::fs::write(
         content.path().join("mini/apples.md"),
-        explanation(
-            "mini-apples",
-            "mini.a",
-            "intro",
-            "Apples",
-            "Apples changed entirely.",
-        ),
+        explanation("mini-apples", "mini.a", "intro", "Apples", "Apples changed entirely."),
     )
     .unwrap();
     server.reset().await;
     Mock::given(method("POST"))
         .and(path("/embeddings"))
-        .respond_with(ResponseTemplate::new(500).set_body_json(serde_json::json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}})))
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            serde_json::json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}}),
+        ))
         .expect(4) // the first try and the client's three retries with backoff
         .mount(&server)
         .await;
     let embedder = embedder_for(&server, &mut cfg);
-    let err = tutor::retrieval::ingest(
-        &cfg,
-        &load(content.path()),
-        Some(embedder),
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await
-    .unwrap_err();
+    let err = tutor::retrieval::ingest(&cfg, &load(content.path()), Some(embedder), &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap_err();
 
     assert!(err.to_string().contains("HTTP 500"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(cfg.index_dir().join("CURRENT")).unwrap(),
-        current_before
-    );
+    assert_eq!(std::fs::read_to_string(cfg.index_dir().join("CURRENT")).unwrap(), current_before);
     assert_eq!(open_current_payloads(&cfg.index_dir()), before);
 }
 
@@ -428,10 +283,7 @@ async fn an_embedder_failure_mid_ingest_changes_nothing() {
 
 fn tutor(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tutor"));
-    c.arg("--data-dir")
-        .arg(data)
-        .env_remove("TUTOR_EMBED_BASE_URL")
-        .env("RUST_LOG", "warn");
+    c.arg("--data-dir").arg(data).env_remove("TUTOR_EMBED_BASE_URL").env("RUST_LOG", "warn");
     c
 }
 
@@ -452,44 +304,27 @@ fn a_failing_ingest_leaves_search_results_byte_identical() {
     let content = fruit_tree();
     let data = tempfile::tempdir().unwrap();
     run_ok(tutor(data.path()).arg("ingest").arg(content.path()));
-    let search = || {
-        run_ok(tutor(data.path()).args([
-            "search",
-            "--json",
-            "-k",
-            "5",
-            "fruit that grows on trees",
-        ]))
-    };
+    let search = || run_ok(tutor(data.path()).args(["search", "--json", "-k", "5", "fruit that grows on trees"]));
     let before = search();
 
     std::fs::write(content.path().join("mini/apples.md"), "---\nid: mini-apples\ntitle: Apples\nskills: [mini.a]\nlevel: intro\nformat: explanation\n---\nNew apple text.\n").unwrap();
-    std::fs::write(content.path().join("mini/broken.md"), "---\nid: mini-broken\ntitle: Broken\nskills: [mini.zzz]\nlevel: intro\nformat: explanation\n---\nx\n").unwrap();
-    let out = tutor(data.path())
-        .arg("ingest")
-        .arg(content.path())
-        .output()
-        .unwrap();
+    std::fs::write(
+        content.path().join("mini/broken.md"),
+        "---\nid: mini-broken\ntitle: Broken\nskills: [mini.zzz]\nlevel: intro\nformat: explanation\n---\nx\n",
+    )
+    .unwrap();
+    let out = tutor(data.path()).arg("ingest").arg(content.path()).output().unwrap();
 
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("broken.md:4: unknown skill 'mini.zzz'")
-            && stderr.contains("previous index is unchanged"),
+        stderr.contains("broken.md:4: unknown skill 'mini.zzz'") && stderr.contains("previous index is unchanged"),
         "{stderr}"
     );
     assert_eq!(search(), before);
     let hits: serde_json::Value = serde_json::from_str(&before).unwrap();
     let first = &hits[0];
-    for k in [
-        "component_id",
-        "title",
-        "skills",
-        "level",
-        "format",
-        "score",
-        "text",
-    ] {
+    for k in ["component_id", "title", "skills", "level", "format", "score", "text"] {
         assert!(!first[k].is_null(), "{k} missing in {first}");
     }
 }
@@ -499,22 +334,12 @@ fn an_ingest_killed_midway_leaves_the_previous_index_serving() {
     let content = fruit_tree();
     let data = tempfile::tempdir().unwrap();
     run_ok(tutor(data.path()).arg("ingest").arg(content.path()));
-    let search = || {
-        run_ok(tutor(data.path()).args([
-            "search",
-            "--json",
-            "-k",
-            "5",
-            "fruit that grows on trees",
-        ]))
-    };
+    let search = || run_ok(tutor(data.path()).args(["search", "--json", "-k", "5", "fruit that grows on trees"]));
     let before = search();
     let current_before = std::fs::read_to_string(data.path().join("index/CURRENT")).unwrap();
 
     // a corpus large enough that the build takes a while
-    let words = [
-        "orchard", "harvest", "ripe", "seed", "stone", "peel", "juice", "grove", "blossom", "root",
-    ];
+    let words = ["orchard", "harvest", "ripe", "seed", "stone", "peel", "juice", "grove", "blossom", "root"];
     for i in 0..4000 {
         let body = format!(
             "Note {i} about the {} and the {} of fruit number {i}.\n\n{}",
@@ -524,71 +349,37 @@ fn an_ingest_killed_midway_leaves_the_previous_index_serving() {
         );
         std::fs::write(
             content.path().join(format!("mini/gen-{i}.md")),
-            explanation(
-                &format!("mini-gen-{i}"),
-                "mini.a",
-                "developing",
-                &format!("Note {i}"),
-                &body,
-            ),
+            explanation(&format!("mini-gen-{i}"), "mini.a", "developing", &format!("Note {i}"), &body),
         )
         .unwrap();
     }
-    let mut child = tutor(data.path())
-        .arg("ingest")
-        .arg(content.path())
-        .spawn()
-        .unwrap();
+    let mut child = tutor(data.path()).arg("ingest").arg(content.path()).spawn().unwrap();
     let started = Instant::now();
     let index = data.path().join("index");
     loop {
         let gens = std::fs::read_dir(&index)
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("gen-")
-            })
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("gen-"))
             .count();
         if gens >= 2 {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the new generation never appeared"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ingest finished before it could be killed"
-        );
+        assert!(started.elapsed() < Duration::from_secs(120), "the new generation never appeared");
+        assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed");
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "ingest finished before it could be killed"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    assert_eq!(
-        std::fs::read_to_string(index.join("CURRENT")).unwrap(),
-        current_before
-    );
+    assert_eq!(std::fs::read_to_string(index.join("CURRENT")).unwrap(), current_before);
     assert_eq!(search(), before);
     // the next ingest completes and sweeps the half-built generation away
     run_ok(tutor(data.path()).arg("ingest").arg(content.path()));
     let gens = std::fs::read_dir(&index)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("gen-")
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("gen-"))
         .count();
     assert_eq!(gens, 1);
     assert_ne!(search(), before);

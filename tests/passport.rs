@@ -27,18 +27,11 @@ async fn fresh_postgres(test: &str) -> Option<String> {
     let name = format!(
         "tutor_test_{}_{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     );
-    let mut conn = sqlx::AnyConnection::connect(&admin)
-        .await
-        .expect("TUTOR_TEST_DATABASE_URL should accept connections");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn =
+        sqlx::AnyConnection::connect(&admin).await.expect("TUTOR_TEST_DATABASE_URL should accept connections");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let (base, query) = match admin.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (admin.as_str(), String::new()),
@@ -68,22 +61,14 @@ async fn app(backend: Backend, test: &str) -> Option<(App, String)> {
             break;
         }
         assert_eq!(body["error"]["code"], "content_not_loaded", "{body}");
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "content never loaded"
-        );
+        assert!(started.elapsed() < Duration::from_secs(60), "content never loaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Some((app, url))
 }
 
 async fn post_events(app: &App, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/events", app.base))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(format!("{}/v1/events", app.base)).json(body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
@@ -95,11 +80,7 @@ async fn passport(app: &App, learner: &str) -> Value {
 }
 
 async fn plan(app: &App, learner: &str, component: &str) -> Value {
-    let (status, body) = get(&format!(
-        "{}/v1/learners/{learner}/plan?component={component}",
-        app.base
-    ))
-    .await;
+    let (status, body) = get(&format!("{}/v1/learners/{learner}/plan?component={component}", app.base)).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -114,14 +95,7 @@ fn skill<'a>(passport: &'a Value, id: &str) -> &'a Value {
 }
 
 /// An `answered` statement, `minute` minutes after a fixed start.
-fn answered(
-    id: &str,
-    learner: &str,
-    component: &str,
-    item: &str,
-    success: bool,
-    minute: u32,
-) -> Value {
+fn answered(id: &str, learner: &str, component: &str, item: &str, success: bool, minute: u32) -> Value {
     json!({
         "id": id, "actor": learner, "verb": "answered",
         "object": {"component": component, "item": item},
@@ -136,12 +110,11 @@ async fn rows_of(url: &str, learner: &str) -> i64 {
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     let mut n = 0;
     for table in ["events", "skill_states", "learners"] {
-        let c: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE learner = $1"))
-                .bind(learner)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
+        let c: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE learner = $1"))
+            .bind(learner)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         n += c;
     }
     n
@@ -197,16 +170,8 @@ async fn flags_keep_one_open_flag_per_learner_and_skill(backend: Backend) {
             let store = store.clone();
             let r = raise(
                 "fractions.divide",
-                if i == 7 {
-                    "falling_mastery"
-                } else {
-                    "confusion"
-                },
-                if i == 7 {
-                    Severity::High
-                } else {
-                    Severity::Low
-                },
+                if i == 7 { "falling_mastery" } else { "confusion" },
+                if i == 7 { Severity::High } else { Severity::Low },
             );
             tokio::spawn(async move { store.raise(&r).await.unwrap() })
         })
@@ -218,26 +183,12 @@ async fn flags_keep_one_open_flag_per_learner_and_skill(backend: Backend) {
         opened += usize::from(o);
         ids.insert(f.id);
     }
-    store
-        .raise(&raise(
-            "fractions.multiply",
-            "wrong_streak",
-            Severity::Medium,
-        ))
-        .await
-        .unwrap();
+    store.raise(&raise("fractions.multiply", "wrong_streak", Severity::Medium)).await.unwrap();
     let flags = store.flags_of("flo").await.unwrap();
 
-    assert_eq!(
-        (opened, ids.len()),
-        (1, 1),
-        "20 concurrent raises open one flag"
-    );
+    assert_eq!((opened, ids.len()), (1, 1), "20 concurrent raises open one flag");
     assert_eq!(flags.len(), 2);
-    let divide = flags
-        .iter()
-        .find(|f| f.skill == "fractions.divide")
-        .unwrap();
+    let divide = flags.iter().find(|f| f.skill == "fractions.divide").unwrap();
     assert_eq!(divide.evidence.len(), 20);
     assert_eq!(divide.severity, Severity::High);
     assert_eq!(divide.status, "open");
@@ -324,34 +275,18 @@ async fn erase_leaves_nothing_of_the_learner(backend: Backend) {
     assert_eq!(post_events(&app, &batch("stays")).await.0, 200);
     assert!(rows_of(&url, "gone").await > 0);
 
-    let r = reqwest::Client::new()
-        .delete(format!("{}/v1/learners/gone", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().delete(format!("{}/v1/learners/gone", app.base)).send().await.unwrap();
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
 
-    assert_eq!(
-        (status, body),
-        (
-            200,
-            json!({"learner": "gone", "erased": {"events": 3, "skills": 2}})
-        )
-    );
+    assert_eq!((status, body), (200, json!({"learner": "gone", "erased": {"events": 3, "skills": 2}})));
     assert_eq!(rows_of(&url, "gone").await, 0);
     let after = passport(&app, "gone").await;
     assert_eq!(after["skills"], json!([]));
     assert_eq!(after["format_preference"]["formats"], json!([]));
     // another learner is untouched, and the erased one can start again from nothing
-    assert_eq!(
-        skill(&passport(&app, "stays").await, "fractions.divide")["evidence"],
-        1
-    );
-    assert_eq!(
-        post_events(&app, &batch("gone")).await.1,
-        json!({"accepted": 3, "duplicates": 0})
-    );
+    assert_eq!(skill(&passport(&app, "stays").await, "fractions.divide")["evidence"], 1);
+    assert_eq!(post_events(&app, &batch("gone")).await.1, json!({"accepted": 3, "duplicates": 0}));
 }
 
 async fn fifty_concurrent_batches_for_one_learner_lose_no_update(backend: Backend) {
@@ -361,16 +296,7 @@ async fn fifty_concurrent_batches_for_one_learner_lose_no_update(backend: Backen
     let client = reqwest::Client::new();
     let posts = (0..50u32).map(|b| {
         let batch: Vec<Value> = (0..4u32)
-            .map(|i| {
-                answered(
-                    &format!("b{b}-{i}"),
-                    "busy",
-                    "fractions-divide-ex-1",
-                    "q1",
-                    (b + i) % 3 != 0,
-                    b * 4 + i,
-                )
-            })
+            .map(|i| answered(&format!("b{b}-{i}"), "busy", "fractions-divide-ex-1", "q1", (b + i) % 3 != 0, b * 4 + i))
             .collect();
         let req = client.post(format!("{}/v1/events", app.base)).json(&batch);
         tokio::spawn(async move {
@@ -386,18 +312,12 @@ async fn fifty_concurrent_batches_for_one_learner_lose_no_update(backend: Backen
     }
 
     for (status, body) in &replies {
-        assert_eq!(
-            (*status, body),
-            (200, &json!({"accepted": 4, "duplicates": 0}))
-        );
+        assert_eq!((*status, body), (200, &json!({"accepted": 4, "duplicates": 0})));
     }
     let p = passport(&app, "busy").await;
     let divide = skill(&p, "fractions.divide");
     assert_eq!(divide["evidence"], 200);
-    let right = (0..50u32)
-        .flat_map(|b| (0..4u32).map(move |i| (b + i) % 3 != 0))
-        .filter(|c| *c)
-        .count();
+    let right = (0..50u32).flat_map(|b| (0..4u32).map(move |i| (b + i) % 3 != 0)).filter(|c| *c).count();
     assert_eq!(divide["correct"], right);
     assert_eq!(rows_of(&url, "busy").await, 200 + 1 + 1);
 }
@@ -412,56 +332,20 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         json!([good.clone(), bad])
     };
     let cases: Vec<(&str, Value, &str)> = vec![
-        (
-            "unknown verb",
-            with(&|s| s["verb"] = json!("liked")),
-            "unknown verb 'liked'",
-        ),
-        (
-            "missing actor",
-            with(&|s| drop(s.as_object_mut().unwrap().remove("actor"))),
-            "missing field `actor`",
-        ),
+        ("unknown verb", with(&|s| s["verb"] = json!("liked")), "unknown verb 'liked'"),
+        ("missing actor", with(&|s| drop(s.as_object_mut().unwrap().remove("actor"))), "missing field `actor`"),
         (
             "unknown component",
             with(&|s| s["object"]["component"] = json!("fractions-nope")),
             "unknown component 'fractions-nope'",
         ),
-        (
-            "unknown item",
-            with(&|s| s["object"]["item"] = json!("q9")),
-            "unknown item 'q9'",
-        ),
-        (
-            "score out of range",
-            with(&|s| s["result"]["score"] = json!(1.5)),
-            "result.score 1.5 is out of range",
-        ),
-        (
-            "far future",
-            with(&|s| s["timestamp"] = json!("2099-01-01T00:00:00Z")),
-            "is in the future",
-        ),
-        (
-            "not a timestamp",
-            with(&|s| s["timestamp"] = json!("yesterday")),
-            "is not RFC 3339",
-        ),
-        (
-            "bad duration",
-            with(&|s| s["result"]["duration"] = json!("5 seconds")),
-            "not an ISO 8601 duration",
-        ),
-        (
-            "unknown result field",
-            with(&|s| s["result"]["grade"] = json!("A")),
-            "unknown field `grade`",
-        ),
-        (
-            "bad actor",
-            with(&|s| s["actor"] = json!("no spaces please")),
-            "invalid learner id",
-        ),
+        ("unknown item", with(&|s| s["object"]["item"] = json!("q9")), "unknown item 'q9'"),
+        ("score out of range", with(&|s| s["result"]["score"] = json!(1.5)), "result.score 1.5 is out of range"),
+        ("far future", with(&|s| s["timestamp"] = json!("2099-01-01T00:00:00Z")), "is in the future"),
+        ("not a timestamp", with(&|s| s["timestamp"] = json!("yesterday")), "is not RFC 3339"),
+        ("bad duration", with(&|s| s["result"]["duration"] = json!("5 seconds")), "not an ISO 8601 duration"),
+        ("unknown result field", with(&|s| s["result"]["grade"] = json!("A")), "unknown field `grade`"),
+        ("bad actor", with(&|s| s["actor"] = json!("no spaces please")), "invalid learner id"),
     ];
     for (name, body, reason) in &cases {
         let (status, reply) = post_events(&app, body).await;
@@ -470,10 +354,7 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
         let details = reply["error"]["details"].as_array().unwrap();
         assert_eq!(details.len(), 1, "{name}: {reply}");
         assert_eq!(details[0]["index"], 1, "{name}");
-        assert!(
-            details[0]["reason"].as_str().unwrap().contains(reason),
-            "{name}: {reply}"
-        );
+        assert!(details[0]["reason"].as_str().unwrap().contains(reason), "{name}: {reply}");
     }
 
     // every bad statement of a batch is listed
@@ -484,102 +365,45 @@ async fn bad_input_gets_a_clear_json_error_and_stores_nothing() {
     ]);
     let (status, reply) = post_events(&app, &many).await;
     assert_eq!(status, 422);
-    let indexes: Vec<u64> = reply["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["index"].as_u64().unwrap())
-        .collect();
+    let indexes: Vec<u64> =
+        reply["error"]["details"].as_array().unwrap().iter().map(|d| d["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, vec![0, 2]);
 
     let client = reqwest::Client::new();
     let raw = |body: Vec<u8>| {
-        let req = client
-            .post(format!("{}/v1/events", app.base))
-            .header("content-type", "application/json")
-            .body(body);
+        let req = client.post(format!("{}/v1/events", app.base)).header("content-type", "application/json").body(body);
         async move {
             let r = req.send().await.unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
     let (status, reply) = raw(b"[{\"id\": \"x\", ".to_vec()).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (400, Some("malformed_json")),
-        "{reply}"
-    );
+    assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("malformed_json")), "{reply}");
     let (status, reply) = raw(b"\"hello\"".to_vec()).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (422, Some("not_a_batch")),
-        "{reply}"
-    );
+    assert_eq!((status, reply["error"]["code"].as_str()), (422, Some("not_a_batch")), "{reply}");
     let (status, reply) = raw(b"[]".to_vec()).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (422, Some("empty_batch")),
-        "{reply}"
-    );
-    let huge: Vec<Value> = (0..1001)
-        .map(|i| {
-            answered(
-                &format!("h{i}"),
-                "careful",
-                "fractions-divide-ex-1",
-                "q1",
-                true,
-                0,
-            )
-        })
-        .collect();
+    assert_eq!((status, reply["error"]["code"].as_str()), (422, Some("empty_batch")), "{reply}");
+    let huge: Vec<Value> =
+        (0..1001).map(|i| answered(&format!("h{i}"), "careful", "fractions-divide-ex-1", "q1", true, 0)).collect();
     let (status, reply) = post_events(&app, &Value::Array(huge)).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (413, Some("batch_too_large")),
-        "{reply}"
-    );
+    assert_eq!((status, reply["error"]["code"].as_str()), (413, Some("batch_too_large")), "{reply}");
     let mut ten_mb = serde_json::to_vec(&json!([good.clone()])).unwrap();
     ten_mb.pop();
     ten_mb.extend(std::iter::repeat_n(b' ', 10 * 1024 * 1024));
     ten_mb.push(b']');
     let (status, reply) = raw(ten_mb).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (413, Some("body_too_large")),
-        "{reply}"
-    );
+    assert_eq!((status, reply["error"]["code"].as_str()), (413, Some("body_too_large")), "{reply}");
 
-    assert_eq!(
-        rows_of(&url, "careful").await,
-        0,
-        "a rejected batch stores nothing"
-    );
+    assert_eq!(rows_of(&url, "careful").await, 0, "a rejected batch stores nothing");
     assert_eq!(passport(&app, "careful").await["skills"], json!([]));
 
     // the learner routes check their inputs too
     let (status, reply) = get(&format!("{}/v1/learners/no%20way/passport", app.base)).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (400, Some("invalid_learner")),
-        "{reply}"
-    );
+    assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("invalid_learner")), "{reply}");
     let (status, reply) = get(&format!("{}/v1/learners/careful/plan", app.base)).await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (400, Some("missing_component")),
-        "{reply}"
-    );
-    let (status, reply) = get(&format!(
-        "{}/v1/learners/careful/plan?component=fractions-nope",
-        app.base
-    ))
-    .await;
-    assert_eq!(
-        (status, reply["error"]["code"].as_str()),
-        (404, Some("unknown_component")),
-        "{reply}"
-    );
+    assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("missing_component")), "{reply}");
+    let (status, reply) = get(&format!("{}/v1/learners/careful/plan?component=fractions-nope", app.base)).await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (404, Some("unknown_component")), "{reply}");
 }
 
 #[tokio::test]
@@ -593,18 +417,8 @@ async fn the_passport_reports_misconceptions_demand_and_prerequisite_gaps() {
         answered("m3", "kim", "fractions-multiply-ex-1", "q2", true, 2),
     ];
     // dividing: application right, reasoning wrong
-    for (i, (item, ok)) in [("q1", true), ("q2", true), ("q3", true), ("q4", false)]
-        .iter()
-        .enumerate()
-    {
-        batch.push(answered(
-            &format!("d{i}"),
-            "kim",
-            "fractions-divide-ex-1",
-            item,
-            *ok,
-            10 + i as u32,
-        ));
+    for (i, (item, ok)) in [("q1", true), ("q2", true), ("q3", true), ("q4", false)].iter().enumerate() {
+        batch.push(answered(&format!("d{i}"), "kim", "fractions-divide-ex-1", item, *ok, 10 + i as u32));
     }
     batch.push(json!({"id": "d9", "actor": "kim", "verb": "answered", "object": {"component": "fractions-divide-ex-1", "item": "q4"},
                       "result": {"response": "yes"}, "timestamp": "2026-11-20T08:20:00Z"}));
@@ -615,41 +429,18 @@ async fn the_passport_reports_misconceptions_demand_and_prerequisite_gaps() {
     let divide = skill(&p, "fractions.divide");
 
     assert_eq!(multiply["evidence"], 3);
-    assert_eq!(
-        multiply["correct"], 1,
-        "'More' is graded against the answer key 'less'"
-    );
+    assert_eq!(multiply["correct"], 1, "'More' is graded against the answer key 'less'");
     assert_eq!(multiply["misconceptions"][0]["item"], "q4");
     assert!(
-        multiply["misconceptions"][0]["diagnosis"]
-            .as_str()
-            .unwrap()
-            .contains("multiplication always makes bigger")
+        multiply["misconceptions"][0]["diagnosis"].as_str().unwrap().contains("multiplication always makes bigger")
     );
     assert_eq!(multiply["hints_used"], 1);
-    assert_eq!(
-        divide["by_demand"]["application"],
-        json!({"attempts": 3, "correct": 3, "rate": 1.0})
-    );
-    assert_eq!(
-        divide["by_demand"]["reasoning"],
-        json!({"attempts": 2, "correct": 0, "rate": 0.0})
-    );
-    assert_eq!(
-        divide["demand_summary"],
-        "strong at application, weak at reasoning"
-    );
-    assert!(
-        divide["misconceptions"][0]["diagnosis"]
-            .as_str()
-            .unwrap()
-            .contains("division always makes smaller")
-    );
+    assert_eq!(divide["by_demand"]["application"], json!({"attempts": 3, "correct": 3, "rate": 1.0}));
+    assert_eq!(divide["by_demand"]["reasoning"], json!({"attempts": 2, "correct": 0, "rate": 0.0}));
+    assert_eq!(divide["demand_summary"], "strong at application, weak at reasoning");
+    assert!(divide["misconceptions"][0]["diagnosis"].as_str().unwrap().contains("division always makes smaller"));
     assert_eq!(divide["last_seen"], "2026-11-20T08:20:00Z");
-    assert_eq!(
-        divide["recent"],
-        "3 of your last 5 answers on dividing fractions were right"
-    );
+    assert_eq!(divide["recent"], "3 of your last 5 answers on dividing fractions were right");
     assert!(["low", "medium", "high"].contains(&divide["confidence"].as_str().unwrap()));
     let gap = &p["prerequisite_gaps"][0];
     assert_eq!(gap["skill"], "fractions.multiply");
@@ -661,37 +452,12 @@ async fn plan_offers_a_skip_to_a_master_and_a_review_to_a_learner_who_failed_a_p
     let (app, _) = app(Backend::Sqlite, "plan").await.unwrap();
     let items = ["q1", "q2", "q3", "q4"];
     let master: Vec<Value> = (0..10u32)
-        .map(|i| {
-            answered(
-                &format!("s{i}"),
-                "sam",
-                "fractions-divide-ex-1",
-                items[i as usize % 4],
-                true,
-                i,
-            )
-        })
+        .map(|i| answered(&format!("s{i}"), "sam", "fractions-divide-ex-1", items[i as usize % 4], true, i))
         .collect();
     let mut stuck: Vec<Value> = (0..4u32)
-        .map(|i| {
-            answered(
-                &format!("m{i}"),
-                "lee",
-                "fractions-multiply-ex-1",
-                items[i as usize],
-                false,
-                i,
-            )
-        })
+        .map(|i| answered(&format!("m{i}"), "lee", "fractions-multiply-ex-1", items[i as usize], false, i))
         .collect();
-    stuck.push(answered(
-        "d1",
-        "lee",
-        "fractions-divide-ex-1",
-        "q1",
-        false,
-        10,
-    ));
+    stuck.push(answered("d1", "lee", "fractions-divide-ex-1", "q1", false, 10));
     assert_eq!(post_events(&app, &Value::Array(master)).await.0, 200);
     assert_eq!(post_events(&app, &Value::Array(stuck)).await.0, 200);
 
@@ -716,20 +482,14 @@ async fn plan_offers_a_skip_to_a_master_and_a_review_to_a_learner_who_failed_a_p
     assert_eq!(review.len(), 1, "{lee}");
     assert_eq!(review[0]["skill"], "fractions.multiply");
     let material = review[0]["component_id"].as_str().unwrap();
-    assert!(
-        material.starts_with("fractions-multiply-") && !material.ends_with("-ex-1"),
-        "{lee}"
-    );
+    assert!(material.starts_with("fractions-multiply-") && !material.ends_with("-ex-1"), "{lee}");
     assert_eq!(
         review[0]["reason"],
         "4 of your last 4 answers on multiplying fractions were wrong; multiplying fractions comes before dividing fractions."
     );
 
     assert_eq!(newcomer["skip_offer"]["offered"], false);
-    assert_eq!(
-        newcomer["skip_offer"]["reason"],
-        "Not yet: 0 answer(s) on dividing fractions so far, 3 needed."
-    );
+    assert_eq!(newcomer["skip_offer"]["reason"], "Not yet: 0 answer(s) on dividing fractions so far, 3 needed.");
     assert_eq!(newcomer["review"], json!([]));
 }
 
@@ -750,23 +510,9 @@ async fn format_preference_is_learned_from_ratings_and_success_after_a_format() 
         view("v1", "fractions-multiply-scenario-developing", 2),
         rate("r3", "fractions-multiply-scenario-developing", 1.0, 3),
     ];
-    batch.push(answered(
-        "a1",
-        "vic",
-        "fractions-multiply-ex-1",
-        "q1",
-        true,
-        64,
-    ));
+    batch.push(answered("a1", "vic", "fractions-multiply-ex-1", "q1", true, 64));
     batch.push(view("v2", "fractions-compare-scenario-intro", 5));
-    batch.push(answered(
-        "a2",
-        "vic",
-        "fractions-compare-ex-1",
-        "q1",
-        true,
-        66,
-    ));
+    batch.push(answered("a2", "vic", "fractions-compare-ex-1", "q1", true, 66));
     assert_eq!(post_events(&app, &Value::Array(batch)).await.0, 200);
 
     let p = passport(&app, "vic").await;
@@ -774,17 +520,8 @@ async fn format_preference_is_learned_from_ratings_and_success_after_a_format() 
     let plan = plan(&app, "vic", "fractions-meaning-explain-intro").await;
 
     assert_eq!(p["format_preference"]["preferred"], "scenario", "{p}");
-    assert_eq!(
-        plan["variant"]["component_id"], "fractions-meaning-scenario-intro",
-        "{plan}"
-    );
-    assert!(
-        plan["variant"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("scenario is the format you do best with"),
-        "{plan}"
-    );
+    assert_eq!(plan["variant"]["component_id"], "fractions-meaning-scenario-intro", "{plan}");
+    assert!(plan["variant"]["reason"].as_str().unwrap().contains("scenario is the format you do best with"), "{plan}");
 }
 
 /// Runs the `tutor` binary on a data dir, with the sample content.
@@ -824,46 +561,20 @@ fn cli_imports_events_checking_every_line_first_and_shows_the_passport() {
     let rejected = tutor(data.path(), &["events", "import", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&rejected.stderr);
     assert!(!rejected.status.success());
-    assert!(
-        stderr.contains(&format!("{}:4: not JSON", file.display())),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(&format!(
-            "{}:8: unknown component 'fractions-nope'",
-            file.display()
-        )),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("2 bad line(s); nothing was imported."),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:4: not JSON", file.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:8: unknown component 'fractions-nope'", file.display())), "{stderr}");
+    assert!(stderr.contains("2 bad line(s); nothing was imported."), "{stderr}");
     let empty = tutor(data.path(), &["passport", "cli-learner", "--json"]);
     let empty: Value = serde_json::from_slice(&empty.stdout).unwrap();
     assert_eq!(empty["skills"], json!([]));
 
     std::fs::write(&file, lines.join("\n") + "\n\n").unwrap();
-    let first = tutor(
-        data.path(),
-        &["events", "import", file.to_str().unwrap(), "--json"],
-    );
-    let again = tutor(
-        data.path(),
-        &["events", "import", file.to_str().unwrap(), "--json"],
-    );
+    let first = tutor(data.path(), &["events", "import", file.to_str().unwrap(), "--json"]);
+    let again = tutor(data.path(), &["events", "import", file.to_str().unwrap(), "--json"]);
     let first: Value = serde_json::from_slice(&first.stdout).unwrap();
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(
-        (first["accepted"].as_u64(), first["duplicates"].as_u64()),
-        (Some(1200), Some(0)),
-        "{first}"
-    );
-    assert_eq!(
-        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
-        (Some(0), Some(1200)),
-        "{again}"
-    );
+    assert_eq!((first["accepted"].as_u64(), first["duplicates"].as_u64()), (Some(1200), Some(0)), "{first}");
+    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(1200)), "{again}");
 
     let shown = tutor(data.path(), &["passport", "cli-learner", "--json"]);
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
@@ -871,10 +582,5 @@ fn cli_imports_events_checking_every_line_first_and_shows_the_passport() {
     let table = tutor(data.path(), &["passport", "cli-learner"]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains("Skill passport of cli-learner"), "{table}");
-    assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("fractions.divide") && l.contains("1200")),
-        "{table}"
-    );
+    assert!(table.lines().any(|l| l.starts_with("fractions.divide") && l.contains("1200")), "{table}");
 }

@@ -14,35 +14,14 @@ use tutor::retrieval::SearchFilter;
 #[test]
 fn both_sample_courses_load_and_have_the_promised_shape() {
     let lib = load(&sample_content());
-    assert!(
-        lib.courses.contains_key("fractions") && lib.courses.contains_key("security"),
-        "{:?}",
-        lib.courses.keys()
-    );
+    assert!(lib.courses.contains_key("fractions") && lib.courses.contains_key("security"), "{:?}", lib.courses.keys());
     for course in lib.courses.values() {
-        let comps: Vec<_> = course
-            .components
-            .iter()
-            .map(|id| &lib.components[id])
-            .collect();
+        let comps: Vec<_> = course.components.iter().map(|id| &lib.components[id]).collect();
         let levels: BTreeSet<Level> = comps.iter().map(|c| c.level).collect();
         let formats: BTreeSet<Format> = comps.iter().map(|c| c.format).collect();
-        let exercises: Vec<_> = comps
-            .iter()
-            .filter(|c| c.format == Format::Exercise)
-            .collect();
-        assert!(
-            course.skills.len() >= 8,
-            "{}: {} skills",
-            course.id,
-            course.skills.len()
-        );
-        assert!(
-            comps.len() >= 30,
-            "{}: {} components",
-            course.id,
-            comps.len()
-        );
+        let exercises: Vec<_> = comps.iter().filter(|c| c.format == Format::Exercise).collect();
+        assert!(course.skills.len() >= 8, "{}: {} skills", course.id, course.skills.len());
+        assert!(comps.len() >= 30, "{}: {} components", course.id, comps.len());
         assert_eq!(levels.len(), 4, "{}: levels {levels:?}", course.id);
         assert!(formats.len() >= 4, "{}: formats {formats:?}", course.id);
         assert!(!exercises.is_empty());
@@ -50,23 +29,12 @@ fn both_sample_courses_load_and_have_the_promised_shape() {
             let with_misconceptions = ex
                 .items
                 .iter()
-                .filter(|i| {
-                    lib.answer_key(&ex.id, &i.id)
-                        .is_some_and(|k| !k.misconceptions.is_empty())
-                })
+                .filter(|i| lib.answer_key(&ex.id, &i.id).is_some_and(|k| !k.misconceptions.is_empty()))
                 .count();
             assert!(with_misconceptions > 0, "{} has no misconceptions", ex.id);
         }
-        let has_prereqs = course
-            .skills
-            .iter()
-            .filter(|s| !lib.skills[*s].prerequisites.is_empty())
-            .count();
-        assert!(
-            has_prereqs >= course.skills.len() / 2,
-            "{}: a skill graph needs prerequisites",
-            course.id
-        );
+        let has_prereqs = course.skills.iter().filter(|s| !lib.skills[*s].prerequisites.is_empty()).count();
+        assert!(has_prereqs >= course.skills.len() / 2, "{}: a skill graph needs prerequisites", course.id);
     }
 }
 
@@ -96,11 +64,7 @@ async fn sample_courses_ingest_and_no_answer_key_reaches_the_index() {
             }
         }
     }
-    assert!(
-        leaks.is_empty(),
-        "answer-key text found in the index:\n{}",
-        leaks.join("\n")
-    );
+    assert!(leaks.is_empty(), "answer-key text found in the index:\n{}", leaks.join("\n"));
 }
 
 #[derive(Deserialize)]
@@ -123,8 +87,7 @@ async fn bm25_recall_at_5_on_learner_questions_is_at_least_0_8() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let course = path.file_stem().unwrap().to_string_lossy().to_string();
-        let pairs: Vec<Pair> =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let pairs: Vec<Pair> = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for p in pairs {
             assert!(
                 lib.components.keys().any(|id| id.as_str() == p.expected),
@@ -133,10 +96,7 @@ async fn bm25_recall_at_5_on_learner_questions_is_at_least_0_8() {
                 p.expected
             );
             // a learner asks from inside a course page, so the course is known
-            let filter = SearchFilter {
-                course: Some(course.clone()),
-                ..Default::default()
-            };
+            let filter = SearchFilter { course: Some(course.clone()), ..Default::default() };
             let hits = search(&r, &p.question, filter, 5).await;
             let found = hits.iter().any(|h| h.component_id == p.expected);
             let e = per_course.entry(course.clone()).or_default();
@@ -144,16 +104,11 @@ async fn bm25_recall_at_5_on_learner_questions_is_at_least_0_8() {
             e.1 += 1;
             if !found {
                 let got: Vec<&str> = hits.iter().map(|h| h.component_id.as_str()).collect();
-                misses.push(format!(
-                    "  [{course}] {:?}: expected {}, got {got:?}",
-                    p.question, p.expected
-                ));
+                misses.push(format!("  [{course}] {:?}: expected {}, got {got:?}", p.question, p.expected));
             }
         }
     }
-    let (hit, total) = per_course
-        .values()
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (hit, total) = per_course.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     let recall = hit as f64 / total as f64;
     println!("BM25 recall@5 over {total} learner questions: {recall:.3}");
     for (c, (h, t)) in &per_course {

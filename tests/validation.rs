@@ -21,12 +21,7 @@ fn case(
     files: Vec<(&'static str, Vec<u8>)>,
     expect: Vec<(&'static str, usize, &'static str)>,
 ) -> Case {
-    Case {
-        name,
-        files,
-        expect,
-        max_bytes: LoadOptions::default().max_file_bytes,
-    }
+    Case { name, files, expect, max_bytes: LoadOptions::default().max_file_bytes }
 }
 
 fn with_skills(mut files: Vec<(&'static str, Vec<u8>)>) -> Vec<(&'static str, Vec<u8>)> {
@@ -150,12 +145,7 @@ fn every_error_kind_is_reported_with_path_and_line() {
     for c in cases() {
         let files: Vec<(&str, &[u8])> = c.files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
         let dir = tree(&files);
-        let err = match load_library(
-            dir.path(),
-            &LoadOptions {
-                max_file_bytes: c.max_bytes,
-            },
-        ) {
+        let err = match load_library(dir.path(), &LoadOptions { max_file_bytes: c.max_bytes }) {
             Ok(_) => {
                 failures.push(format!("{}: loaded without error", c.name));
                 continue;
@@ -164,25 +154,16 @@ fn every_error_kind_is_reported_with_path_and_line() {
         };
         for (file, line, msg) in &c.expect {
             let want_path = dir.path().join(file);
-            let found = err
-                .diagnostics
-                .iter()
-                .any(|d| d.path == want_path && d.line == *line && d.message.contains(msg));
+            let found =
+                err.diagnostics.iter().any(|d| d.path == want_path && d.line == *line && d.message.contains(msg));
             if !found {
-                failures.push(format!(
-                    "{}: expected {file}:{line}: …{msg}…, got:\n{err}",
-                    c.name
-                ));
+                failures.push(format!("{}: expected {file}:{line}: …{msg}…, got:\n{err}", c.name));
             }
         }
         // the rendered form is path:line: message
         let rendered = err.to_string();
         assert!(
-            rendered.contains(&format!(
-                "{}:{}: ",
-                dir.path().join(c.expect[0].0).display(),
-                c.expect[0].1
-            )),
+            rendered.contains(&format!("{}:{}: ", dir.path().join(c.expect[0].0).display(), c.expect[0].1)),
             "{rendered}"
         );
     }
@@ -195,21 +176,11 @@ fn several_errors_are_all_reported_at_once() {
         ("mini/skills.yaml", SKILLS.as_bytes()),
         (
             "mini/a.md",
-            component(
-                "id: mini-a\ntitle: T\nskills: [mini.nope]\nlevel: expert\nformat: explanation",
-                "Body.",
-            )
-            .as_bytes(),
+            component("id: mini-a\ntitle: T\nskills: [mini.nope]\nlevel: expert\nformat: explanation", "Body.")
+                .as_bytes(),
         ),
         ("mini/b.md", b"---\nid: [broken\n---\nx\n"),
-        (
-            "mini/c.md",
-            component(
-                "id: mini-c\nskills: [mini.b]\nlevel: intro\nformat: explanation",
-                "",
-            )
-            .as_bytes(),
-        ),
+        ("mini/c.md", component("id: mini-c\nskills: [mini.b]\nlevel: intro\nformat: explanation", "").as_bytes()),
     ]);
     let err = load_library(dir.path(), &LoadOptions::default()).unwrap_err();
     let msgs: Vec<String> = err.diagnostics.iter().map(ToString::to_string).collect();
@@ -220,11 +191,7 @@ fn several_errors_are_all_reported_at_once() {
         "c.md:2: missing required field 'title'",
         "c.md:7: empty body",
     ] {
-        assert!(
-            msgs.iter().any(|m| m.contains(want)),
-            "missing {want} in:\n{}",
-            msgs.join("\n")
-        );
+        assert!(msgs.iter().any(|m| m.contains(want)), "missing {want} in:\n{}", msgs.join("\n"));
     }
     assert_eq!(err.diagnostics.len(), 5, "{}", msgs.join("\n"));
 }
@@ -235,17 +202,10 @@ fn answer_keys_are_held_apart_from_the_component() {
         "id: mini-a-ex\ntitle: Practise A\nskills: [mini.a]\nlevel: developing\nformat: exercise\nitems:\n  - id: q1\n    prompt: What is A?\n    demand: recall\n    answer: CANARY-KEY-41\n    hints: [CANARY-HINT-42]\n    misconceptions:\n      - response: CANARY-WRONG-43\n        diagnosis: CANARY-DIAG-44",
         "Answer the question.",
     );
-    let dir = tree(&[
-        ("mini/skills.yaml", SKILLS.as_bytes()),
-        ("mini/ex.md", ex.as_bytes()),
-    ]);
+    let dir = tree(&[("mini/skills.yaml", SKILLS.as_bytes()), ("mini/ex.md", ex.as_bytes())]);
     let lib = common::load(dir.path());
     let c = lib.components.values().next().unwrap();
-    let visible = format!(
-        "{}{}",
-        serde_json::to_string(c).unwrap(),
-        c.retrievable_text()
-    );
+    let visible = format!("{}{}", serde_json::to_string(c).unwrap(), c.retrievable_text());
     assert!(visible.contains("What is A?"));
     assert!(!visible.contains("CANARY"), "{visible}");
     let key = lib.answer_key(&c.id, "q1").unwrap();
@@ -259,25 +219,14 @@ fn validate_cli_prints_problems_and_fails() {
         ("mini/skills.yaml", SKILLS.as_bytes()),
         (
             "mini/a.md",
-            component(
-                "id: mini-a\ntitle: T\nskills: [mini.a]\nlevel: intro\nformat: podcast",
-                "Body.",
-            )
-            .as_bytes(),
+            component("id: mini-a\ntitle: T\nskills: [mini.a]\nlevel: intro\nformat: podcast", "Body.").as_bytes(),
         ),
     ]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
-        .arg("validate")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutor")).arg("validate").arg(dir.path()).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!(
-            "{}:6: unknown format 'podcast'",
-            dir.path().join("mini/a.md").display()
-        )),
+        stderr.contains(&format!("{}:6: unknown format 'podcast'", dir.path().join("mini/a.md").display())),
         "{stderr}"
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))

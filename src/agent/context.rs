@@ -16,15 +16,30 @@ pub const SUMMARY_TOKENS: usize = 300;
 
 /// Cuts `text` to at most `max` tokens, marking the cut.
 pub fn trim_to_tokens(text: &str, max: usize) -> String {
-    let bpe = tokenizer();
-    let toks = bpe.encode_ordinary(text);
-    if toks.len() <= max {
-        return text.to_owned();
+    trim_counted(text, max).0
+}
+
+/// [`trim_to_tokens`], with the tokens of the result (counted once, while trimming).
+pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
+    // tokens average about four bytes of text, so encoding a prefix of 6 bytes per token is
+    // enough to find the cut without encoding all of a long text
+    let mut end = text.len().min(max.saturating_mul(6));
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    let kept = bpe
-        .decode(&toks[..max.saturating_sub(8)])
-        .unwrap_or_default();
-    format!("{kept} … [trimmed]")
+    let bpe = tokenizer();
+    let toks = bpe.encode_ordinary(&text[..end]);
+    if toks.len() <= max && end == text.len() {
+        return (text.to_owned(), toks.len());
+    }
+    const MARK: &str = " … [trimmed]";
+    if toks.len() + 8 <= max {
+        // the prefix fits: keep all of it
+        return (format!("{}{MARK}", &text[..end]), toks.len() + 5);
+    }
+    let keep = max.saturating_sub(8);
+    let kept = bpe.decode(&toks[..keep]).unwrap_or_default();
+    (format!("{kept}{MARK}"), keep + 5)
 }
 
 /// The page block of the system message.
@@ -38,11 +53,7 @@ pub fn page_block(page: Option<&Component>) -> String {
                 c.id,
                 c.level,
                 c.format.as_str().replace('_', " "),
-                c.skills
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                c.skills.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             );
             if !c.objectives.is_empty() {
                 s.push_str("\nObjectives:");
@@ -56,21 +67,11 @@ pub fn page_block(page: Option<&Component>) -> String {
 }
 
 /// The passport lines for the given skills and their prerequisites.
-pub fn passport_block(
-    lib: &Library,
-    cfg: &PassportConfig,
-    state: &LearnerState,
-    skills: &[SkillId],
-) -> String {
+pub fn passport_block(lib: &Library, cfg: &PassportConfig, state: &LearnerState, skills: &[SkillId]) -> String {
     let mut lines = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let with_pre = skills.iter().flat_map(|s| {
-        std::iter::once(s.clone()).chain(
-            lib.skills
-                .get(s)
-                .map(|k| k.prerequisites.clone())
-                .unwrap_or_default(),
-        )
+        std::iter::once(s.clone()).chain(lib.skills.get(s).map(|k| k.prerequisites.clone()).unwrap_or_default())
     });
     for s in with_pre {
         if !seen.insert(s.clone()) {
@@ -109,7 +110,7 @@ pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitt
     let mut start = turns.len();
     while start > 0 {
         let t = &turns[start - 1];
-        let cost = count_tokens(&t.content) + MESSAGE_OVERHEAD;
+        let cost = t.tokens + MESSAGE_OVERHEAD;
         if used + cost > budget.saturating_sub(SUMMARY_TOKENS + MESSAGE_OVERHEAD) {
             break;
         }
@@ -124,13 +125,7 @@ pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitt
     let mut asked: Vec<String> = dropped
         .iter()
         .filter(|t| t.role == "learner")
-        .map(|t| {
-            t.content
-                .split_whitespace()
-                .take(20)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|t| t.content.split_whitespace().take(20).collect::<Vec<_>>().join(" "))
         .collect();
     let mut summary = None;
     if !asked.is_empty() || !earlier_summary.is_empty() {
@@ -143,11 +138,7 @@ pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitt
             if !asked.is_empty() {
                 s.push_str(&format!(
                     ", the learner asked: {}",
-                    asked
-                        .iter()
-                        .map(|q| format!("\"{q}\""))
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    asked.iter().map(|q| format!("\"{q}\"")).collect::<Vec<_>>().join("; ")
                 ));
             }
             s.push('.');
@@ -158,11 +149,7 @@ pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitt
             asked.remove(0);
         }
     }
-    Fitted {
-        summary,
-        turns: turns[start..].to_vec(),
-        dropped: start,
-    }
+    Fitted { summary, turns: turns[start..].to_vec(), dropped: start }
 }
 
 #[cfg(test)]
@@ -174,6 +161,7 @@ mod tests {
             seq: 0,
             role: role.into(),
             content: content.into(),
+            tokens: count_tokens(content),
             meta: serde_json::Value::Null,
             at: 0,
         }
@@ -184,32 +172,19 @@ mod tests {
         let turns: Vec<Turn> = (0..200)
             .map(|i| {
                 if i % 2 == 0 {
-                    turn(
-                        "learner",
-                        &format!("question number {i} about fractions and pizza slices"),
-                    )
+                    turn("learner", &format!("question number {i} about fractions and pizza slices"))
                 } else {
                     turn("tutor", &"an answer with many words ".repeat(20))
                 }
             })
             .collect();
         let f = fit_history(&turns, 2000, "");
-        let used: usize = f
-            .turns
-            .iter()
-            .map(|t| count_tokens(&t.content) + MESSAGE_OVERHEAD)
-            .sum();
+        let used: usize = f.turns.iter().map(|t| t.tokens + MESSAGE_OVERHEAD).sum();
         let summary = f.summary.unwrap();
-        assert!(
-            used + count_tokens(&summary) + MESSAGE_OVERHEAD <= 2000,
-            "{used}"
-        );
+        assert!(used + count_tokens(&summary) + MESSAGE_OVERHEAD <= 2000, "{used}");
         assert!(f.dropped > 100 && f.turns.len() >= 2);
         assert_eq!(f.turns[0].role, "learner");
-        assert!(
-            summary.contains(&format!("question number {}", f.dropped - 2)),
-            "{summary}"
-        );
+        assert!(summary.contains(&format!("question number {}", f.dropped - 2)), "{summary}");
         assert!(count_tokens(&summary) <= SUMMARY_TOKENS);
     }
 

@@ -17,15 +17,14 @@ pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Vec<String> {
     let mut keys: Vec<String> = lib
         .answer_keys()
         .filter(|(c, _, _)| {
-            lib.components.get(*c).is_some_and(|c| {
-                c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s))
-            })
+            lib.components
+                .get(*c)
+                .is_some_and(|c| c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s)))
         })
         .flat_map(|(_, _, k)| std::iter::once(&k.answer).chain(&k.accept))
         .map(|a| a.trim().to_lowercase())
         .filter(|a| {
-            a.chars().count() >= 2
-                && (a.contains(|c: char| c.is_ascii_digit() || c == '/') || a.chars().count() >= 12)
+            a.chars().count() >= 2 && (a.contains(|c: char| c.is_ascii_digit() || c == '/') || a.chars().count() >= 12)
         })
         .collect();
     keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
@@ -46,17 +45,11 @@ pub fn redact(text: &str, keys: &[String]) -> String {
     let mut i = 0;
     let bytes = text.as_bytes();
     'outer: while i < text.len() {
-        let before_ok = text[..i]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !is_word(c) && c != '.');
+        let before_ok = text[..i].chars().next_back().is_none_or(|c| !is_word(c) && c != '.');
         if before_ok {
             for k in keys {
                 let end = i + k.len();
-                if end <= text.len()
-                    && bytes[i..end].eq_ignore_ascii_case(k.as_bytes())
-                    && text.is_char_boundary(end)
-                {
+                if end <= text.len() && bytes[i..end].eq_ignore_ascii_case(k.as_bytes()) && text.is_char_boundary(end) {
                     let rest = &text[end..];
                     let mut next = rest.chars();
                     let after_ok = match next.next() {
@@ -90,16 +83,8 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn new(keys: Vec<String>) -> Self {
-        let hold = keys
-            .iter()
-            .map(|k| k.chars().count())
-            .max()
-            .map_or(0, |m| m + 2);
-        Self {
-            keys,
-            hold,
-            pending: String::new(),
-        }
+        let hold = keys.iter().map(|k| k.chars().count()).max().map_or(0, |m| m + 2);
+        Self { keys, hold, pending: String::new() }
     }
 
     /// Takes a delta; returns what can be sent now.
@@ -113,21 +98,23 @@ impl Redactor {
             return String::new();
         }
         // cut where no key can straddle: before the held tail, and not inside a word
-        let mut cut = self
-            .pending
-            .char_indices()
-            .nth(chars - self.hold)
-            .map_or(self.pending.len(), |(i, _)| i);
-        while cut > 0
-            && self.pending[..cut]
-                .chars()
-                .next_back()
-                .is_some_and(|c| is_word(c) || c == '.')
-        {
-            cut -= self.pending[..cut]
-                .chars()
-                .next_back()
-                .map_or(1, char::len_utf8);
+        let mut cut = self.pending.char_indices().nth(chars - self.hold).map_or(self.pending.len(), |(i, _)| i);
+        loop {
+            while cut > 0 && self.pending[..cut].chars().next_back().is_some_and(|c| is_word(c) || c == '.') {
+                cut -= self.pending[..cut].chars().next_back().map_or(1, char::len_utf8);
+            }
+            // a key with a space in it ("1 1/2") may start before the cut and run past it
+            let straddling = self.keys.iter().find_map(|k| {
+                ((cut + 1).saturating_sub(k.len())..cut).find(|&p| {
+                    self.pending.is_char_boundary(p)
+                        && k.len() > cut - p
+                        && k.as_bytes()[..cut - p].eq_ignore_ascii_case(&self.pending.as_bytes()[p..cut])
+                })
+            });
+            match straddling {
+                Some(p) => cut = p,
+                None => break,
+            }
         }
         if cut == 0 {
             return String::new();
@@ -155,14 +142,8 @@ mod tests {
     fn keys_standing_alone_are_withheld_and_others_kept() {
         let r = |t: &str| redact(t, &keys());
         assert_eq!(r("The answer is 3/2."), "The answer is [answer withheld].");
-        assert_eq!(
-            r("It is 1 1/2, or 12, so"),
-            "It is [answer withheld], or [answer withheld], so"
-        );
-        assert_eq!(
-            r("13/2 and 3/20 and 120 and 1.5 and 12.5 stay"),
-            "13/2 and 3/20 and 120 and 1.5 and 12.5 stay"
-        );
+        assert_eq!(r("It is 1 1/2, or 12, so"), "It is [answer withheld], or [answer withheld], so");
+        assert_eq!(r("13/2 and 3/20 and 120 and 1.5 and 12.5 stay"), "13/2 and 3/20 and 120 and 1.5 and 12.5 stay");
         assert_eq!(r("12"), "[answer withheld]");
     }
 

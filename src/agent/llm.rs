@@ -11,16 +11,15 @@ use std::time::Duration;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
-    ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage,
-    ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestToolMessageArgs,
+    ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionRequestAssistantMessageArgs,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestToolMessageArgs,
     ChatCompletionRequestUserMessageArgs, ChatCompletionStreamOptions, ChatCompletionTool,
-    ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest,
-    CreateChatCompletionRequestArgs, FunctionCall, FunctionObjectArgs, ToolChoiceOptions,
+    ChatCompletionToolChoiceOption, ChatCompletionTools, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
+    FunctionCall, FunctionObjectArgs, ToolChoiceOptions,
 };
 use futures::StreamExt;
 
-use super::context::{MESSAGE_OVERHEAD, trim_to_tokens};
+use super::context::{MESSAGE_OVERHEAD, trim_counted};
 use super::tools::{self, ToolDef};
 use super::{Conversation, Emitter, TurnCtx};
 use crate::config::AgentConfig;
@@ -56,10 +55,7 @@ impl LlmClient {
         if !cfg.llm_enabled() {
             return None;
         }
-        let base = cfg
-            .llm_base_url
-            .clone()
-            .unwrap_or_else(|| OPENAI_BASE.into());
+        let base = cfg.llm_base_url.clone().unwrap_or_else(|| OPENAI_BASE.into());
         let oc = OpenAIConfig::new()
             .with_api_base(base.trim_end_matches('/'))
             .with_api_key(cfg.llm_api_key.clone().unwrap_or_default());
@@ -83,12 +79,7 @@ impl LlmClient {
     }
 
     /// One non-streamed completion (used to generate renders).
-    pub async fn complete(
-        &self,
-        system: &str,
-        user: &str,
-        max_tokens: u32,
-    ) -> Result<String, LlmError> {
+    pub async fn complete(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
         let req = CreateChatCompletionRequestArgs::default()
             .model(self.model.clone())
             .messages(vec![system_msg(system), user_msg(user)])
@@ -118,19 +109,11 @@ impl LlmClient {
 }
 
 fn system_msg(text: &str) -> ChatCompletionRequestMessage {
-    ChatCompletionRequestSystemMessageArgs::default()
-        .content(text)
-        .build()
-        .expect("a system message")
-        .into()
+    ChatCompletionRequestSystemMessageArgs::default().content(text).build().expect("a system message").into()
 }
 
 fn user_msg(text: &str) -> ChatCompletionRequestMessage {
-    ChatCompletionRequestUserMessageArgs::default()
-        .content(text)
-        .build()
-        .expect("a user message")
-        .into()
+    ChatCompletionRequestUserMessageArgs::default().content(text).build().expect("a user message").into()
 }
 
 fn assistant_msg(text: &str, calls: &[Call]) -> ChatCompletionRequestMessage {
@@ -145,10 +128,7 @@ fn assistant_msg(text: &str, calls: &[Call]) -> ChatCompletionRequestMessage {
                 .map(|c| {
                     ChatCompletionMessageToolCalls::Function(ChatCompletionMessageToolCall {
                         id: c.id.clone(),
-                        function: FunctionCall {
-                            name: c.name.clone(),
-                            arguments: c.arguments.clone(),
-                        },
+                        function: FunctionCall { name: c.name.clone(), arguments: c.arguments.clone() },
                     })
                 })
                 .collect::<Vec<_>>(),
@@ -205,11 +185,11 @@ enum Kind {
 }
 
 fn msg(m: ChatCompletionRequestMessage, text: &str, kind: Kind) -> Msg {
-    Msg {
-        msg: m,
-        tokens: count_tokens(text) + MESSAGE_OVERHEAD,
-        kind,
-    }
+    counted(m, count_tokens(text), kind)
+}
+
+fn counted(m: ChatCompletionRequestMessage, tokens: usize, kind: Kind) -> Msg {
+    Msg { msg: m, tokens: tokens + MESSAGE_OVERHEAD, kind }
 }
 
 /// What the engine produced.
@@ -233,8 +213,7 @@ fn enforce_budget(msgs: &mut Vec<Msg>, tools_tokens: usize, budget: usize) -> us
                 ChatCompletionRequestMessage::Tool(t) => t.tool_call_id.clone(),
                 _ => String::new(),
             };
-            let stub =
-                r#"{"trimmed": "this earlier result was removed to stay within the token budget"}"#;
+            let stub = r#"{"trimmed": "this earlier result was removed to stay within the token budget"}"#;
             msgs[i] = msg(tool_msg(&id, stub), stub, Kind::ToolResult);
         }
         i += 1;
@@ -258,20 +237,17 @@ pub async fn run(
     let cfg = &ctx.config.agent;
     let defs = tools::definitions(&ctx.prompts);
     let tools_json = tool_defs(&defs);
-    let tools_tokens = count_tokens(&serde_json::to_string(&tools_json).unwrap_or_default());
-    let mut msgs = vec![msg(system_msg(&convo.system), &convo.system, Kind::Fixed)];
+    let tools_tokens =
+        *ctx.prompts.tool_tokens.get_or_init(|| count_tokens(&serde_json::to_string(&tools_json).unwrap_or_default()));
+    let mut msgs = vec![counted(system_msg(&convo.system), convo.system_tokens, Kind::Fixed)];
     if let Some(s) = &convo.summary {
         msgs.push(msg(system_msg(s), s, Kind::Fixed));
     }
     for t in &convo.history {
-        let m = if t.role == "learner" {
-            user_msg(&t.content)
-        } else {
-            assistant_msg(&t.content, &[])
-        };
-        msgs.push(msg(m, &t.content, Kind::History));
+        let m = if t.role == "learner" { user_msg(&t.content) } else { assistant_msg(&t.content, &[]) };
+        msgs.push(counted(m, t.tokens, Kind::History));
     }
-    msgs.push(msg(user_msg(&convo.message), &convo.message, Kind::Fixed));
+    msgs.push(counted(user_msg(&convo.message), convo.message_tokens, Kind::Fixed));
 
     let mut out = LlmTurn {
         citations: vec![],
@@ -293,32 +269,21 @@ pub async fn run(
             msgs.push(msg(system_msg(note), note, Kind::Fixed));
         }
         out.steps += 1;
-        let counted = enforce_budget(
-            &mut msgs,
-            if final_call { 0 } else { tools_tokens },
-            convo.budget,
-        );
-        out.peak_prompt_tokens = out.peak_prompt_tokens.max(counted);
+        let prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, convo.budget);
+        out.peak_prompt_tokens = out.peak_prompt_tokens.max(prompt_now);
         let mut req = CreateChatCompletionRequestArgs::default();
         req.model(llm.model.clone())
             .messages(msgs.iter().map(|m| m.msg.clone()).collect::<Vec<_>>())
             .max_completion_tokens(cfg.max_completion_tokens)
-            .stream_options(ChatCompletionStreamOptions {
-                include_usage: Some(true),
-                include_obfuscation: None,
-            });
+            .stream_options(ChatCompletionStreamOptions { include_usage: Some(true), include_obfuscation: None });
         if !final_call {
-            req.tools(tools_json.clone())
-                .tool_choice(ChatCompletionToolChoiceOption::Mode(
-                    ToolChoiceOptions::Auto,
-                ));
+            req.tools(tools_json.clone()).tool_choice(ChatCompletionToolChoiceOption::Mode(ToolChoiceOptions::Auto));
         }
         let req = req.build().map_err(|e| LlmError::Api(e.to_string()))?;
         let step = stream_step(llm, req, emit).await?;
-        out.prompt_tokens += step.prompt_tokens.unwrap_or(counted);
-        out.completion_tokens += step
-            .completion_tokens
-            .unwrap_or_else(|| count_tokens(&step.text) + 10 * step.calls.len());
+        out.prompt_tokens += step.prompt_tokens.unwrap_or(prompt_now);
+        out.completion_tokens +=
+            step.completion_tokens.unwrap_or_else(|| count_tokens(&step.text) + 10 * step.calls.len());
         if step.calls.is_empty() {
             if step.text.trim().is_empty() {
                 return Err(LlmError::Malformed("an empty answer".into()));
@@ -331,32 +296,26 @@ pub async fn run(
         // tool calls beyond the per-turn limit are answered with an error the model can read
         let allowed = cfg.max_tool_calls.saturating_sub(out.tool_calls) as usize;
         out.tool_calls += step.calls.len() as u32;
-        msgs.push(msg(
-            assistant_msg(&step.text, &step.calls),
-            &format!("{}{:?}", step.text, step.calls),
-            Kind::Fixed,
-        ));
+        msgs.push(msg(assistant_msg(&step.text, &step.calls), &format!("{}{:?}", step.text, step.calls), Kind::Fixed));
         let results = futures::future::join_all(step.calls.iter().enumerate().map(|(n, c)| async move {
             if n >= allowed {
-                let e = serde_json::json!({"error": "tool call limit reached for this turn; answer with what you have"});
-                return (c, None, e.to_string());
+                let e =
+                    serde_json::json!({"error": "tool call limit reached for this turn; answer with what you have"});
+                let e = e.to_string();
+                let n = count_tokens(&e);
+                return (c, None, (e, n));
             }
             let o = tools::call(ctx, &c.name, &c.arguments).await;
-            let text = trim_to_tokens(&o.content.to_string(), cfg.tool_result_tokens);
+            let text = trim_counted(&o.content.to_string(), cfg.tool_result_tokens);
             (c, Some(o), text)
         }))
         .await;
         for (c, o, text) in results {
             if let Some(o) = o {
                 emit.tool(&o, &c.arguments).await;
-                out.citations.extend(
-                    o.citations
-                        .iter()
-                        .cloned()
-                        .filter(|_| o.name == "render_format"),
-                );
+                out.citations.extend(o.citations.iter().cloned().filter(|_| o.name == "render_format"));
             }
-            msgs.push(msg(tool_msg(&c.id, &text), &text, Kind::ToolResult));
+            msgs.push(counted(tool_msg(&c.id, &text.0), text.1, Kind::ToolResult));
         }
     }
 }
@@ -369,22 +328,15 @@ struct Step {
 }
 
 /// One streamed model call: text deltas go out as they come; tool calls are assembled.
-async fn stream_step(
-    llm: &LlmClient,
-    req: CreateChatCompletionRequest,
-    emit: &mut Emitter,
-) -> Result<Step, LlmError> {
+async fn stream_step(llm: &LlmClient, req: CreateChatCompletionRequest, emit: &mut Emitter) -> Result<Step, LlmError> {
     let mut stream = None;
     for attempt in 0..2 {
-        match tokio::time::timeout(llm.timeout, llm.client.chat().create_stream(req.clone())).await
-        {
+        match tokio::time::timeout(llm.timeout, llm.client.chat().create_stream(req.clone())).await {
             Ok(Ok(s)) => {
                 stream = Some(s);
                 break;
             }
-            Ok(Err(async_openai::error::OpenAIError::Reqwest(e)))
-                if e.is_timeout() && attempt == 0 =>
-            {
+            Ok(Err(async_openai::error::OpenAIError::Reqwest(e))) if e.is_timeout() && attempt == 0 => {
                 tracing::warn!("model request timed out; retrying once")
             }
             Ok(Err(async_openai::error::OpenAIError::Reqwest(e))) if e.is_timeout() => {}
@@ -396,12 +348,7 @@ async fn stream_step(
     let Some(mut stream) = stream else {
         return Err(LlmError::Timeout(llm.timeout_secs));
     };
-    let mut step = Step {
-        text: String::new(),
-        calls: vec![],
-        prompt_tokens: None,
-        completion_tokens: None,
-    };
+    let mut step = Step { text: String::new(), calls: vec![], prompt_tokens: None, completion_tokens: None };
     let mut calls: std::collections::BTreeMap<u32, Call> = Default::default();
     let mut finished = false;
     loop {
@@ -442,9 +389,7 @@ async fn stream_step(
         }
     }
     if !finished && step.prompt_tokens.is_none() {
-        return Err(LlmError::Malformed(
-            "the stream ended without a finish reason".into(),
-        ));
+        return Err(LlmError::Malformed("the stream ended without a finish reason".into()));
     }
     step.calls = calls
         .into_values()

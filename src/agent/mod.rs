@@ -128,11 +128,7 @@ impl TurnCtx {
         if self.skills.is_empty() {
             "(no page; any skill id of the course)".into()
         } else {
-            self.skills
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.skills.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         }
     }
 }
@@ -140,6 +136,8 @@ impl TurnCtx {
 /// The conversation as the engines see it, fitted to the budget.
 pub struct Conversation {
     pub system: String,
+    pub system_tokens: usize,
+    pub message_tokens: usize,
     pub summary: Option<String>,
     pub history: Vec<Turn>,
     pub message: String,
@@ -159,13 +157,7 @@ pub struct Emitter {
 
 impl Emitter {
     fn new(tx: Option<mpsc::Sender<TurnEvent>>, keys: Vec<String>) -> Self {
-        Self {
-            tx,
-            redactor: guard::Redactor::new(keys.clone()),
-            keys,
-            answer: String::new(),
-            trace: Vec::new(),
-        }
+        Self { tx, redactor: guard::Redactor::new(keys.clone()), keys, answer: String::new(), trace: Vec::new() }
     }
 
     async fn send(&self, e: TurnEvent) {
@@ -196,18 +188,9 @@ impl Emitter {
     pub async fn tool(&mut self, o: &tools::ToolOutcome, raw_args: &str) {
         let short = |s: &str| -> String {
             let s = guard::redact(s, &self.keys);
-            if s.chars().count() > 160 {
-                format!("{}…", s.chars().take(160).collect::<String>())
-            } else {
-                s
-            }
+            if s.chars().count() > 160 { format!("{}…", s.chars().take(160).collect::<String>()) } else { s }
         };
-        let t = ToolTrace {
-            name: o.name.clone(),
-            ok: o.ok,
-            arguments: short(raw_args),
-            result: short(&o.summary),
-        };
+        let t = ToolTrace { name: o.name.clone(), ok: o.ok, arguments: short(raw_args), result: short(&o.summary) };
         self.trace.push(t.clone());
         self.send(TurnEvent::Tool(t)).await;
     }
@@ -223,6 +206,10 @@ pub struct Agent {
     pub prompts: Arc<Prompts>,
     pub llm: Option<Arc<LlmClient>>,
 }
+
+/// Turns of a session read for a new turn: more than any budget keeps, so the running summary
+/// still has the recent questions that did not fit.
+pub const HISTORY_TURNS: usize = 80;
 
 /// The longest message taken, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -252,60 +239,45 @@ impl Agent {
         tx: Option<mpsc::Sender<TurnEvent>>,
     ) -> Result<TurnResult, AgentError> {
         let page = match &req.component {
-            Some(id) => Some(
-                lib.components
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| AgentError::UnknownComponent(id.to_string()))?,
-            ),
+            Some(id) => {
+                Some(lib.components.get(id).cloned().ok_or_else(|| AgentError::UnknownComponent(id.to_string()))?)
+            }
             None => None,
         };
         let session = self
             .store
-            .open_session(
-                req.learner.as_str(),
-                req.session_id.as_deref(),
-                req.component.as_ref().map(|c| c.as_str()),
-            )
+            .open_session(req.learner.as_str(), req.session_id.as_deref(), req.component.as_ref().map(|c| c.as_str()))
             .await?
-            .ok_or_else(|| {
-                AgentError::UnknownSession(req.session_id.clone().unwrap_or_default())
-            })?;
-        let history = if session.created {
-            Vec::new()
-        } else {
-            self.store.turns(&session.id).await?
-        };
+            .ok_or_else(|| AgentError::UnknownSession(req.session_id.clone().unwrap_or_default()))?;
+        let history = if session.created { Vec::new() } else { self.store.turns(&session.id, HISTORY_TURNS).await? };
         let state = self.passports.learner(&req.learner).await?;
         let skills = page.as_ref().map(|p| p.skills.clone()).unwrap_or_default();
         let keys = guard::guarded_keys(&lib, &skills);
         let cfg = &self.config.agent;
 
         // the context, within budget: fixed parts first, then as much history as fits
-        let system = format!(
-            "{}\n\n{}\n\n{}",
-            self.prompts.get("tutor").text,
+        let tutor = self.prompts.get("tutor");
+        let about = format!(
+            "\n\n{}\n\n{}",
             context::page_block(page.as_ref()),
             context::passport_block(&lib, &self.config.passport, &state, &skills)
         );
-        let fixed =
-            count_tokens(&system) + count_tokens(&req.message) + 2 * context::MESSAGE_OVERHEAD;
+        let system = format!("{}{about}", tutor.text);
+        // the fixed prompt is counted once at start; a token may merge across the join
+        let system_tokens = tutor.tokens + count_tokens(&about) + 1;
+        let message_tokens = count_tokens(&req.message);
+        let fixed = system_tokens + message_tokens + 2 * context::MESSAGE_OVERHEAD;
         // room kept for tool definitions and this turn's tool results
         let tools_room = (cfg.context_tokens / 3).min(1500);
         let history_room = cfg.context_tokens.saturating_sub(fixed + tools_room);
         let fitted = context::fit_history(&history, history_room, "");
         let convo_tokens = fixed
-            + fitted
-                .turns
-                .iter()
-                .map(|t| count_tokens(&t.content) + context::MESSAGE_OVERHEAD)
-                .sum::<usize>()
-            + fitted
-                .summary
-                .as_deref()
-                .map_or(0, |s| count_tokens(s) + context::MESSAGE_OVERHEAD);
+            + fitted.turns.iter().map(|t| t.tokens + context::MESSAGE_OVERHEAD).sum::<usize>()
+            + fitted.summary.as_deref().map_or(0, |s| count_tokens(s) + context::MESSAGE_OVERHEAD);
         let convo = Conversation {
             system,
+            system_tokens,
+            message_tokens,
             summary: fitted.summary.clone(),
             history: fitted.turns.clone(),
             message: req.message.clone(),
@@ -332,27 +304,17 @@ impl Agent {
 
         let mut engine = "offline";
         let mut fallback_reason = None;
-        let mut tokens = Tokens {
-            prompt: convo.tokens,
-            completion: 0,
-            budget: cfg.context_tokens,
-            peak_prompt: convo.tokens,
-        };
+        let mut tokens =
+            Tokens { prompt: convo.tokens, completion: 0, budget: cfg.context_tokens, peak_prompt: convo.tokens };
         let mut model_calls = 0;
         let mut citations: Vec<String> = Vec::new();
         let llm_result = match &self.llm {
             Some(llm) => {
                 let limit = std::time::Duration::from_secs(cfg.turn_timeout_secs);
-                Some(
-                    match tokio::time::timeout(limit, llm::run(&ctx, llm, &convo, &mut emit)).await
-                    {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!(
-                            "the turn took longer than {} s",
-                            cfg.turn_timeout_secs
-                        )),
-                    },
-                )
+                Some(match tokio::time::timeout(limit, llm::run(&ctx, llm, &convo, &mut emit)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("the turn took longer than {} s", cfg.turn_timeout_secs)),
+                })
             }
             None => None,
         };
@@ -360,6 +322,7 @@ impl Agent {
             Some(Ok(t)) => {
                 engine = "llm";
                 tokens.prompt = t.prompt_tokens;
+                tokens.completion = t.completion_tokens;
                 tokens.peak_prompt = t.peak_prompt_tokens;
                 model_calls = t.steps;
                 citations.extend(t.citations.iter().map(|c| c.to_string()));
@@ -387,18 +350,11 @@ impl Agent {
                 cites.push(c);
             }
         }
-        tokens.completion = if engine == "llm" {
-            tokens.completion.max(count_tokens(&answer))
-        } else {
-            count_tokens(&answer)
-        };
+        let answer_tokens = count_tokens(&answer);
+        tokens.completion = if engine == "llm" && tokens.completion > 0 { tokens.completion } else { answer_tokens };
 
         // struggle: the same rules whatever the engine, plus what the model flagged
-        let earlier: Vec<String> = history
-            .iter()
-            .filter(|t| t.role == "learner")
-            .map(|t| t.content.clone())
-            .collect();
+        let earlier: Vec<String> = history.iter().filter(|t| t.role == "learner").map(|t| t.content.clone()).collect();
         let observed_skills = if skills.is_empty() {
             cites
                 .iter()
@@ -471,22 +427,13 @@ impl Agent {
                 seq: 0,
                 role: "learner".into(),
                 content: req.message.clone(),
+                tokens: message_tokens,
                 meta: serde_json::Value::Null,
                 at: now,
             },
-            Turn {
-                seq: 0,
-                role: "tutor".into(),
-                content: answer,
-                meta,
-                at: now,
-            },
+            Turn { seq: 0, role: "tutor".into(), content: answer, tokens: answer_tokens, meta, at: now },
         ];
-        if let Err(e) = self
-            .store
-            .append_turns(&session.id, req.learner.as_str(), &turns, &summary)
-            .await
-        {
+        if let Err(e) = self.store.append_turns(&session.id, req.learner.as_str(), &turns, &summary).await {
             tracing::error!(error = %e, "could not store the transcript");
         }
         emit.send(TurnEvent::Done(result.clone())).await;

@@ -137,19 +137,14 @@ pub fn content_words(text: &str) -> Vec<String> {
         .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '.' || c == '/'))
         .flat_map(|w| {
             let w = w.trim_matches(|c: char| c == '\'' || c == '.' || c == '/');
-            if w.chars().any(|c| c.is_ascii_digit())
-                && w.chars()
-                    .all(|c| c.is_ascii_digit() || c == '.' || c == '/')
-            {
+            if w.chars().any(|c| c.is_ascii_digit()) && w.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/') {
                 vec![w]
             } else {
                 w.split(['.', '/']).collect()
             }
         })
         .filter(|w| {
-            let number = !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_digit() || c == '.' || c == '/');
+            let number = !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '/');
             (number && w.chars().count() >= 2) || (w.chars().count() >= 3 && !STOPWORDS.contains(w))
         })
         .map(str::to_owned)
@@ -172,21 +167,14 @@ fn stem(w: &str) -> &str {
 
 /// How many of the question's content words the text has (by a crude common stem).
 fn overlap(question: &[String], text: &str) -> usize {
-    let words: std::collections::BTreeSet<String> = content_words(text)
-        .iter()
-        .map(|w| stem(w).to_owned())
-        .collect();
+    let words: std::collections::BTreeSet<String> = content_words(text).iter().map(|w| stem(w).to_owned()).collect();
     question.iter().filter(|w| words.contains(stem(w))).count()
 }
 
 /// Whether the best hits cover more than half of the question's content words, or at least
 /// two of them (by a crude common stem): a question the course answers shares its key words
 /// with the material; one stray word in common is not enough.
-pub fn is_on_topic<'a>(
-    ctx: &TurnCtx,
-    message: &str,
-    hits: impl Iterator<Item = &'a ComponentId>,
-) -> bool {
+pub fn is_on_topic<'a>(ctx: &TurnCtx, message: &str, hits: impl Iterator<Item = &'a ComponentId>) -> bool {
     let question = content_words(message);
     if question.is_empty() {
         return false;
@@ -194,14 +182,7 @@ pub fn is_on_topic<'a>(
     let text: String = hits
         .take(3)
         .filter_map(|id| ctx.lib.components.get(id))
-        .map(|c| {
-            format!(
-                "{} {} {}\n",
-                c.title,
-                c.objectives.join(" "),
-                c.retrievable_text()
-            )
-        })
+        .map(|c| format!("{} {} {}\n", c.title, c.objectives.join(" "), c.retrievable_text()))
         .collect();
     let covered = overlap(&question, &text);
     covered * 2 > question.len()
@@ -270,12 +251,7 @@ fn default_format(band: Band) -> Format {
     }
 }
 
-async fn use_tool(
-    ctx: &TurnCtx,
-    emit: &mut Emitter,
-    name: &str,
-    args: serde_json::Value,
-) -> ToolOutcome {
+async fn use_tool(ctx: &TurnCtx, emit: &mut Emitter, name: &str, args: serde_json::Value) -> ToolOutcome {
     let raw = args.to_string();
     let o = tools::call(ctx, name, &raw).await;
     emit.tool(&o, &raw).await;
@@ -283,8 +259,7 @@ async fn use_tool(
 }
 
 /// The footer that says how this answer was made.
-pub const FOOTER: &str =
-    "_(Offline tutor: assembled from the course text, not written by an AI model.)_";
+pub const FOOTER: &str = "_(Offline tutor: assembled from the course text, not written by an AI model.)_";
 
 /// Answers `message` for the learner in `ctx`, streaming the text through `emit`.
 pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline {
@@ -296,24 +271,15 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
         return refuse_answer(ctx, message, emit).await;
     }
 
-    let found = use_tool(
-        ctx,
-        emit,
-        "retrieve_components",
-        serde_json::json!({"query": message, "k": 4}),
-    )
-    .await;
+    let found = use_tool(ctx, emit, "retrieve_components", serde_json::json!({"query": message, "k": 4})).await;
     let hits: Vec<(ComponentId, Vec<SkillId>)> = found.content["components"]
         .as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|h| {
                     let id = ComponentId::parse(h["component_id"].as_str()?).ok()?;
-                    let skills = h["skills"]
-                        .as_array()?
-                        .iter()
-                        .filter_map(|s| SkillId::parse(s.as_str()?).ok())
-                        .collect();
+                    let skills =
+                        h["skills"].as_array()?.iter().filter_map(|s| SkillId::parse(s.as_str()?).ok()).collect();
                     Some((id, skills))
                 })
                 .collect()
@@ -343,10 +309,7 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
             skills.join(", ")
         );
         emit.delta(&text).await;
-        return Offline {
-            citations: vec![],
-            declined: true,
-        };
+        return Offline { citations: vec![], declined: true };
     }
 
     // the skill: the page's when the best hit teaches it, else the best hit's own
@@ -358,44 +321,20 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
         .cloned()
         .unwrap_or_else(|| ctx.lib.components[top].skills[0].clone());
     let state = ctx.state.skills.get(&skill);
-    let mastery = state.map_or_else(
-        || {
-            ctx.lib
-                .skills
-                .get(&skill)
-                .and_then(|k| k.bkt)
-                .unwrap_or_default()
-                .prior
-        },
-        |s| s.mastery,
-    );
+    let mastery =
+        state.map_or_else(|| ctx.lib.skills.get(&skill).and_then(|k| k.bkt).unwrap_or_default().prior, |s| s.mastery);
     let band = Band::of(mastery, cfg);
     let level = band.level();
-    let format = ctx
-        .state
-        .preferred_format()
-        .filter(|f| *f != Format::Exercise)
-        .unwrap_or(default_format(band));
-    let rendered = use_tool(
-        ctx,
-        emit,
-        "render_format",
-        serde_json::json!({"skill": skill, "level": level, "format": format}),
-    )
-    .await;
-    let Some(variant) = rendered
-        .citations
-        .first()
-        .and_then(|id| ctx.lib.components.get(id))
-    else {
+    let format = ctx.state.preferred_format().filter(|f| *f != Format::Exercise).unwrap_or(default_format(band));
+    let rendered =
+        use_tool(ctx, emit, "render_format", serde_json::json!({"skill": skill, "level": level, "format": format}))
+            .await;
+    let Some(variant) = rendered.citations.first().and_then(|id| ctx.lib.components.get(id)) else {
         let text = format!(
             "I could not find material on that in the course just now. Try rephrasing your question.\n\n{FOOTER}"
         );
         emit.delta(&text).await;
-        return Offline {
-            citations: vec![],
-            declined: true,
-        };
+        return Offline { citations: vec![], declined: true };
     };
     let name = name_in_sentence(&ctx.lib, &skill);
 
@@ -415,39 +354,34 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
         }
     });
     if let Some(m) = state.and_then(|s| s.misconceptions.last()) {
-        parts.push(format!(
-            "Something to watch for from your earlier answers: {}",
-            m.diagnosis
-        ));
+        parts.push(format!("Something to watch for from your earlier answers: {}", m.diagnosis));
     }
     parts.push(excerpt(&variant.body, words_for(band)));
     let mut citations = vec![variant.id.clone()];
     let mut source = format!("Source: [{}] {}.", variant.id, variant.title);
-    if let Some((other, _)) = hits
-        .iter()
-        .find(|(id, _)| *id != variant.id && ctx.lib.components[id].format != Format::Exercise)
+    if let Some((other, _)) =
+        hits.iter().find(|(id, _)| *id != variant.id && ctx.lib.components[id].format != Format::Exercise)
     {
-        source.push_str(&format!(
-            " See also [{other}] {}.",
-            ctx.lib.components[other].title
-        ));
+        source.push_str(&format!(" See also [{other}] {}.", ctx.lib.components[other].title));
         citations.push(other.clone());
     }
     parts.push(source);
 
     // one next step: a weak prerequisite first, else practice
     let gap = ctx.lib.skills.get(&skill).and_then(|k| {
-        k.prerequisites.iter().find(|p| {
-            ctx.state
-                .skills
-                .get(*p)
-                .is_some_and(|s| s.evidence > 0 && s.mastery < cfg.proficient)
-        })
+        k.prerequisites
+            .iter()
+            .find(|p| ctx.state.skills.get(*p).is_some_and(|s| s.evidence > 0 && s.mastery < cfg.proficient))
     });
     let next = match gap {
         Some(p) => crate::passport::best_material(&ctx.lib, p, level_for(ctx, p), Format::Explanation, None).map(|c| {
             citations.push(c.id.clone());
-            format!("Next step: {} comes before {name}, and your answers there are still shaky, so review [{}] {} first.", name_in_sentence(&ctx.lib, p), c.id, c.title)
+            format!(
+                "Next step: {} comes before {name}, and your answers there are still shaky, so review [{}] {} first.",
+                name_in_sentence(&ctx.lib, p),
+                c.id,
+                c.title
+            )
         }),
         None => tools::authored(ctx, &skill, level, Format::Exercise, None).map(|(c, _)| {
             citations.push(c.id.clone());
@@ -459,17 +393,9 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
     }
     parts.push(FOOTER.into());
     for (i, p) in parts.iter().enumerate() {
-        emit.delta(&if i == 0 {
-            p.clone()
-        } else {
-            format!("\n\n{p}")
-        })
-        .await;
+        emit.delta(&if i == 0 { p.clone() } else { format!("\n\n{p}") }).await;
     }
-    Offline {
-        citations,
-        declined: false,
-    }
+    Offline { citations, declined: false }
 }
 
 /// The level of material for a skill, from the learner's band on it.
@@ -480,17 +406,12 @@ fn level_for(ctx: &TurnCtx, skill: &SkillId) -> crate::content::Level {
 
 async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline {
     // the exercise in question: the page's, else the nearest exercise on the page's skill
-    let exercise = ctx
-        .page
-        .as_ref()
-        .filter(|p| p.format == Format::Exercise)
-        .map(|p| p.id.clone())
-        .or_else(|| {
-            ctx.skills
-                .first()
-                .and_then(|s| tools::authored(ctx, s, level_for(ctx, s), Format::Exercise, None))
-                .map(|(c, _)| c.id.clone())
-        });
+    let exercise = ctx.page.as_ref().filter(|p| p.format == Format::Exercise).map(|p| p.id.clone()).or_else(|| {
+        ctx.skills
+            .first()
+            .and_then(|s| tools::authored(ctx, s, level_for(ctx, s), Format::Exercise, None))
+            .map(|(c, _)| c.id.clone())
+    });
     let lower = message.to_lowercase();
     let mut text = String::from(
         "I won't give you the answer: working it out yourself is what makes it stick, and I'm here to help you get there.",
@@ -504,10 +425,7 @@ async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offl
             .find(|(n, i)| lower.contains(&i.id) || lower.contains(&format!("question {}", n + 1)))
             .map_or(ex.items.first(), |(_, i)| Some(i));
         if let Some(item) = item
-            && let Some(hint) = ctx
-                .lib
-                .answer_key(&ex.id, &item.id)
-                .and_then(|k| k.hints.first())
+            && let Some(hint) = ctx.lib.answer_key(&ex.id, &item.id).and_then(|k| k.hints.first())
         {
             let n = ex.items.iter().position(|i| i.id == item.id).unwrap_or(0) + 1;
             text.push_str(&format!(
@@ -525,11 +443,7 @@ async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offl
             serde_json::json!({"skill": skill, "level": level_for(ctx, skill), "format": "worked_example"}),
         )
         .await;
-        if let Some(we) = shown
-            .citations
-            .first()
-            .and_then(|id| ctx.lib.components.get(id))
-        {
+        if let Some(we) = shown.citations.first().and_then(|id| ctx.lib.components.get(id)) {
             text.push_str(&format!(
                 "\n\nTo see the method on a different example, read [{}] {}, then try again.",
                 we.id, we.title
@@ -537,12 +451,7 @@ async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offl
             citations.push(we.id.clone());
         }
     }
-    text.push_str(&format!(
-        "\n\nTell me what you tried so far and I'll help with the next step.\n\n{FOOTER}"
-    ));
+    text.push_str(&format!("\n\nTell me what you tried so far and I'll help with the next step.\n\n{FOOTER}"));
     emit.delta(&text).await;
-    Offline {
-        citations,
-        declined: false,
-    }
+    Offline { citations, declined: false }
 }

@@ -17,53 +17,30 @@ pub struct Prompt {
     pub text: String,
     /// `v{N}-{hash}`: the declared version and the first 8 hex digits of the text's SHA-256.
     pub version: String,
+    /// `o200k_base` tokens of `text`.
+    pub tokens: usize,
 }
 
 /// Every prompt the agent uses.
 #[derive(Debug, Clone)]
 pub struct Prompts {
     prompts: BTreeMap<String, Prompt>,
+    /// Tokens of the tool definitions, counted on first use.
+    pub tool_tokens: std::sync::OnceLock<usize>,
 }
 
 /// The built-in prompts (the repository's `prompts/` folder).
 const BUILT_IN: &[(&str, &str)] = &[
     ("tutor", include_str!("../../prompts/tutor.md")),
-    (
-        "tools/lookup_mastery",
-        include_str!("../../prompts/tools/lookup_mastery.md"),
-    ),
-    (
-        "tools/retrieve_components",
-        include_str!("../../prompts/tools/retrieve_components.md"),
-    ),
-    (
-        "tools/render_format",
-        include_str!("../../prompts/tools/render_format.md"),
-    ),
-    (
-        "tools/flag_struggle",
-        include_str!("../../prompts/tools/flag_struggle.md"),
-    ),
-    (
-        "render/explanation",
-        include_str!("../../prompts/render/explanation.md"),
-    ),
-    (
-        "render/worked_example",
-        include_str!("../../prompts/render/worked_example.md"),
-    ),
-    (
-        "render/scenario",
-        include_str!("../../prompts/render/scenario.md"),
-    ),
-    (
-        "render/summary",
-        include_str!("../../prompts/render/summary.md"),
-    ),
-    (
-        "render/exercise",
-        include_str!("../../prompts/render/exercise.md"),
-    ),
+    ("tools/lookup_mastery", include_str!("../../prompts/tools/lookup_mastery.md")),
+    ("tools/retrieve_components", include_str!("../../prompts/tools/retrieve_components.md")),
+    ("tools/render_format", include_str!("../../prompts/tools/render_format.md")),
+    ("tools/flag_struggle", include_str!("../../prompts/tools/flag_struggle.md")),
+    ("render/explanation", include_str!("../../prompts/render/explanation.md")),
+    ("render/worked_example", include_str!("../../prompts/render/worked_example.md")),
+    ("render/scenario", include_str!("../../prompts/render/scenario.md")),
+    ("render/summary", include_str!("../../prompts/render/summary.md")),
+    ("render/exercise", include_str!("../../prompts/render/exercise.md")),
 ];
 
 /// A prompt file that cannot be used.
@@ -75,10 +52,7 @@ pub struct PromptError {
 }
 
 fn parse(name: &str, raw: &str, path: &str) -> Result<Prompt, PromptError> {
-    let err = |message: String| PromptError {
-        path: path.to_owned(),
-        message,
-    };
+    let err = |message: String| PromptError { path: path.to_owned(), message };
     let (first, rest) = raw.split_once('\n').unwrap_or((raw, ""));
     let declared = first
         .trim()
@@ -87,20 +61,15 @@ fn parse(name: &str, raw: &str, path: &str) -> Result<Prompt, PromptError> {
         .and_then(|h| h.rsplit_once("version"))
         .map(|(_, v)| v.trim().to_owned())
         .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
-        .ok_or_else(|| {
-            err("line 1: expected a header like `<!-- prompt: tutor, version 1 -->`".into())
-        })?;
+        .ok_or_else(|| err("line 1: expected a header like `<!-- prompt: tutor, version 1 -->`".into()))?;
     let text = rest.trim().to_owned();
     if text.is_empty() {
         return Err(err("the prompt is empty".into()));
     }
     let hash = sha2::Sha256::digest(text.as_bytes());
     let short: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    Ok(Prompt {
-        name: name.to_owned(),
-        text,
-        version: format!("v{declared}-{short}"),
-    })
+    let tokens = crate::content::count_tokens(&text);
+    Ok(Prompt { name: name.to_owned(), text, version: format!("v{declared}-{short}"), tokens })
 }
 
 impl Prompts {
@@ -109,12 +78,11 @@ impl Prompts {
         let prompts = BUILT_IN
             .iter()
             .map(|(name, raw)| {
-                let p = parse(name, raw, &format!("prompts/{name}.md"))
-                    .expect("built-in prompts are valid");
+                let p = parse(name, raw, &format!("prompts/{name}.md")).expect("built-in prompts are valid");
                 (name.to_string(), p)
             })
             .collect();
-        Self { prompts }
+        Self { prompts, tool_tokens: std::sync::OnceLock::new() }
     }
 
     /// The prompts of `dir`, which must hold every file the built-in set has.
@@ -123,13 +91,11 @@ impl Prompts {
         for (name, _) in BUILT_IN {
             let path = dir.join(format!("{name}.md"));
             let shown = path.display().to_string();
-            let raw = std::fs::read_to_string(&path).map_err(|e| PromptError {
-                path: shown.clone(),
-                message: e.to_string(),
-            })?;
+            let raw = std::fs::read_to_string(&path)
+                .map_err(|e| PromptError { path: shown.clone(), message: e.to_string() })?;
             prompts.insert(name.to_string(), parse(name, &raw, &shown)?);
         }
-        Ok(Self { prompts })
+        Ok(Self { prompts, tool_tokens: std::sync::OnceLock::new() })
     }
 
     /// From `dir` when given, else built in.
@@ -142,17 +108,12 @@ impl Prompts {
 
     /// A prompt by name (one of the built-in names).
     pub fn get(&self, name: &str) -> &Prompt {
-        self.prompts
-            .get(name)
-            .unwrap_or_else(|| panic!("unknown prompt {name}"))
+        self.prompts.get(name).unwrap_or_else(|| panic!("unknown prompt {name}"))
     }
 
     /// Every prompt's version, e.g. for a report or a cache key.
     pub fn versions(&self) -> BTreeMap<String, String> {
-        self.prompts
-            .iter()
-            .map(|(k, p)| (k.clone(), p.version.clone()))
-            .collect()
+        self.prompts.iter().map(|(k, p)| (k.clone(), p.version.clone())).collect()
     }
 }
 
@@ -170,24 +131,8 @@ mod tests {
 
     #[test]
     fn a_prompt_without_a_header_or_text_is_refused() {
-        assert!(
-            parse("x", "no header\ntext", "x.md")
-                .unwrap_err()
-                .message
-                .contains("line 1")
-        );
-        assert!(
-            parse("x", "<!-- prompt: x, version 2 -->\n  \n", "x.md")
-                .unwrap_err()
-                .message
-                .contains("empty")
-        );
-        assert_eq!(
-            parse("x", "<!-- prompt: x, version 2 -->\nHello", "x.md")
-                .unwrap()
-                .version
-                .len(),
-            "v2-".len() + 8
-        );
+        assert!(parse("x", "no header\ntext", "x.md").unwrap_err().message.contains("line 1"));
+        assert!(parse("x", "<!-- prompt: x, version 2 -->\n  \n", "x.md").unwrap_err().message.contains("empty"));
+        assert_eq!(parse("x", "<!-- prompt: x, version 2 -->\nHello", "x.md").unwrap().version.len(), "v2-".len() + 8);
     }
 }

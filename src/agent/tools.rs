@@ -77,12 +77,7 @@ pub struct FlagArgs {
 }
 
 /// The tool names, in the order they are offered.
-pub const TOOL_NAMES: [&str; 4] = [
-    "lookup_mastery",
-    "retrieve_components",
-    "render_format",
-    "flag_struggle",
-];
+pub const TOOL_NAMES: [&str; 4] = ["lookup_mastery", "retrieve_components", "render_format", "flag_struggle"];
 
 /// A tool as the model sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,20 +141,14 @@ impl ToolOutcome {
 
 fn args<T: DeserializeOwned>(raw: &str) -> Result<T, String> {
     let raw = if raw.trim().is_empty() { "{}" } else { raw };
-    serde_json::from_str(raw)
-        .map_err(|e| format!("invalid arguments: {e}; check the tool's schema and call it again"))
+    serde_json::from_str(raw).map_err(|e| format!("invalid arguments: {e}; check the tool's schema and call it again"))
 }
 
 fn skill_id(ctx: &TurnCtx, raw: &str) -> Result<SkillId, String> {
     SkillId::parse(raw)
         .ok()
         .filter(|s| ctx.lib.skills.contains_key(s))
-        .ok_or_else(|| {
-            format!(
-                "unknown skill '{raw}'; the page's skills are: {}",
-                ctx.skill_list()
-            )
-        })
+        .ok_or_else(|| format!("unknown skill '{raw}'; the page's skills are: {}", ctx.skill_list()))
 }
 
 fn parse_level(raw: &str) -> Result<Level, String> {
@@ -189,10 +178,7 @@ pub async fn call(ctx: &TurnCtx, name: &str, raw_args: &str) -> ToolOutcome {
             Ok(a) => flag(ctx, a).await,
             Err(e) => Err(e),
         },
-        other => Err(format!(
-            "unknown tool '{other}'; the tools are {}",
-            TOOL_NAMES.join(", ")
-        )),
+        other => Err(format!("unknown tool '{other}'; the tools are {}", TOOL_NAMES.join(", "))),
     };
     match result {
         Ok(mut o) => {
@@ -204,26 +190,15 @@ pub async fn call(ctx: &TurnCtx, name: &str, raw_args: &str) -> ToolOutcome {
 }
 
 fn ok(content: Value, summary: String, citations: Vec<ComponentId>) -> Result<ToolOutcome, String> {
-    Ok(ToolOutcome {
-        name: String::new(),
-        ok: true,
-        content,
-        summary,
-        citations,
-    })
+    Ok(ToolOutcome { name: String::new(), ok: true, content, summary, citations })
 }
 
 /// The page's skills and their prerequisites.
 pub fn page_skills_with_prerequisites(ctx: &TurnCtx) -> Vec<SkillId> {
     let mut out: Vec<SkillId> = Vec::new();
     for s in &ctx.skills {
-        for k in std::iter::once(s).chain(
-            ctx.lib
-                .skills
-                .get(s)
-                .map(|k| k.prerequisites.as_slice())
-                .unwrap_or_default(),
-        ) {
+        for k in std::iter::once(s).chain(ctx.lib.skills.get(s).map(|k| k.prerequisites.as_slice()).unwrap_or_default())
+        {
             if !out.contains(k) {
                 out.push(k.clone());
             }
@@ -237,21 +212,12 @@ fn lookup_mastery(ctx: &TurnCtx, a: LookupMasteryArgs) -> Result<ToolOutcome, St
         let page = page_skills_with_prerequisites(ctx);
         if page.is_empty() {
             // no page: what the learner has worked on
-            ctx.state
-                .skills
-                .iter()
-                .filter(|(_, s)| s.evidence > 0)
-                .map(|(k, _)| k.clone())
-                .take(12)
-                .collect()
+            ctx.state.skills.iter().filter(|(_, s)| s.evidence > 0).map(|(k, _)| k.clone()).take(12).collect()
         } else {
             page
         }
     } else {
-        a.skills
-            .iter()
-            .map(|s| skill_id(ctx, s))
-            .collect::<Result<_, _>>()?
+        a.skills.iter().map(|s| skill_id(ctx, s)).collect::<Result<_, _>>()?
     };
     let cfg = &ctx.config.passport;
     let rows: Vec<Value> = skills
@@ -280,11 +246,7 @@ fn lookup_mastery(ctx: &TurnCtx, a: LookupMasteryArgs) -> Result<ToolOutcome, St
         })
         .collect::<Vec<_>>()
         .join(", ");
-    ok(
-        json!({"skills": rows, "preferred_format": preferred}),
-        summary,
-        vec![],
-    )
+    ok(json!({"skills": rows, "preferred_format": preferred}), summary, vec![])
 }
 
 async fn retrieve(ctx: &TurnCtx, a: RetrieveArgs) -> Result<ToolOutcome, String> {
@@ -296,37 +258,14 @@ async fn retrieve(ctx: &TurnCtx, a: RetrieveArgs) -> Result<ToolOutcome, String>
         return Err(format!("k = {k} is out of range 1..=8"));
     }
     let filter = SearchFilter {
-        course: a
-            .course
-            .clone()
-            .or_else(|| ctx.page.as_ref().map(|p| p.course.clone())),
-        skills: a
-            .skills
-            .iter()
-            .map(|s| skill_id(ctx, s))
-            .collect::<Result<_, _>>()?,
-        levels: a
-            .level
-            .as_deref()
-            .map(parse_level)
-            .transpose()?
-            .into_iter()
-            .collect(),
-        formats: a
-            .format
-            .as_deref()
-            .map(parse_format)
-            .transpose()?
-            .into_iter()
-            .collect(),
+        course: a.course.clone().or_else(|| ctx.page.as_ref().map(|p| p.course.clone())),
+        skills: a.skills.iter().map(|s| skill_id(ctx, s)).collect::<Result<_, _>>()?,
+        levels: a.level.as_deref().map(parse_level).transpose()?.into_iter().collect(),
+        formats: a.format.as_deref().map(parse_format).transpose()?.into_iter().collect(),
     };
     let hits = ctx
         .retriever
-        .search(&SearchRequest {
-            text: a.query.chars().take(1000).collect(),
-            filter,
-            k: k as usize,
-        })
+        .search(&SearchRequest { text: a.query.chars().take(1000).collect(), filter, k: k as usize })
         .await
         .map_err(|e| format!("search is unavailable right now ({e})"))?;
     let per_hit = (ctx.config.agent.tool_result_tokens / hits.len().max(1)).max(60);
@@ -337,35 +276,25 @@ async fn retrieve(ctx: &TurnCtx, a: RetrieveArgs) -> Result<ToolOutcome, String>
                    "format": h.format, "score": (h.score * 1000.0).round() / 1000.0, "text": trim_to_tokens(&h.text, per_hit)})
         })
         .collect();
-    let citations = hits
-        .iter()
-        .filter_map(|h| ComponentId::parse(&h.component_id).ok())
-        .collect();
+    let citations = hits.iter().filter_map(|h| ComponentId::parse(&h.component_id).ok()).collect();
     let summary = if hits.is_empty() {
         "no matching component".into()
     } else {
-        hits.iter()
-            .map(|h| h.component_id.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        hits.iter().map(|h| h.component_id.as_str()).collect::<Vec<_>>().join(", ")
     };
     ok(json!({"components": rows}), summary, citations)
 }
 
 /// The exercise on `skill` nearest `level` (its prompts only; keys are never part of it).
 fn nearest_exercise<'a>(ctx: &'a TurnCtx, skill: &SkillId, level: Level) -> Option<&'a Component> {
-    ctx.lib
-        .components
-        .values()
-        .filter(|c| c.format == Format::Exercise && c.skills.contains(skill))
-        .min_by_key(|c| {
-            (
-                (Level::ALL.iter().position(|l| *l == c.level).unwrap_or(0) as i32
-                    - Level::ALL.iter().position(|l| *l == level).unwrap_or(0) as i32)
-                    .abs(),
-                c.id.clone(),
-            )
-        })
+    ctx.lib.components.values().filter(|c| c.format == Format::Exercise && c.skills.contains(skill)).min_by_key(|c| {
+        (
+            (Level::ALL.iter().position(|l| *l == c.level).unwrap_or(0) as i32
+                - Level::ALL.iter().position(|l| *l == level).unwrap_or(0) as i32)
+                .abs(),
+            c.id.clone(),
+        )
+    })
 }
 
 /// The authored material closest to (skill, level, format), and whether it matches exactly.
@@ -390,11 +319,7 @@ async fn render(ctx: &TurnCtx, a: RenderArgs) -> Result<ToolOutcome, String> {
     let (skill, own) = match (&a.component_id, &a.skill) {
         (Some(c), _) => {
             let id = ComponentId::parse(c).map_err(|e| e.0)?;
-            let comp = ctx
-                .lib
-                .components
-                .get(&id)
-                .ok_or_else(|| format!("unknown component '{c}'"))?;
+            let comp = ctx.lib.components.get(&id).ok_or_else(|| format!("unknown component '{c}'"))?;
             (comp.skills[0].clone(), Some(id))
         }
         (None, Some(s)) => (skill_id(ctx, s)?, None),
@@ -403,16 +328,9 @@ async fn render(ctx: &TurnCtx, a: RenderArgs) -> Result<ToolOutcome, String> {
     let Some((chosen, exact)) = authored(ctx, &skill, level, format, own.as_ref()) else {
         return Err(format!("the course has no material on {skill}"));
     };
-    let text = trim_to_tokens(
-        &chosen.retrievable_text(),
-        ctx.config.agent.tool_result_tokens,
-    );
+    let text = trim_to_tokens(&chosen.retrievable_text(), ctx.config.agent.tool_result_tokens);
     if exact || ctx.llm.is_none() || format == Format::Exercise {
-        let source = if exact {
-            "authored"
-        } else {
-            "nearest_authored"
-        };
+        let source = if exact { "authored" } else { "nearest_authored" };
         let note = (!exact).then(|| {
             format!(
                 "the course has no {} at {} level on this; this is its nearest material",
@@ -423,12 +341,7 @@ async fn render(ctx: &TurnCtx, a: RenderArgs) -> Result<ToolOutcome, String> {
         return ok(
             json!({"source": source, "component_id": chosen.id, "title": chosen.title, "level": chosen.level,
                    "format": chosen.format, "note": note, "text": text}),
-            format!(
-                "{source}: {} ({}, {})",
-                chosen.id,
-                chosen.level,
-                chosen.format.as_str()
-            ),
+            format!("{source}: {} ({}, {})", chosen.id, chosen.level, chosen.format.as_str()),
             vec![chosen.id.clone()],
         );
     }
@@ -447,16 +360,9 @@ async fn render(ctx: &TurnCtx, a: RenderArgs) -> Result<ToolOutcome, String> {
     let generated = match cached {
         Some(t) => t,
         None => {
-            let skill_info = ctx
-                .lib
-                .skills
-                .get(&skill)
-                .map(|k| format!("{}: {}", k.name, k.description))
-                .unwrap_or_default();
-            let user = format!(
-                "Skill: {skill_info}\n\nCourse source [{}] \"{}\":\n{text}",
-                chosen.id, chosen.title
-            );
+            let skill_info =
+                ctx.lib.skills.get(&skill).map(|k| format!("{}: {}", k.name, k.description)).unwrap_or_default();
+            let user = format!("Skill: {skill_info}\n\nCourse source [{}] \"{}\":\n{text}", chosen.id, chosen.title);
             let t = llm
                 .complete(
                     &prompt.text.replace("{level}", level.as_str()),
@@ -464,12 +370,7 @@ async fn render(ctx: &TurnCtx, a: RenderArgs) -> Result<ToolOutcome, String> {
                     ctx.config.agent.max_completion_tokens,
                 )
                 .await
-                .map_err(|e| {
-                    format!(
-                        "generating failed ({e}); use the course's material: [{}]",
-                        chosen.id
-                    )
-                })?;
+                .map_err(|e| format!("generating failed ({e}); use the course's material: [{}]", chosen.id))?;
             let t = super::guard::redact(&t, &ctx.keys);
             let _ = ctx.store.put_render(&key, &t).await;
             t
@@ -477,12 +378,7 @@ async fn render(ctx: &TurnCtx, a: RenderArgs) -> Result<ToolOutcome, String> {
     };
     ok(
         json!({"source": "generated", "based_on": [chosen.id], "level": level, "format": format, "text": generated}),
-        format!(
-            "generated {} at {} from {}",
-            format.as_str(),
-            level,
-            chosen.id
-        ),
+        format!("generated {} at {} from {}", format.as_str(), level, chosen.id),
         vec![chosen.id.clone()],
     )
 }
@@ -495,12 +391,7 @@ async fn flag(ctx: &TurnCtx, a: FlagArgs) -> Result<ToolOutcome, String> {
     }
     let raise = Raise {
         learner: ctx.learner.to_string(),
-        course: ctx
-            .lib
-            .skills
-            .get(&skill)
-            .map(|k| k.course.clone())
-            .unwrap_or_default(),
+        course: ctx.lib.skills.get(&skill).map(|k| k.course.clone()).unwrap_or_default(),
         component: ctx.page.as_ref().map(|p| p.id.clone()),
         severity: Severity::Medium,
         evidence: Evidence {
@@ -512,24 +403,13 @@ async fn flag(ctx: &TurnCtx, a: FlagArgs) -> Result<ToolOutcome, String> {
         },
         skill: skill.clone(),
     };
-    let (f, opened) = ctx
-        .flags
-        .raise(&raise)
-        .await
-        .map_err(|e| format!("the flag could not be stored ({e})"))?;
+    let (f, opened) = ctx.flags.raise(&raise).await.map_err(|e| format!("the flag could not be stored ({e})"))?;
     let summary = format!(
         "{} flag {} on {}",
         if opened { "opened" } else { "added to" },
         f.id,
         name_in_sentence(&ctx.lib, &skill)
     );
-    ctx.raised
-        .lock()
-        .expect("raised lock")
-        .push((f.clone(), opened));
-    ok(
-        json!({"flag_id": f.id, "opened": opened, "evidence": f.evidence.len()}),
-        summary,
-        vec![],
-    )
+    ctx.raised.lock().expect("raised lock").push((f.clone(), opened));
+    ok(json!({"flag_id": f.id, "opened": opened, "evidence": f.evidence.len()}), summary, vec![])
 }

@@ -25,6 +25,8 @@ pub struct Turn {
     /// `learner` or `tutor`.
     pub role: String,
     pub content: String,
+    /// `o200k_base` tokens of `content`, counted once when stored.
+    pub tokens: usize,
     /// For tutor turns: engine, citations, tools called, tokens, flags.
     pub meta: serde_json::Value,
     pub at: i64,
@@ -41,16 +43,11 @@ pub trait AgentStore: Send + Sync {
         id: Option<&str>,
         component: Option<&str>,
     ) -> Result<Option<Session>, StoreError>;
-    /// The session's turns, oldest first.
-    async fn turns(&self, session: &str) -> Result<Vec<Turn>, StoreError>;
+    /// The session's newest `limit` turns, oldest first.
+    async fn turns(&self, session: &str, limit: usize) -> Result<Vec<Turn>, StoreError>;
     /// Appends turns (their `seq` is assigned here) and updates the session's summary.
-    async fn append_turns(
-        &self,
-        session: &str,
-        learner: &str,
-        turns: &[Turn],
-        summary: &str,
-    ) -> Result<(), StoreError>;
+    async fn append_turns(&self, session: &str, learner: &str, turns: &[Turn], summary: &str)
+    -> Result<(), StoreError>;
     /// A cached render.
     async fn render(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Caches a render.
@@ -62,18 +59,8 @@ pub fn new_id(prefix: &str, salt: &str) -> String {
     use sha2::Digest;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let h = sha2::Sha256::digest(format!(
-        "{salt}\n{n}\n{}\n{:?}",
-        std::process::id(),
-        std::time::SystemTime::now()
-    ));
-    format!(
-        "{prefix}-{}",
-        h.iter()
-            .take(10)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    let h = sha2::Sha256::digest(format!("{salt}\n{n}\n{}\n{:?}", std::process::id(), std::time::SystemTime::now()));
+    format!("{prefix}-{}", h.iter().take(10).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 #[async_trait]
@@ -85,11 +72,10 @@ impl AgentStore for SqlStore {
         component: Option<&str>,
     ) -> Result<Option<Session>, StoreError> {
         if let Some(id) = id {
-            let row =
-                sqlx::query("SELECT id, learner, component, summary FROM sessions WHERE id = $1")
-                    .bind(id.to_owned())
-                    .fetch_optional(self.pool())
-                    .await?;
+            let row = sqlx::query("SELECT id, learner, component, summary FROM sessions WHERE id = $1")
+                .bind(id.to_owned())
+                .fetch_optional(self.relaxed_pool())
+                .await?;
             return Ok(match row {
                 Some(r) if r.try_get::<String, _>("learner")? == learner => Some(Session {
                     id: r.try_get("id")?,
@@ -110,7 +96,7 @@ impl AgentStore for SqlStore {
             .bind(component.map(str::to_owned))
             .bind(now)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.relaxed_pool())
             .await?;
         Ok(Some(Session {
             id,
@@ -121,22 +107,28 @@ impl AgentStore for SqlStore {
         }))
     }
 
-    async fn turns(&self, session: &str) -> Result<Vec<Turn>, StoreError> {
-        sqlx::query("SELECT seq, role, content, meta, created_at FROM turns WHERE session_id = $1 ORDER BY seq")
-            .bind(session.to_owned())
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Turn {
-                    seq: r.try_get("seq")?,
-                    role: r.try_get("role")?,
-                    content: r.try_get("content")?,
-                    meta: serde_json::from_str(&r.try_get::<String, _>("meta")?).unwrap_or(serde_json::Value::Null),
-                    at: r.try_get("created_at")?,
-                })
+    async fn turns(&self, session: &str, limit: usize) -> Result<Vec<Turn>, StoreError> {
+        let mut turns = sqlx::query(
+            "SELECT seq, role, content, tokens, created_at FROM turns WHERE session_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(session.to_owned())
+        .bind(limit as i64)
+        .fetch_all(self.relaxed_pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Turn {
+                seq: r.try_get("seq")?,
+                role: r.try_get("role")?,
+                content: r.try_get("content")?,
+                tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
+                meta: serde_json::Value::Null,
+                at: r.try_get("created_at")?,
             })
-            .collect()
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        turns.reverse();
+        Ok(turns)
     }
 
     async fn append_turns(
@@ -147,23 +139,23 @@ impl AgentStore for SqlStore {
         summary: &str,
     ) -> Result<(), StoreError> {
         let _writer = self.write_guard().await;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.relaxed_pool().begin().await?;
         self.lock_learner(&mut tx, learner).await?;
-        let next: i64 =
-            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM turns WHERE session_id = $1")
-                .bind(session.to_owned())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("m")?;
+        let next: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM turns WHERE session_id = $1")
+            .bind(session.to_owned())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("m")?;
         let now = now_ms();
         for (i, t) in turns.iter().enumerate() {
-            sqlx::query("INSERT INTO turns (session_id, seq, learner, role, content, meta, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            sqlx::query("INSERT INTO turns (session_id, seq, learner, role, content, meta, tokens, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(session.to_owned())
                 .bind(next + 1 + i as i64)
                 .bind(learner.to_owned())
                 .bind(t.role.clone())
                 .bind(t.content.clone())
                 .bind(t.meta.to_string())
+                .bind(t.tokens as i64)
                 .bind(if t.at > 0 { t.at } else { now })
                 .execute(&mut *tx)
                 .await?;
@@ -181,7 +173,7 @@ impl AgentStore for SqlStore {
     async fn render(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query("SELECT content FROM renders WHERE key = $1")
             .bind(key.to_owned())
-            .fetch_optional(self.pool())
+            .fetch_optional(self.relaxed_pool())
             .await?
             .map(|r| r.try_get::<String, _>(0))
             .transpose()?)
@@ -193,7 +185,7 @@ impl AgentStore for SqlStore {
             .bind(key.to_owned())
             .bind(content.to_owned())
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.relaxed_pool())
             .await?;
         Ok(())
     }

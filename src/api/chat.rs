@@ -33,16 +33,12 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
 
 fn agent_error(e: AgentError) -> ApiError {
     match e {
-        AgentError::UnknownSession(s) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_session",
-            format!("no session '{s}' for this learner"),
-        ),
-        AgentError::UnknownComponent(c) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_component",
-            format!("no component '{c}'"),
-        ),
+        AgentError::UnknownSession(s) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_session", format!("no session '{s}' for this learner"))
+        }
+        AgentError::UnknownComponent(c) => {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("no component '{c}'"))
+        }
         AgentError::Store(e) => {
             tracing::error!(error = %e, "store failed during a turn");
             ApiError::new(
@@ -71,23 +67,14 @@ async fn chat_inner(
     body: Result<Json<ChatBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rej| match rej {
-        JsonRejection::MissingJsonContentType(_) => {
-            bad("not_json", "send the body as application/json")
-        }
+        JsonRejection::MissingJsonContentType(_) => bad("not_json", "send the body as application/json"),
         JsonRejection::JsonSyntaxError(e) => bad("malformed_json", e.body_text()),
-        other => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            other.body_text(),
-        ),
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", other.body_text()),
     })?;
     let learner = LearnerId::parse(&body.learner_id).map_err(|e| bad("invalid_learner", e.0))?;
     let message = body.message.trim().to_owned();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(bad(
-            "invalid_message",
-            format!("message must be 1 to {MAX_MESSAGE_CHARS} characters"),
-        ));
+        return Err(bad("invalid_message", format!("message must be 1 to {MAX_MESSAGE_CHARS} characters")));
     }
     let component = body
         .component_id
@@ -97,27 +84,15 @@ async fn chat_inner(
     if let Some(sid) = &body.session_id
         && (sid.is_empty() || sid.len() > 128)
     {
-        return Err(bad(
-            "invalid_session",
-            "session_id must be 1 to 128 characters",
-        ));
+        return Err(bad("invalid_session", "session_id must be 1 to 128 characters"));
     }
     let lib = s.library()?;
     if let Some(c) = &component
         && !lib.components.contains_key(c)
     {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_component",
-            format!("no component '{c}'"),
-        ));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("no component '{c}'")));
     }
-    let req = TurnRequest {
-        learner,
-        session_id: body.session_id,
-        component,
-        message,
-    };
+    let req = TurnRequest { learner, session_id: body.session_id, component, message };
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -150,21 +125,14 @@ async fn chat_inner(
         };
         Some((Ok::<Event, Infallible>(sse_event(&ev)), (None, rx)))
     });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 fn sse_event(e: &TurnEvent) -> Event {
     let (name, data) = match e {
         TurnEvent::Tool(t) => ("tool", serde_json::to_string(t)),
-        TurnEvent::Delta { text } => (
-            "delta",
-            serde_json::to_string(&serde_json::json!({"text": text})),
-        ),
+        TurnEvent::Delta { text } => ("delta", serde_json::to_string(&serde_json::json!({"text": text}))),
         TurnEvent::Done(r) => ("done", serde_json::to_string(r)),
     };
-    Event::default()
-        .event(name)
-        .data(data.unwrap_or_else(|_| "{}".into()))
+    Event::default().event(name).data(data.unwrap_or_else(|_| "{}".into()))
 }

@@ -22,8 +22,7 @@ use crate::config::Config;
 use crate::content::{Library, load_library};
 use crate::passport::{SqlStore, StoreError};
 use crate::retrieval::{
-    Embedder, OpenAiEmbedder, Retriever, VectorStore, cleanup_generations, ingest, is_stale,
-    open_current,
+    Embedder, OpenAiEmbedder, Retriever, VectorStore, cleanup_generations, ingest, is_stale, open_current,
 };
 
 /// Shared state of the service.
@@ -41,17 +40,13 @@ pub struct AppState {
 impl AppState {
     /// The loaded content, or a 503 while there is none.
     pub fn library(&self) -> Result<Arc<Library>, ApiError> {
-        self.library
-            .read()
-            .expect("library lock")
-            .clone()
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "content_not_loaded",
-                    "the content is not loaded yet (see /readyz)",
-                )
-            })
+        self.library.read().expect("library lock").clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "content_not_loaded",
+                "the content is not loaded yet (see /readyz)",
+            )
+        })
     }
 
     fn set_library(&self, lib: Library) {
@@ -84,12 +79,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with no details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            details: None,
-        }
+        Self { status, code, message: message.into(), details: None }
     }
 }
 
@@ -155,10 +145,7 @@ pub fn build_agent(
 ) -> Result<crate::agent::Agent, crate::agent::prompts::PromptError> {
     let prompts = crate::agent::Prompts::from_config(config.prompts_dir.as_deref())?;
     let llm = crate::agent::LlmClient::from_config(&config.agent).map(Arc::new);
-    tracing::info!(
-        engine = if llm.is_some() { "llm" } else { "offline" },
-        "tutor agent ready"
-    );
+    tracing::info!(engine = if llm.is_some() { "llm" } else { "offline" }, "tutor agent ready");
     Ok(crate::agent::Agent {
         retriever,
         passports: store.clone(),
@@ -194,26 +181,19 @@ pub async fn serve(
     let embedder = embedder(&cfg);
     let config = Arc::new(cfg);
     let retriever = Arc::new(Retriever::new(embedder.clone()));
-    let agent = Arc::new(build_agent(
-        config.clone(),
-        retriever.clone(),
-        store.clone(),
-    )?);
-    let state = AppState {
-        config,
-        retriever,
-        status: Arc::new(Status::default()),
-        store,
-        agent,
-        library: Arc::default(),
-    };
+    let agent = Arc::new(build_agent(config.clone(), retriever.clone(), store.clone())?);
+    let state =
+        AppState { config, retriever, status: Arc::new(Status::default()), store, agent, library: Arc::default() };
     tokio::spawn(prepare_index(state.clone(), embedder));
     let app = router(state);
-    let server = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    };
+    // no Nagle: streamed deltas are small writes, and waiting for the peer's delayed ACK
+    // would add up to 40 ms to a turn
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    let server = async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await };
     Ok((addr, server))
 }
 
@@ -237,9 +217,7 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
     let content = cfg.content_dir.clone();
     let opts = cfg.load_options();
     let Some(lib) = blocking(move || load_library(&content, &opts)).await else {
-        state
-            .status
-            .set_problem("loading the content failed unexpectedly; see the logs");
+        state.status.set_problem("loading the content failed unexpectedly; see the logs");
         return;
     };
     match lib {
@@ -251,10 +229,7 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
             _ => {
                 // the learner routes need the content model, not the index: serve them now
                 state.set_library(lib.clone());
-                tracing::info!(
-                    components = lib.components.len(),
-                    "index missing or stale: ingesting"
-                );
+                tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
                 match ingest(&cfg, &lib, embedder, &indicatif::ProgressBar::hidden()).await {
                     Ok(r) => tracing::info!(chunks = r.chunks, ms = r.elapsed_ms, "ingest done"),
                     Err(e) => {
@@ -281,9 +256,7 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
     }
     let dir = cfg.index_dir();
     let Some(opened) = blocking(move || open_current(&dir)).await else {
-        state
-            .status
-            .set_problem("opening the index failed unexpectedly; see the logs");
+        state.status.set_problem("opening the index failed unexpectedly; see the logs");
         return;
     };
     match opened {
@@ -301,9 +274,7 @@ async fn prepare_index(state: AppState, embedder: Option<Arc<dyn Embedder>>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot open the index");
-            state
-                .status
-                .set_problem(format!("cannot open the index: {e}"));
+            state.status.set_problem(format!("cannot open the index: {e}"));
         }
     }
     follow_new_generations(state).await;
@@ -319,10 +290,7 @@ async fn follow_new_generations(state: AppState) {
     let index_dir = state.config.index_dir();
     loop {
         tokio::time::sleep(GENERATION_POLL).await;
-        let serving = state
-            .retriever
-            .store()
-            .map(|s| s.manifest().generation.clone());
+        let serving = state.retriever.store().map(|s| s.manifest().generation.clone());
         let Ok(named) = std::fs::read_to_string(index_dir.join("CURRENT")) else {
             continue;
         };

@@ -20,10 +20,7 @@ pub const MAX_BATCH: usize = 1000;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/events",
-            post(post_events).layer(DefaultBodyLimit::max(MAX_EVENTS_BODY)),
-        )
+        .route("/v1/events", post(post_events).layer(DefaultBodyLimit::max(MAX_EVENTS_BODY)))
         .route("/v1/learners/{id}/passport", get(get_passport))
         .route("/v1/learners/{id}/plan", get(get_plan))
         .route("/v1/learners/{id}", delete(erase_learner))
@@ -31,16 +28,11 @@ pub(super) fn routes() -> Router<AppState> {
 
 fn store_error(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "store failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the learner store is unavailable; retry later",
-    )
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the learner store is unavailable; retry later")
 }
 
 fn learner_id(raw: &str) -> Result<LearnerId, ApiError> {
-    LearnerId::parse(raw)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_learner", e.0))
+    LearnerId::parse(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_learner", e.0))
 }
 
 async fn post_events(
@@ -58,13 +50,8 @@ async fn post_events(
             ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rej.body_text())
         }
     })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("the body is not JSON: {e}"),
-        )
-    })?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
     let statements = match value {
         Value::Array(v) => v,
         obj @ Value::Object(_) => vec![obj],
@@ -77,58 +64,35 @@ async fn post_events(
         }
     };
     if statements.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_batch",
-            "the batch has no statements",
-        ));
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_batch", "the batch has no statements"));
     }
     if statements.len() > MAX_BATCH {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
-            format!(
-                "{} statements; send at most {MAX_BATCH} per batch",
-                statements.len()
-            ),
+            format!("{} statements; send at most {MAX_BATCH} per batch", statements.len()),
         ));
     }
     let lib = s.library()?;
     let events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         code: "invalid_statements",
-        message: format!(
-            "{} of {} statement(s) are invalid; nothing was stored",
-            bad.len(),
-            statements.len()
-        ),
+        message: format!("{} of {} statement(s) are invalid; nothing was stored", bad.len(), statements.len()),
         details: Some(json!(bad)),
     })?;
     let recorded = s.store.record(&events, &lib).await.map_err(store_error)?;
-    tracing::info!(
-        accepted = recorded.accepted,
-        duplicates = recorded.duplicates,
-        "events recorded"
-    );
+    tracing::info!(accepted = recorded.accepted, duplicates = recorded.duplicates, "events recorded");
     if recorded.accepted > 0 {
         watch_for_struggle(&s, &lib, &events).await;
     }
     Ok(Json(recorded))
 }
 
-async fn get_passport(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<passport::Passport>, ApiError> {
+async fn get_passport(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<passport::Passport>, ApiError> {
     let learner = learner_id(&id)?;
     let lib = s.library()?;
     let state = s.store.learner(&learner).await.map_err(store_error)?;
-    Ok(Json(passport::passport(
-        &lib,
-        &s.config.passport,
-        &learner,
-        &state,
-    )))
+    Ok(Json(passport::passport(&lib, &s.config.passport, &learner, &state)))
 }
 
 #[derive(Deserialize)]
@@ -143,36 +107,19 @@ async fn get_plan(
 ) -> Result<Json<passport::Plan>, ApiError> {
     let learner = learner_id(&id)?;
     let raw = q.component.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_component",
-            "add ?component=ID: the component the page shows",
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "missing_component", "add ?component=ID: the component the page shows")
     })?;
-    let component_id = ComponentId::parse(&raw)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", e.0))?;
+    let component_id =
+        ComponentId::parse(&raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", e.0))?;
     let lib = s.library()?;
     let component = lib.components.get(&component_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_component",
-            format!("no component '{component_id}'"),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("no component '{component_id}'"))
     })?;
     let state = s.store.learner(&learner).await.map_err(store_error)?;
-    Ok(Json(passport::plan(
-        &lib,
-        &s.config.passport,
-        &learner,
-        &state,
-        component,
-    )))
+    Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component)))
 }
 
-async fn erase_learner(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+async fn erase_learner(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let learner = learner_id(&id)?;
     let erased = s.store.erase(&learner).await.map_err(store_error)?;
     tracing::info!(events = erased.events, "learner erased");
@@ -182,23 +129,14 @@ async fn erase_learner(
 /// Runs the struggle rules on the skills a batch of answers touched, per learner, so an
 /// educator hears of a learner stuck on exercises even if they never open the tutor. Best
 /// effort: the batch is already stored, and a failure here is logged.
-async fn watch_for_struggle(
-    s: &AppState,
-    lib: &crate::content::Library,
-    events: &[passport::Event],
-) {
+async fn watch_for_struggle(s: &AppState, lib: &crate::content::Library, events: &[passport::Event]) {
     use std::collections::BTreeMap;
 
     use crate::flags::{FlagStore, Observation, detect};
     let mut touched: BTreeMap<&LearnerId, Vec<crate::content::SkillId>> = BTreeMap::new();
     for e in events.iter().filter(|e| e.verb == passport::Verb::Answered) {
         let skills = touched.entry(&e.learner).or_default();
-        for sk in lib
-            .components
-            .get(&e.component)
-            .map(|c| c.skills.as_slice())
-            .unwrap_or_default()
-        {
+        for sk in lib.components.get(&e.component).map(|c| c.skills.as_slice()).unwrap_or_default() {
             if !skills.contains(sk) {
                 skills.push(sk.clone());
             }

@@ -13,10 +13,7 @@ pub struct ChunkSettings {
 
 impl Default for ChunkSettings {
     fn default() -> Self {
-        Self {
-            tokens: 256,
-            overlap: 32,
-        }
+        Self { tokens: 256, overlap: 32 }
     }
 }
 
@@ -31,24 +28,15 @@ impl Chunker {
         let config = ChunkConfig::new(settings.tokens.max(1))
             .with_overlap(settings.overlap)
             .map_err(|e| {
-                format!(
-                    "chunk overlap {} must be below chunk size {}: {e}",
-                    settings.overlap, settings.tokens
-                )
+                format!("chunk overlap {} must be below chunk size {}: {e}", settings.overlap, settings.tokens)
             })?
             .with_sizer(tokenizer());
-        Ok(Self {
-            splitter: MarkdownSplitter::new(config),
-        })
+        Ok(Self { splitter: MarkdownSplitter::new(config) })
     }
 
     /// The chunks of `text`, in order, trimmed, none empty.
     pub fn split(&self, text: &str) -> Vec<String> {
-        self.splitter
-            .chunks(text)
-            .map(str::to_owned)
-            .filter(|c| !c.trim().is_empty())
-            .collect()
+        self.splitter.chunks(text).map(str::to_owned).filter(|c| !c.trim().is_empty()).collect()
     }
 }
 
@@ -69,16 +57,8 @@ mod tests {
     #[test]
     fn chunks_stay_within_the_token_budget_and_cover_the_text() {
         let para = "Fractions name parts of a whole. When we divide by a fraction we ask how many of it fit. ";
-        let text = format!(
-            "# Heading\n\n{}\n\n## Second\n\n{}",
-            para.repeat(20),
-            para.repeat(20)
-        );
-        let chunker = Chunker::new(ChunkSettings {
-            tokens: 64,
-            overlap: 8,
-        })
-        .unwrap();
+        let text = format!("# Heading\n\n{}\n\n## Second\n\n{}", para.repeat(20), para.repeat(20));
+        let chunker = Chunker::new(ChunkSettings { tokens: 64, overlap: 8 }).unwrap();
         let chunks = chunker.split(&text);
         assert!(chunks.len() > 4, "{}", chunks.len());
         for c in &chunks {
@@ -89,12 +69,6 @@ mod tests {
 
     #[test]
     fn overlap_not_below_size_is_refused() {
-        assert!(
-            Chunker::new(ChunkSettings {
-                tokens: 10,
-                overlap: 10
-            })
-            .is_err()
-        );
+        assert!(Chunker::new(ChunkSettings { tokens: 10, overlap: 10 }).is_err());
     }
 }

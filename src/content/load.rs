@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
 use super::model::{
-    AnswerKey, BktParams, Component, ComponentId, Course, Demand, ExerciseItem, Format, Level,
-    Library, Misconception, Skill, SkillId,
+    AnswerKey, BktParams, Component, ComponentId, Course, Demand, ExerciseItem, Format, Level, Library, Misconception,
+    Skill, SkillId,
 };
 
 /// The name of a course's skill graph file.
@@ -53,9 +53,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            max_file_bytes: 256 * 1024,
-        }
+        Self { max_file_bytes: 256 * 1024 }
     }
 }
 
@@ -64,11 +62,7 @@ struct Report(Vec<Diagnostic>);
 
 impl Report {
     fn add(&mut self, path: &Path, line: usize, message: impl Into<String>) {
-        self.0.push(Diagnostic {
-            path: path.to_owned(),
-            line: line.max(1),
-            message: message.into(),
-        });
+        self.0.push(Diagnostic { path: path.to_owned(), line: line.max(1), message: message.into() });
     }
 }
 
@@ -85,8 +79,7 @@ pub fn load_library(root: &Path, opts: &LoadOptions) -> Result<Library, ContentE
     let mut pending_components = Vec::new();
 
     for dir in &course_dirs {
-        let Some(course) = load_skills_file(dir, opts, &mut lib, &mut skill_lines, &mut report)
-        else {
+        let Some(course) = load_skills_file(dir, opts, &mut lib, &mut skill_lines, &mut report) else {
             continue;
         };
         let mut files = Vec::new();
@@ -100,29 +93,15 @@ pub fn load_library(root: &Path, opts: &LoadOptions) -> Result<Library, ContentE
     check_prerequisites(&lib, &skill_lines, &mut report);
 
     for parsed in pending_components {
-        let ParsedComponent {
-            path,
-            course,
-            component,
-            keys,
-            id_line,
-            skill_lines: comp_skill_lines,
-        } = parsed;
+        let ParsedComponent { path, course, component, keys, id_line, skill_lines: comp_skill_lines } = parsed;
         for (skill, line) in &comp_skill_lines {
             match lib.skills.get(skill) {
-                None => report.add(
-                    &path,
-                    *line,
-                    format!("unknown skill '{skill}' (not in any {SKILLS_FILE})"),
-                ),
+                None => report.add(&path, *line, format!("unknown skill '{skill}' (not in any {SKILLS_FILE})")),
                 Some(s) if s.course != course => {
                     report.add(
                         &path,
                         *line,
-                        format!(
-                            "skill '{skill}' belongs to course '{}', not '{course}'",
-                            s.course
-                        ),
+                        format!("skill '{skill}' belongs to course '{}', not '{course}'", s.course),
                     );
                 }
                 Some(_) => {}
@@ -153,11 +132,7 @@ pub fn load_library(root: &Path, opts: &LoadOptions) -> Result<Library, ContentE
     }
 
     if lib.courses.is_empty() && report.0.is_empty() {
-        report.add(
-            root,
-            1,
-            format!("no course found: expected {SKILLS_FILE} here or in a sub-folder"),
-        );
+        report.add(root, 1, format!("no course found: expected {SKILLS_FILE} here or in a sub-folder"));
     }
     if report.0.is_empty() {
         Ok(lib)
@@ -192,11 +167,8 @@ fn find_course_dirs(root: &Path, report: &mut Report) -> Vec<PathBuf> {
             return Vec::new();
         }
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() && !is_hidden(p))
-        .collect();
+    let mut dirs: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir() && !is_hidden(p)).collect();
     dirs.sort();
     dirs.retain(|d| {
         if d.join(SKILLS_FILE).is_file() {
@@ -205,11 +177,7 @@ fn find_course_dirs(root: &Path, report: &mut Report) -> Vec<PathBuf> {
         let mut md = Vec::new();
         collect_markdown(d, &mut md, &mut Report::default());
         if !md.is_empty() {
-            report.add(
-                d,
-                1,
-                format!("course folder has Markdown files but no {SKILLS_FILE}"),
-            );
+            report.add(d, 1, format!("course folder has Markdown files but no {SKILLS_FILE}"));
         }
         false
     });
@@ -217,9 +185,7 @@ fn find_course_dirs(root: &Path, report: &mut Report) -> Vec<PathBuf> {
 }
 
 fn is_hidden(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
 }
 
 fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>, report: &mut Report) {
@@ -235,9 +201,7 @@ fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>, report: &mut Report) {
         if p.is_dir() {
             collect_markdown(&p, out, report);
         } else if p.extension().is_some_and(|e| e == "md")
-            && !p
-                .file_name()
-                .is_some_and(|n| n.eq_ignore_ascii_case("README.md"))
+            && !p.file_name().is_some_and(|n| n.eq_ignore_ascii_case("README.md"))
         {
             out.push(p);
         }
@@ -276,11 +240,7 @@ fn read_text(path: &Path, opts: &LoadOptions, report: &mut Report) -> Option<Str
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = 1 + valid.iter().filter(|b| **b == b'\n').count();
             let col = 1 + valid.iter().rev().take_while(|b| **b != b'\n').count();
-            report.add(
-                path,
-                line,
-                format!("file is not valid UTF-8 (invalid byte at column {col})"),
-            );
+            report.add(path, line, format!("file is not valid UTF-8 (invalid byte at column {col})"));
             None
         }
     }
@@ -295,11 +255,7 @@ fn parse_yaml(text: &str, path: &Path, first_line: usize, report: &mut Report) -
             let msg = e.to_string();
             // serde_yaml appends " at line N column M": the location is already in front
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            report.add(
-                path,
-                first_line + line - 1,
-                format!("YAML does not parse: {msg}"),
-            );
+            report.add(path, first_line + line - 1, format!("YAML does not parse: {msg}"));
             None
         }
     }
@@ -316,10 +272,7 @@ fn key_line(text: &str, key: &str, from: usize) -> Option<usize> {
 
 /// Finds the first line at or after `from` (0-based) that mentions `needle`.
 fn text_line(text: &str, needle: &str, from: usize) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .skip(from)
-        .find_map(|(n, l)| l.contains(needle).then_some(n))
+    text.lines().enumerate().skip(from).find_map(|(n, l)| l.contains(needle).then_some(n))
 }
 
 /// Typed access to one YAML map, reporting problems with the line of the key.
@@ -351,11 +304,7 @@ impl Fields<'_> {
                 report.add(
                     self.path,
                     self.line_of(&name),
-                    format!(
-                        "unknown field '{name}' in {} (expected one of {})",
-                        self.what,
-                        allowed.join(", ")
-                    ),
+                    format!("unknown field '{name}' in {} (expected one of {})", self.what, allowed.join(", ")),
                 );
             }
         }
@@ -363,11 +312,7 @@ impl Fields<'_> {
     fn scalar(&self, key: &str, required: bool, report: &mut Report) -> Option<String> {
         match self.get(key) {
             None if required => {
-                report.add(
-                    self.path,
-                    self.start_line(),
-                    format!("missing required field '{key}' in {}", self.what),
-                );
+                report.add(self.path, self.start_line(), format!("missing required field '{key}' in {}", self.what));
                 None
             }
             None => None,
@@ -375,11 +320,7 @@ impl Fields<'_> {
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(Value::Bool(b)) => Some(b.to_string()),
             Some(_) => {
-                report.add(
-                    self.path,
-                    self.line_of(key),
-                    format!("field '{key}' must be text"),
-                );
+                report.add(self.path, self.line_of(key), format!("field '{key}' must be text"));
                 None
             }
         }
@@ -387,11 +328,7 @@ impl Fields<'_> {
     fn text(&self, key: &str, required: bool, report: &mut Report) -> Option<String> {
         let s = self.scalar(key, required, report)?;
         if s.trim().is_empty() && required {
-            report.add(
-                self.path,
-                self.line_of(key),
-                format!("field '{key}' must not be empty"),
-            );
+            report.add(self.path, self.line_of(key), format!("field '{key}' must not be empty"));
             return None;
         }
         Some(s.trim().to_owned())
@@ -399,21 +336,13 @@ impl Fields<'_> {
     fn list(&self, key: &str, required: bool, report: &mut Report) -> Option<Vec<&Value>> {
         match self.get(key) {
             None if required => {
-                report.add(
-                    self.path,
-                    self.start_line(),
-                    format!("missing required field '{key}' in {}", self.what),
-                );
+                report.add(self.path, self.start_line(), format!("missing required field '{key}' in {}", self.what));
                 None
             }
             None => Some(Vec::new()),
             Some(Value::Sequence(s)) => Some(s.iter().collect()),
             Some(_) => {
-                report.add(
-                    self.path,
-                    self.line_of(key),
-                    format!("field '{key}' must be a list"),
-                );
+                report.add(self.path, self.line_of(key), format!("field '{key}' must be a list"));
                 None
             }
         }
@@ -426,11 +355,7 @@ impl Fields<'_> {
                 Value::String(s) => out.push(s.trim().to_owned()),
                 Value::Number(n) => out.push(n.to_string()),
                 _ => {
-                    report.add(
-                        self.path,
-                        self.line_of(key),
-                        format!("every entry of '{key}' must be text"),
-                    );
+                    report.add(self.path, self.line_of(key), format!("every entry of '{key}' must be text"));
                     return None;
                 }
             }
@@ -438,14 +363,7 @@ impl Fields<'_> {
         Some(out)
     }
     fn nested<'b>(&'b self, map: &'b Mapping, from: usize, what: &'b str) -> Fields<'b> {
-        Fields {
-            map,
-            text: self.text,
-            base: self.base,
-            from,
-            path: self.path,
-            what,
-        }
+        Fields { map, text: self.text, base: self.base, from, path: self.path, what }
     }
 }
 
@@ -460,28 +378,13 @@ fn load_skills_file(
     let text = read_text(&path, opts, report)?;
     let value = parse_yaml(&text, &path, 1, report)?;
     let Value::Mapping(map) = &value else {
-        report.add(
-            &path,
-            1,
-            format!("{SKILLS_FILE} must be a map with 'course' and 'skills'"),
-        );
+        report.add(&path, 1, format!("{SKILLS_FILE} must be a map with 'course' and 'skills'"));
         return None;
     };
-    let top = Fields {
-        map,
-        text: &text,
-        base: 1,
-        from: 0,
-        path: &path,
-        what: SKILLS_FILE,
-    };
+    let top = Fields { map, text: &text, base: 1, from: 0, path: &path, what: SKILLS_FILE };
     top.check_keys(&["course", "skills"], report);
 
-    let folder_name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("course")
-        .to_owned();
+    let folder_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("course").to_owned();
     let mut course = empty_course(&folder_name, dir);
     match top.get("course") {
         Some(Value::Mapping(cm)) => {
@@ -502,38 +405,24 @@ fn load_skills_file(
             course.description = f.text("description", false, report).unwrap_or_default();
             course.audience = f.text("audience", false, report).unwrap_or_default();
         }
-        _ => report.add(
-            &path,
-            1,
-            format!("missing required field 'course' (a map with id and title) in {SKILLS_FILE}"),
-        ),
+        _ => {
+            report.add(&path, 1, format!("missing required field 'course' (a map with id and title) in {SKILLS_FILE}"))
+        }
     }
     if lib.courses.contains_key(&course.id) {
-        report.add(
-            &path,
-            top.line_of("course"),
-            format!("duplicate course id '{}'", course.id),
-        );
+        report.add(&path, top.line_of("course"), format!("duplicate course id '{}'", course.id));
         return None;
     }
 
     let skills = top.list("skills", true, report).unwrap_or_default();
     if skills.is_empty() && top.get("skills").is_some() {
-        report.add(
-            &path,
-            top.line_of("skills"),
-            "a course needs at least one skill",
-        );
+        report.add(&path, top.line_of("skills"), "a course needs at least one skill");
     }
     let skills_from = key_line(&text, "skills", 0).unwrap_or(0);
     let mut search_from = skills_from;
     for entry in skills {
         let Value::Mapping(sm) = entry else {
-            report.add(
-                &path,
-                1 + skills_from,
-                "every entry of 'skills' must be a map with id, name, description",
-            );
+            report.add(&path, 1 + skills_from, "every entry of 'skills' must be a map with id, name, description");
             continue;
         };
         let raw_id = sm.get("id").and_then(Value::as_str).unwrap_or("");
@@ -542,10 +431,7 @@ fn load_skills_file(
             .map_or(search_from, |n| text_line(&text, raw_id, n).unwrap_or(n));
         search_from = from + 1;
         let f = top.nested(sm, from, "skill");
-        f.check_keys(
-            &["id", "name", "description", "prerequisites", "bkt"],
-            report,
-        );
+        f.check_keys(&["id", "name", "description", "prerequisites", "bkt"], report);
         let Some(id_text) = f.text("id", true, report) else {
             continue;
         };
@@ -560,10 +446,7 @@ fn load_skills_file(
         let name = f.text("name", true, report).unwrap_or_default();
         let description = f.text("description", false, report).unwrap_or_default();
         let mut prerequisites = Vec::new();
-        for p in f
-            .text_list("prerequisites", false, report)
-            .unwrap_or_default()
-        {
+        for p in f.text_list("prerequisites", false, report).unwrap_or_default() {
             match SkillId::parse(&p) {
                 Ok(p) => prerequisites.push(p),
                 Err(e) => report.add(&path, f.line_of("prerequisites"), e.0),
@@ -571,59 +454,40 @@ fn load_skills_file(
         }
         let bkt = match f.get("bkt") {
             None => None,
-            Some(v) => match serde_yaml::from_value::<BktParams>(v.clone()) {
-                Ok(b)
-                    if [b.prior, b.learn, b.slip, b.guess]
-                        .iter()
-                        .all(|p| (0.0..=1.0).contains(p)) =>
-                {
-                    if b.slip + b.guess >= 1.0 {
-                        report.add(&path, f.line_of("bkt"), "bkt: slip + guess must be below 1, or a right answer would be evidence against knowing");
+            Some(v) => {
+                match serde_yaml::from_value::<BktParams>(v.clone()) {
+                    Ok(b) if [b.prior, b.learn, b.slip, b.guess].iter().all(|p| (0.0..=1.0).contains(p)) => {
+                        if b.slip + b.guess >= 1.0 {
+                            report.add(&path, f.line_of("bkt"), "bkt: slip + guess must be below 1, or a right answer would be evidence against knowing");
+                        }
+                        Some(b)
                     }
-                    Some(b)
+                    Ok(_) => {
+                        report.add(
+                            &path,
+                            f.line_of("bkt"),
+                            "bkt: prior, learn, slip and guess must each be between 0 and 1",
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        report.add(&path, f.line_of("bkt"), format!("bkt: {e} (expected prior, learn, slip, guess)"));
+                        None
+                    }
                 }
-                Ok(_) => {
-                    report.add(
-                        &path,
-                        f.line_of("bkt"),
-                        "bkt: prior, learn, slip and guess must each be between 0 and 1",
-                    );
-                    None
-                }
-                Err(e) => {
-                    report.add(
-                        &path,
-                        f.line_of("bkt"),
-                        format!("bkt: {e} (expected prior, learn, slip, guess)"),
-                    );
-                    None
-                }
-            },
+            }
         };
         if let Some((other, other_line)) = skill_lines.get(&id) {
             report.add(
                 &path,
                 line,
-                format!(
-                    "duplicate skill id '{id}' (first defined at {}:{other_line})",
-                    other.display()
-                ),
+                format!("duplicate skill id '{id}' (first defined at {}:{other_line})", other.display()),
             );
             continue;
         }
         skill_lines.insert(id.clone(), (path.clone(), line));
         course.skills.push(id.clone());
-        lib.skills.insert(
-            id.clone(),
-            Skill {
-                id,
-                course: course.id.clone(),
-                name,
-                description,
-                prerequisites,
-                bkt,
-            },
-        );
+        lib.skills.insert(id.clone(), Skill { id, course: course.id.clone(), name, description, prerequisites, bkt });
     }
     let id = course.id.clone();
     lib.courses.insert(id.clone(), course);
@@ -631,20 +495,12 @@ fn load_skills_file(
 }
 
 /// Unknown prerequisites and cycles, each cycle named once.
-fn check_prerequisites(
-    lib: &Library,
-    lines: &HashMap<SkillId, (PathBuf, usize)>,
-    report: &mut Report,
-) {
+fn check_prerequisites(lib: &Library, lines: &HashMap<SkillId, (PathBuf, usize)>, report: &mut Report) {
     for skill in lib.skills.values() {
         for p in &skill.prerequisites {
             if !lib.skills.contains_key(p) {
                 let (path, line) = &lines[&skill.id];
-                report.add(
-                    path,
-                    *line,
-                    format!("skill '{}' has unknown prerequisite '{p}'", skill.id),
-                );
+                report.add(path, *line, format!("skill '{}' has unknown prerequisite '{p}'", skill.id));
             }
         }
     }
@@ -664,24 +520,14 @@ fn check_prerequisites(
     ) {
         colour.insert(id, Colour::Grey);
         stack.push(id);
-        for p in lib
-            .skills
-            .get(id)
-            .map(|s| s.prerequisites.as_slice())
-            .unwrap_or_default()
-        {
+        for p in lib.skills.get(id).map(|s| s.prerequisites.as_slice()).unwrap_or_default() {
             match colour.get(p).copied().unwrap_or(Colour::White) {
                 Colour::White if lib.skills.contains_key(p) => visit(p, lib, colour, stack, cycles),
                 Colour::Grey => {
                     let start = stack.iter().position(|s| *s == p).unwrap_or(0);
-                    let mut cycle: Vec<SkillId> =
-                        stack[start..].iter().map(|s| (*s).clone()).collect();
+                    let mut cycle: Vec<SkillId> = stack[start..].iter().map(|s| (*s).clone()).collect();
                     // canonical rotation so the same cycle found twice is reported once
-                    let min = cycle
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, s)| *s)
-                        .map_or(0, |(i, _)| i);
+                    let min = cycle.iter().enumerate().min_by_key(|(_, s)| *s).map_or(0, |(i, _)| i);
                     cycle.rotate_left(min);
                     cycles.insert(cycle);
                 }
@@ -703,14 +549,7 @@ fn check_prerequisites(
         let mut names: Vec<&str> = cycle.iter().map(SkillId::as_str).collect();
         names.push(cycle[0].as_str());
         // edges point from a skill to its prerequisite
-        report.add(
-            path,
-            *line,
-            format!(
-                "prerequisite cycle: {} (each skill requires the next)",
-                names.join(" -> ")
-            ),
-        );
+        report.add(path, *line, format!("prerequisite cycle: {} (each skill requires the next)", names.join(" -> ")));
     }
 }
 
@@ -724,40 +563,14 @@ struct ParsedComponent {
     skill_lines: Vec<(SkillId, usize)>,
 }
 
-const COMPONENT_FIELDS: &[&str] = &[
-    "id",
-    "title",
-    "skills",
-    "level",
-    "format",
-    "objectives",
-    "items",
-];
-const ITEM_FIELDS: &[&str] = &[
-    "id",
-    "prompt",
-    "demand",
-    "answer",
-    "accept",
-    "explanation",
-    "hints",
-    "misconceptions",
-];
+const COMPONENT_FIELDS: &[&str] = &["id", "title", "skills", "level", "format", "objectives", "items"];
+const ITEM_FIELDS: &[&str] = &["id", "prompt", "demand", "answer", "accept", "explanation", "hints", "misconceptions"];
 
-fn parse_component_file(
-    path: &Path,
-    course: &str,
-    opts: &LoadOptions,
-    report: &mut Report,
-) -> Option<ParsedComponent> {
+fn parse_component_file(path: &Path, course: &str, opts: &LoadOptions, report: &mut Report) -> Option<ParsedComponent> {
     let text = read_text(path, opts, report)?;
     let mut lines = text.split_inclusive('\n');
     if lines.next().map(str::trim_end) != Some("---") {
-        report.add(
-            path,
-            1,
-            "missing front matter: a component starts with a line '---', then YAML, then '---'",
-        );
+        report.add(path, 1, "missing front matter: a component starts with a line '---', then YAML, then '---'");
         return None;
     }
     let mut fm_len = 0; // bytes of front matter text
@@ -772,11 +585,7 @@ fn parse_component_file(
         fm_lines += 1;
     }
     if !closed {
-        report.add(
-            path,
-            1,
-            "front matter is not closed: add a line '---' after the YAML",
-        );
+        report.add(path, 1, "front matter is not closed: add a line '---' after the YAML");
         return None;
     }
     let fm_start = text.find('\n').map_or(text.len(), |i| i + 1);
@@ -786,40 +595,23 @@ fn parse_component_file(
 
     let value = parse_yaml(fm, path, 2, report)?;
     let Value::Mapping(map) = &value else {
-        report.add(
-            path,
-            2,
-            "front matter must be a YAML map of fields (id, title, skills, level, format, ...)",
-        );
+        report.add(path, 2, "front matter must be a YAML map of fields (id, title, skills, level, format, ...)");
         return None;
     };
-    let f = Fields {
-        map,
-        text: fm,
-        base: 2,
-        from: 0,
-        path,
-        what: "front matter",
-    };
+    let f = Fields { map, text: fm, base: 2, from: 0, path, what: "front matter" };
     let errors_before = report.0.len();
     f.check_keys(COMPONENT_FIELDS, report);
 
     let id_line = f.line_of("id");
-    let id = f.text("id", true, report).and_then(|s| {
-        ComponentId::parse(&s)
-            .map_err(|e| report.add(path, id_line, e.0))
-            .ok()
-    });
+    let id = f
+        .text("id", true, report)
+        .and_then(|s| ComponentId::parse(&s).map_err(|e| report.add(path, id_line, e.0)).ok());
     let title = f.text("title", true, report);
     let mut skills = Vec::new();
     let mut skill_lines = Vec::new();
     if let Some(list) = f.text_list("skills", true, report) {
         if list.is_empty() {
-            report.add(
-                path,
-                f.line_of("skills"),
-                "a component needs at least one skill",
-            );
+            report.add(path, f.line_of("skills"), "a component needs at least one skill");
         }
         let from = key_line(fm, "skills", 0).unwrap_or(0);
         for s in list {
@@ -833,24 +625,16 @@ fn parse_component_file(
             }
         }
     }
-    let level = f.text("level", true, report).and_then(|s| {
-        s.parse::<Level>()
-            .map_err(|e| report.add(path, f.line_of("level"), e.0))
-            .ok()
-    });
-    let format = f.text("format", true, report).and_then(|s| {
-        s.parse::<Format>()
-            .map_err(|e| report.add(path, f.line_of("format"), e.0))
-            .ok()
-    });
+    let level = f
+        .text("level", true, report)
+        .and_then(|s| s.parse::<Level>().map_err(|e| report.add(path, f.line_of("level"), e.0)).ok());
+    let format = f
+        .text("format", true, report)
+        .and_then(|s| s.parse::<Format>().map_err(|e| report.add(path, f.line_of("format"), e.0)).ok());
     let objectives = f.text_list("objectives", false, report).unwrap_or_default();
 
     if body.trim().is_empty() {
-        report.add(
-            path,
-            body_line,
-            "empty body: write the component's Markdown after the front matter",
-        );
+        report.add(path, body_line, "empty body: write the component's Markdown after the front matter");
     }
 
     let (items, keys) = parse_items(&f, format, report);
@@ -870,14 +654,7 @@ fn parse_component_file(
         }),
         _ => None,
     };
-    Some(ParsedComponent {
-        path: path.to_owned(),
-        course: course.to_owned(),
-        component,
-        keys,
-        id_line,
-        skill_lines,
-    })
+    Some(ParsedComponent { path: path.to_owned(), course: course.to_owned(), component, keys, id_line, skill_lines })
 }
 
 fn parse_items(
@@ -935,26 +712,16 @@ fn parse_items(
             );
         }
         if let Some(first) = seen.insert(id.clone(), it.start_line()) {
-            report.add(
-                f.path,
-                it.start_line(),
-                format!("duplicate item id '{id}' (first at line {first})"),
-            );
+            report.add(f.path, it.start_line(), format!("duplicate item id '{id}' (first at line {first})"));
         }
         let prompt = it.text("prompt", true, report);
-        let demand = it.text("demand", true, report).and_then(|s| {
-            s.parse::<Demand>()
-                .map_err(|e| report.add(f.path, it.line_of("demand"), e.0))
-                .ok()
-        });
+        let demand = it
+            .text("demand", true, report)
+            .and_then(|s| s.parse::<Demand>().map_err(|e| report.add(f.path, it.line_of("demand"), e.0)).ok());
         let answer = match it.scalar("answer", false, report) {
             Some(a) if !a.trim().is_empty() => Some(a.trim().to_owned()),
             _ => {
-                report.add(
-                    f.path,
-                    it.start_line(),
-                    format!("exercise item '{id}' has no answer key: add 'answer'"),
-                );
+                report.add(f.path, it.start_line(), format!("exercise item '{id}' has no answer key: add 'answer'"));
                 None
             }
         };
@@ -966,10 +733,7 @@ fn parse_items(
             let parsed = m.as_mapping().and_then(|mm| {
                 let r = mm.get("response").and_then(value_text)?;
                 let d = mm.get("diagnosis").and_then(value_text)?;
-                Some(Misconception {
-                    response: r,
-                    diagnosis: d,
-                })
+                Some(Misconception { response: r, diagnosis: d })
             });
             match parsed {
                 Some(m) => misconceptions.push(m),
@@ -981,21 +745,8 @@ fn parse_items(
             }
         }
         if let (Some(prompt), Some(demand), Some(answer)) = (prompt, demand, answer) {
-            items.push(ExerciseItem {
-                id: id.clone(),
-                prompt,
-                demand,
-            });
-            keys.push((
-                id,
-                AnswerKey {
-                    answer,
-                    accept,
-                    explanation,
-                    hints,
-                    misconceptions,
-                },
-            ));
+            items.push(ExerciseItem { id: id.clone(), prompt, demand });
+            keys.push((id, AnswerKey { answer, accept, explanation, hints, misconceptions }));
         }
     }
     (items, keys)

@@ -26,10 +26,7 @@ pub struct SkillId(String);
 impl SkillId {
     /// Checks the dotted-slug shape.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        if s.is_empty()
-            || s.len() > 100
-            || !s.split('.').all(|seg| is_slug_segment(seg, &['_', '-']))
-        {
+        if s.is_empty() || s.len() > 100 || !s.split('.').all(|seg| is_slug_segment(seg, &['_', '-'])) {
             return Err(ParseError(format!(
                 "illegal skill id '{s}': use dotted lowercase slugs such as 'fractions.divide' (a-z, 0-9, '_', '-', separated by '.')"
             )));
@@ -175,12 +172,7 @@ pub struct BktParams {
 
 impl Default for BktParams {
     fn default() -> Self {
-        Self {
-            prior: 0.2,
-            learn: 0.15,
-            slip: 0.1,
-            guess: 0.2,
-        }
+        Self { prior: 0.2, learn: 0.15, slip: 0.1, guess: 0.2 }
     }
 }
 
@@ -279,12 +271,7 @@ pub struct Library {
 }
 
 impl Library {
-    pub(crate) fn insert_answer_key(
-        &mut self,
-        component: ComponentId,
-        item: String,
-        key: AnswerKey,
-    ) {
+    pub(crate) fn insert_answer_key(&mut self, component: ComponentId, item: String, key: AnswerKey) {
         self.answer_keys.insert((component, item), key);
     }
 
@@ -295,9 +282,7 @@ impl Library {
 
     /// Every answer key, for checks that they never leak.
     pub fn answer_keys(&self) -> impl Iterator<Item = (&ComponentId, &str, &AnswerKey)> {
-        self.answer_keys
-            .iter()
-            .map(|((c, i), k)| (c, i.as_str(), k))
+        self.answer_keys.iter().map(|((c, i), k)| (c, i.as_str(), k))
     }
 }
 
@@ -309,15 +294,7 @@ mod tests {
     fn ids_accept_slugs_and_reject_the_rest() {
         assert!(SkillId::parse("fractions.divide").is_ok());
         assert!(SkillId::parse("security.mfa-push_2").is_ok());
-        for bad in [
-            "",
-            "Fractions.divide",
-            "fractions..divide",
-            ".x",
-            "a b",
-            "x/y",
-            "-x",
-        ] {
+        for bad in ["", "Fractions.divide", "fractions..divide", ".x", "a b", "x/y", "-x"] {
             assert!(SkillId::parse(bad).is_err(), "{bad}");
         }
         assert!(ComponentId::parse("fractions-divide-ex-1").is_ok());
@@ -328,14 +305,8 @@ mod tests {
 
     #[test]
     fn enums_parse_their_text_and_name_the_choices() {
-        assert_eq!(
-            "worked_example".parse::<Format>().unwrap(),
-            Format::WorkedExample
-        );
+        assert_eq!("worked_example".parse::<Format>().unwrap(), Format::WorkedExample);
         let err = "beginner".parse::<Level>().unwrap_err().0;
-        assert!(
-            err.contains("unknown level 'beginner'") && err.contains("intro, developing"),
-            "{err}"
-        );
+        assert!(err.contains("unknown level 'beginner'") && err.contains("intro, developing"), "{err}");
     }
 }

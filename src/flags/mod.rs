@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::content::{ComponentId, Library, SkillId};
-use crate::passport::{
-    LearnerState, SqlStore, StoreError, name_in_sentence, normalize_answer, now_ms,
-};
+use crate::passport::{LearnerState, SqlStore, StoreError, name_in_sentence, normalize_answer, now_ms};
 
 /// How serious a flag is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -106,17 +104,16 @@ fn flag_from_row(r: &sqlx::any::AnyRow) -> Result<Flag, StoreError> {
         reason: r.try_get("reason")?,
         severity: Severity::parse(&r.try_get::<String, _>("severity")?),
         status: r.try_get("status")?,
-        evidence: serde_json::from_str(&evidence).map_err(|e| StoreError::Corrupt {
-            learner: learner.clone(),
-            message: format!("flag evidence: {e}"),
-        })?,
+        evidence: serde_json::from_str(&evidence)
+            .map_err(|e| StoreError::Corrupt { learner: learner.clone(), message: format!("flag evidence: {e}") })?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         learner,
     })
 }
 
-const FLAG_COLUMNS: &str = "id, learner, skill, course, component, reason, severity, status, evidence, created_at, updated_at";
+const FLAG_COLUMNS: &str =
+    "id, learner, skill, course, component, reason, severity, status, evidence, created_at, updated_at";
 
 #[async_trait]
 impl FlagStore for SqlStore {
@@ -141,15 +138,13 @@ impl FlagStore for SqlStore {
                 }
                 flag.severity = flag.severity.max(raise.severity);
                 flag.updated_at = now;
-                sqlx::query(
-                    "UPDATE flags SET evidence = $1, severity = $2, updated_at = $3 WHERE id = $4",
-                )
-                .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
-                .bind(flag.severity.as_str())
-                .bind(now)
-                .bind(flag.id.clone())
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE flags SET evidence = $1, severity = $2, updated_at = $3 WHERE id = $4")
+                    .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
+                    .bind(flag.severity.as_str())
+                    .bind(now)
+                    .bind(flag.id.clone())
+                    .execute(&mut *tx)
+                    .await?;
                 (flag, false)
             }
             None => {
@@ -190,31 +185,20 @@ impl FlagStore for SqlStore {
     }
 
     async fn flags_of(&self, learner: &str) -> Result<Vec<Flag>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {FLAG_COLUMNS} FROM flags WHERE learner = $1 ORDER BY updated_at DESC, id"
-        ))
-        .bind(learner.to_owned())
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(flag_from_row)
-        .collect()
+        sqlx::query(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE learner = $1 ORDER BY updated_at DESC, id"))
+            .bind(learner.to_owned())
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(flag_from_row)
+            .collect()
     }
 }
 
 fn flag_id(learner: &str, skill: &str, now: i64) -> String {
     use sha2::Digest;
-    let h = sha2::Sha256::digest(format!(
-        "{learner}\n{skill}\n{now}\n{:?}",
-        std::time::Instant::now()
-    ));
-    format!(
-        "flag-{}",
-        h.iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    let h = sha2::Sha256::digest(format!("{learner}\n{skill}\n{now}\n{:?}", std::time::Instant::now()));
+    format!("flag-{}", h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Thresholds of the struggle rules.
@@ -231,11 +215,7 @@ pub struct FlagConfig {
 
 impl Default for FlagConfig {
     fn default() -> Self {
-        Self {
-            wrong_streak: 3,
-            falling_by: 0.2,
-            hints_per_answer: 2.0,
-        }
+        Self { wrong_streak: 3, falling_by: 0.2, hints_per_answer: 2.0 }
     }
 }
 
@@ -286,20 +266,10 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
         out.push(Raise {
             learner: o.learner.to_owned(),
             skill: skill.clone(),
-            course: lib
-                .skills
-                .get(skill)
-                .map(|s| s.course.clone())
-                .unwrap_or_default(),
+            course: lib.skills.get(skill).map(|s| s.course.clone()).unwrap_or_default(),
             component: o.component.cloned(),
             severity,
-            evidence: Evidence {
-                rule: rule.into(),
-                detail,
-                mastery,
-                excerpt,
-                at: now,
-            },
+            evidence: Evidence { rule: rule.into(), detail, mastery, excerpt, at: now },
         });
     };
     for skill in o.skills {
@@ -309,11 +279,7 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
         let name = name_in_sentence(lib, skill);
         let streak = st.recent.iter().rev().take_while(|c| !**c).count() as u32;
         if streak >= cfg.wrong_streak {
-            let sev = if streak >= cfg.wrong_streak + 2 {
-                Severity::High
-            } else {
-                Severity::Medium
-            };
+            let sev = if streak >= cfg.wrong_streak + 2 { Severity::High } else { Severity::Medium };
             push(
                 skill,
                 sev,
@@ -328,26 +294,17 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
                 skill,
                 Severity::Medium,
                 "falling_mastery",
-                format!(
-                    "mastery of {name} fell by {:.2} over the recent answers, to {:.2}",
-                    -st.trend(),
-                    st.mastery
-                ),
+                format!("mastery of {name} fell by {:.2} over the recent answers, to {:.2}", -st.trend(), st.mastery),
                 Some(st.mastery),
                 None,
             );
         }
-        if st.evidence >= 3
-            && f64::from(st.hints_used) / f64::from(st.evidence) >= cfg.hints_per_answer
-        {
+        if st.evidence >= 3 && f64::from(st.hints_used) / f64::from(st.evidence) >= cfg.hints_per_answer {
             push(
                 skill,
                 Severity::Low,
                 "heavy_hints",
-                format!(
-                    "{} hints over {} answers on {name}",
-                    st.hints_used, st.evidence
-                ),
+                format!("{} hints over {} answers on {name}", st.hints_used, st.evidence),
                 Some(st.mastery),
                 None,
             );

@@ -31,21 +31,12 @@ mod tests {
 
     #[test]
     fn update_follows_the_standard_equations_on_a_known_sequence() {
-        let b = BktParams {
-            prior: 0.3,
-            learn: 0.1,
-            slip: 0.1,
-            guess: 0.2,
-        };
+        let b = BktParams { prior: 0.3, learn: 0.1, slip: 0.1, guess: 0.2 };
         // hand-computed with the textbook equations
         let mut p = b.prior;
         let mut expected = Vec::new();
         for &c in &[true, true, false, true] {
-            let post = if c {
-                p * 0.9 / (p * 0.9 + (1.0 - p) * 0.2)
-            } else {
-                p * 0.1 / (p * 0.1 + (1.0 - p) * 0.8)
-            };
+            let post = if c { p * 0.9 / (p * 0.9 + (1.0 - p) * 0.2) } else { p * 0.1 / (p * 0.1 + (1.0 - p) * 0.8) };
             p = post + (1.0 - post) * 0.1;
             expected.push(p);
         }
@@ -58,10 +49,8 @@ mod tests {
             0.895_507_947_477_539_9,
         ];
         let mut p = b.prior;
-        for (n, (&c, (&want, &lit))) in [true, true, false, true]
-            .iter()
-            .zip(expected.iter().zip(literal.iter()))
-            .enumerate()
+        for (n, (&c, (&want, &lit))) in
+            [true, true, false, true].iter().zip(expected.iter().zip(literal.iter())).enumerate()
         {
             p = update(p, c, &b);
             assert!((p - want).abs() < 1e-9, "step {n}: {p} vs {want}");

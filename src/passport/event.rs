@@ -17,8 +17,7 @@ impl LearnerId {
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -54,13 +53,7 @@ pub enum Verb {
 
 impl Verb {
     /// Every verb, in order.
-    pub const ALL: &'static [Verb] = &[
-        Verb::Answered,
-        Verb::Viewed,
-        Verb::Skipped,
-        Verb::Asked,
-        Verb::Rated,
-    ];
+    pub const ALL: &'static [Verb] = &[Verb::Answered, Verb::Viewed, Verb::Skipped, Verb::Asked, Verb::Rated];
 
     /// The verb as written on the wire.
     pub fn as_str(self) -> &'static str {
@@ -75,14 +68,10 @@ impl Verb {
 
     /// Parses a verb, naming the choices when it is unknown.
     pub fn parse(s: &str) -> Result<Self, String> {
-        Verb::ALL
-            .iter()
-            .copied()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| {
-                let all: Vec<&str> = Verb::ALL.iter().map(|v| v.as_str()).collect();
-                format!("unknown verb '{s}' (expected one of {})", all.join(", "))
-            })
+        Verb::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+            let all: Vec<&str> = Verb::ALL.iter().map(|v| v.as_str()).collect();
+            format!("unknown verb '{s}' (expected one of {})", all.join(", "))
+        })
     }
 }
 
@@ -177,12 +166,7 @@ pub fn parse_iso_duration(s: &str) -> Option<u64> {
     };
     take(
         days,
-        &[
-            ('Y', 365.0 * 86_400_000.0),
-            ('M', 30.0 * 86_400_000.0),
-            ('W', 7.0 * 86_400_000.0),
-            ('D', 86_400_000.0),
-        ],
+        &[('Y', 365.0 * 86_400_000.0), ('M', 30.0 * 86_400_000.0), ('W', 7.0 * 86_400_000.0), ('D', 86_400_000.0)],
     )?;
     if let Some(t) = time {
         if t.is_empty() {
@@ -214,8 +198,7 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
     }
     let learner = LearnerId::parse(&w.actor).map_err(|e| format!("actor: {e}"))?;
     let verb = Verb::parse(&w.verb)?;
-    let component_id =
-        ComponentId::parse(&w.object.component).map_err(|e| format!("object.component: {e}"))?;
+    let component_id = ComponentId::parse(&w.object.component).map_err(|e| format!("object.component: {e}"))?;
     let Some(component) = lib.components.get(&component_id) else {
         return Err(format!("unknown component '{component_id}'"));
     };
@@ -228,14 +211,13 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
     if let Some(r) = &result.response
         && r.chars().count() > MAX_RESPONSE_CHARS
     {
-        return Err(format!(
-            "result.response is longer than {MAX_RESPONSE_CHARS} characters"
-        ));
+        return Err(format!("result.response is longer than {MAX_RESPONSE_CHARS} characters"));
     }
     let iso = match &result.duration {
-        Some(d) => Some(parse_iso_duration(d).ok_or_else(|| {
-            format!("result.duration '{d}' is not an ISO 8601 duration like PT5.4S")
-        })?),
+        Some(d) => Some(
+            parse_iso_duration(d)
+                .ok_or_else(|| format!("result.duration '{d}' is not an ISO 8601 duration like PT5.4S"))?,
+        ),
         None => None,
     };
     let duration_ms = result.duration_ms.or(iso);
@@ -249,16 +231,11 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
     match verb {
         Verb::Answered => {
             if component.format != Format::Exercise {
-                return Err(format!(
-                    "'{component_id}' is not an exercise, so it cannot be answered"
-                ));
+                return Err(format!("'{component_id}' is not an exercise, so it cannot be answered"));
             }
             let items: Vec<&str> = component.items.iter().map(|i| i.id.as_str()).collect();
             let Some(item) = w.object.item.as_deref() else {
-                return Err(format!(
-                    "answered needs object.item (one of {})",
-                    items.join(", ")
-                ));
+                return Err(format!("answered needs object.item (one of {})", items.join(", ")));
             };
             if !items.contains(&item) {
                 return Err(format!(
@@ -270,15 +247,9 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
                 let Some(response) = &result.response else {
                     return Err("answered needs result.success or result.response".into());
                 };
-                let key = lib
-                    .answer_key(&component_id, item)
-                    .expect("every item has a key");
+                let key = lib.answer_key(&component_id, item).expect("every item has a key");
                 let given = normalize_answer(response);
-                success = Some(
-                    std::iter::once(&key.answer)
-                        .chain(&key.accept)
-                        .any(|a| normalize_answer(a) == given),
-                );
+                success = Some(std::iter::once(&key.answer).chain(&key.accept).any(|a| normalize_answer(a) == given));
             }
         }
         Verb::Rated if result.score.is_none() => {
@@ -309,11 +280,7 @@ pub struct Invalid {
 }
 
 /// Validates a whole batch: every statement, or the list of every bad one.
-pub fn validate_batch(
-    values: &[Value],
-    lib: &Library,
-    now_ms: i64,
-) -> Result<Vec<Event>, Vec<Invalid>> {
+pub fn validate_batch(values: &[Value], lib: &Library, now_ms: i64) -> Result<Vec<Event>, Vec<Invalid>> {
     let mut events = Vec::with_capacity(values.len());
     let mut bad = Vec::new();
     for (index, v) in values.iter().enumerate() {

@@ -9,12 +9,11 @@ mod store;
 mod view;
 
 pub use event::{
-    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, now_ms, validate_batch,
-    validate_statement,
+    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, now_ms, validate_batch, validate_statement,
 };
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
 pub use store::{Erased, Recorded, SqlStore, Store, StoreError};
 pub use view::{
-    Band, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,
-    passport, plan, skill_view,
+    Band, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence, passport, plan,
+    skill_view,
 };

@@ -132,38 +132,23 @@ impl LearnerState {
             Verb::Answered => {
                 let correct = e.success.unwrap_or(false);
                 let item = e.item.as_deref().unwrap_or_default();
-                let demand = component
-                    .items
-                    .iter()
-                    .find(|i| i.id == item)
-                    .map(|i| i.demand);
-                let hit = (!correct)
-                    .then_some(e.response.as_deref())
-                    .flatten()
-                    .and_then(|r| {
-                        let given = normalize_answer(r);
-                        let key = lib.answer_key(&e.component, item)?;
-                        key.misconceptions
-                            .iter()
-                            .find(|m| normalize_answer(&m.response) == given)
-                            .map(|m| MisconceptionHit {
-                                component: e.component.to_string(),
-                                item: item.to_owned(),
-                                response: r.to_owned(),
-                                diagnosis: m.diagnosis.clone(),
-                                at: e.timestamp,
-                            })
-                    });
+                let demand = component.items.iter().find(|i| i.id == item).map(|i| i.demand);
+                let hit = (!correct).then_some(e.response.as_deref()).flatten().and_then(|r| {
+                    let given = normalize_answer(r);
+                    let key = lib.answer_key(&e.component, item)?;
+                    key.misconceptions.iter().find(|m| normalize_answer(&m.response) == given).map(|m| {
+                        MisconceptionHit {
+                            component: e.component.to_string(),
+                            item: item.to_owned(),
+                            response: r.to_owned(),
+                            diagnosis: m.diagnosis.clone(),
+                            at: e.timestamp,
+                        }
+                    })
+                });
                 for skill in &component.skills {
-                    let params = lib
-                        .skills
-                        .get(skill)
-                        .and_then(|s| s.bkt)
-                        .unwrap_or_default();
-                    let st = self
-                        .skills
-                        .entry(skill.clone())
-                        .or_insert_with(|| SkillState::new(params.prior));
+                    let params = lib.skills.get(skill).and_then(|s| s.bkt).unwrap_or_default();
+                    let st = self.skills.entry(skill.clone()).or_insert_with(|| SkillState::new(params.prior));
                     st.mastery = bkt::update(st.mastery, correct, &params);
                     st.evidence += 1;
                     st.correct += u32::from(correct);

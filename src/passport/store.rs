@@ -67,6 +67,7 @@ enum Backend {
 /// The SQL store, on SQLite or PostgreSQL (picked by the URL).
 pub struct SqlStore {
     pool: AnyPool,
+    relaxed: AnyPool,
     backend: Backend,
     /// SQLite has one writer at a time; queueing writers here avoids its busy-wait polling.
     write_lock: Option<tokio::sync::Mutex<()>>,
@@ -99,7 +100,8 @@ fn migrator() -> Migrator {
 /// constant: the Any driver cannot decode the function's `void`.)
 const ADVISORY_LOCK: &str = "SELECT 1 FROM pg_advisory_xact_lock(hashtextextended($1, 0))";
 
-const EVENT_COLUMNS: &str = "learner, id, verb, component, item, success, score, response, hints_used, duration_ms, ts, received_at";
+const EVENT_COLUMNS: &str =
+    "learner, id, verb, component, item, success, score, response, hints_used, duration_ms, ts, received_at";
 /// Rows per multi-row insert: 12 parameters each (6,000 in all), well below SQLite's 32,766
 /// and PostgreSQL's 65,535.
 const INSERT_ROWS: usize = 500;
@@ -124,28 +126,49 @@ impl SqlStore {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+        let pool = Self::pool_with(url, backend, "FULL", if backend == Backend::Sqlite { 4 } else { 8 }).await?;
+        migrator().run(&pool).await?;
+        let write_lock = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
+        // transcripts and caches need not survive a power cut: on SQLite they commit without
+        // waiting for the disk (WAL, synchronous NORMAL: still safe against a crash of the
+        // process), so a busy tutor does not queue behind fsyncs
+        let relaxed = match backend {
+            Backend::Sqlite => Self::pool_with(url, backend, "NORMAL", 2).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Arc::new(Self { pool, relaxed, backend, write_lock }))
+    }
+
+    async fn pool_with(
+        url: &str,
+        backend: Backend,
+        synchronous: &'static str,
+        max: u32,
+    ) -> Result<AnyPool, StoreError> {
+        Ok(AnyPoolOptions::new()
+            .max_connections(max)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; FULL syncs every commit, so
-                        // an acknowledged batch survives a power cut.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
-                            .await?;
+                        // an acknowledged batch survives a power cut
+                        conn.execute(
+                            format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;")
+                                .as_str(),
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
             })
             .connect(url)
-            .await?;
-        migrator().run(&pool).await?;
-        let write_lock = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
-        Ok(Arc::new(Self {
-            pool,
-            backend,
-            write_lock,
-        }))
+            .await?)
+    }
+
+    /// The pool for data that may be lost to a power cut (transcripts, caches); on
+    /// PostgreSQL the same pool.
+    pub(crate) fn relaxed_pool(&self) -> &AnyPool {
+        &self.relaxed
     }
 
     /// The connection pool, for the other stores kept in the same database.
@@ -173,10 +196,7 @@ impl SqlStore {
         learner: &str,
     ) -> Result<(), StoreError> {
         if self.is_postgres() {
-            sqlx::query(ADVISORY_LOCK)
-                .bind(learner.to_owned())
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(ADVISORY_LOCK).bind(learner.to_owned()).execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -229,15 +249,11 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         learner: &LearnerId,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE learner = $1 ORDER BY ts, id"
-        ))
-        .bind(learner.as_str())
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter()
-            .filter_map(|r| event_from_row(r, learner).transpose())
-            .collect()
+        let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE learner = $1 ORDER BY ts, id"))
+            .bind(learner.as_str())
+            .fetch_all(&mut **tx)
+            .await?;
+        rows.iter().filter_map(|r| event_from_row(r, learner).transpose()).collect()
     }
 
     async fn save(
@@ -247,10 +263,8 @@ impl SqlStore {
         skills: &BTreeSet<SkillId>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let skills: Vec<(&SkillId, &SkillState)> = skills
-            .iter()
-            .filter_map(|s| state.skills.get(s).map(|st| (s, st)))
-            .collect();
+        let skills: Vec<(&SkillId, &SkillState)> =
+            skills.iter().filter_map(|s| state.skills.get(s).map(|st| (s, st))).collect();
         for chunk in skills.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at) VALUES {} \
@@ -270,10 +284,7 @@ impl SqlStore {
             }
             q.execute(&mut **tx).await?;
         }
-        let head = LearnerState {
-            skills: BTreeMap::new(),
-            ..state.clone()
-        };
+        let head = LearnerState { skills: BTreeMap::new(), ..state.clone() };
         sqlx::query(
             "INSERT INTO learners (learner, state, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
@@ -306,18 +317,13 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
 }
 
 fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
-        learner: learner.to_string(),
-        message,
-    };
+    let corrupt = |message: String| StoreError::Corrupt { learner: learner.to_string(), message };
     let verb: String = r.try_get("verb")?;
     let Ok(verb) = Verb::parse(&verb) else {
         return Err(corrupt(format!("unknown verb {verb}")));
@@ -335,31 +341,20 @@ fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, Stor
         success: r.try_get::<Option<i64>, _>("success")?.map(|s| s != 0),
         score: r.try_get("score")?,
         response: r.try_get("response")?,
-        hints_used: r
-            .try_get::<Option<i64>, _>("hints_used")?
-            .map(|h| h.clamp(0, i64::from(u32::MAX)) as u32),
-        duration_ms: r
-            .try_get::<Option<i64>, _>("duration_ms")?
-            .map(|d| d.max(0) as u64),
+        hints_used: r.try_get::<Option<i64>, _>("hints_used")?.map(|h| h.clamp(0, i64::from(u32::MAX)) as u32),
+        duration_ms: r.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
         timestamp: r.try_get("ts")?,
     }))
 }
 
-async fn load_state(
-    conn: &mut sqlx::AnyConnection,
-    learner: &LearnerId,
-) -> Result<LearnerState, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
-        learner: learner.to_string(),
-        message,
-    };
+async fn load_state(conn: &mut sqlx::AnyConnection, learner: &LearnerId) -> Result<LearnerState, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt { learner: learner.to_string(), message };
     let mut state: LearnerState = match sqlx::query("SELECT state FROM learners WHERE learner = $1")
         .bind(learner.as_str())
         .fetch_optional(&mut *conn)
         .await?
     {
-        Some(row) => serde_json::from_str(&row.try_get::<String, _>(0)?)
-            .map_err(|e| corrupt(e.to_string()))?,
+        Some(row) => serde_json::from_str(&row.try_get::<String, _>(0)?).map_err(|e| corrupt(e.to_string()))?,
         None => return Ok(LearnerState::default()),
     };
     for row in sqlx::query("SELECT skill, state FROM skill_states WHERE learner = $1")
@@ -368,8 +363,7 @@ async fn load_state(
         .await?
     {
         let skill = SkillId::parse(&row.try_get::<String, _>(0)?).map_err(|e| corrupt(e.0))?;
-        let st: SkillState = serde_json::from_str(&row.try_get::<String, _>(1)?)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let st: SkillState = serde_json::from_str(&row.try_get::<String, _>(1)?).map_err(|e| corrupt(e.to_string()))?;
         state.skills.insert(skill, st);
     }
     Ok(state)
@@ -385,10 +379,7 @@ impl Store for SqlStore {
         };
         // repeated ids within the batch are duplicates too
         let mut seen = BTreeSet::new();
-        let unique: Vec<&Event> = events
-            .iter()
-            .filter(|e| seen.insert((e.learner.as_str(), e.id.as_str())))
-            .collect();
+        let unique: Vec<&Event> = events.iter().filter(|e| seen.insert((e.learner.as_str(), e.id.as_str()))).collect();
         let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for e in &unique {
             by_learner.entry(&e.learner).or_default().push(e);
@@ -399,18 +390,13 @@ impl Store for SqlStore {
             // one learner's batches are applied one at a time; locks taken in id order, so two
             // batches touching the same learners cannot deadlock
             for learner in by_learner.keys() {
-                sqlx::query(ADVISORY_LOCK)
-                    .bind(learner.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(ADVISORY_LOCK).bind(learner.as_str()).execute(&mut *tx).await?;
             }
         }
         let inserted = Self::insert_events(&mut tx, &unique, now).await?;
         for (learner, evs) in by_learner {
-            let mut new: Vec<&Event> = evs
-                .into_iter()
-                .filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone())))
-                .collect();
+            let mut new: Vec<&Event> =
+                evs.into_iter().filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
             if new.is_empty() {
                 continue;
             }
@@ -431,10 +417,7 @@ impl Store for SqlStore {
             Self::save(&mut tx, learner, &state, &touched, now).await?;
         }
         tx.commit().await?;
-        Ok(Recorded {
-            accepted: inserted.len(),
-            duplicates: events.len() - inserted.len(),
-        })
+        Ok(Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() })
     }
 
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError> {
@@ -453,24 +436,11 @@ impl Store for SqlStore {
         };
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query(ADVISORY_LOCK)
-                .bind(learner.as_str())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(ADVISORY_LOCK).bind(learner.as_str()).execute(&mut *tx).await?;
         }
         let mut counts = [0u64; 6];
         // everything kept about the learner: events and passport, flags, tutor transcripts
-        for (n, table) in [
-            "events",
-            "skill_states",
-            "flags",
-            "sessions",
-            "turns",
-            "learners",
-        ]
-        .iter()
-        .enumerate()
-        {
+        for (n, table) in ["events", "skill_states", "flags", "sessions", "turns", "learners"].iter().enumerate() {
             counts[n] = sqlx::query(&format!("DELETE FROM {table} WHERE learner = $1"))
                 .bind(learner.as_str())
                 .execute(&mut *tx)
@@ -478,13 +448,7 @@ impl Store for SqlStore {
                 .rows_affected();
         }
         tx.commit().await?;
-        Ok(Erased {
-            events: counts[0],
-            skills: counts[1],
-            flags: counts[2],
-            sessions: counts[3],
-            turns: counts[4],
-        })
+        Ok(Erased { events: counts[0], skills: counts[1], flags: counts[2], sessions: counts[3], turns: counts[4] })
     }
 
     fn backend(&self) -> &'static str {

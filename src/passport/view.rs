@@ -125,10 +125,7 @@ pub struct Passport {
 /// A skill's name to use inside a sentence ("Dividing fractions" → "dividing fractions", but
 /// "MFA basics" stays).
 pub fn name_in_sentence(lib: &Library, skill: &SkillId) -> String {
-    let name = lib
-        .skills
-        .get(skill)
-        .map_or_else(|| skill.to_string(), |s| s.name.clone());
+    let name = lib.skills.get(skill).map_or_else(|| skill.to_string(), |s| s.name.clone());
     let mut chars = name.chars();
     match (chars.next(), chars.next()) {
         (Some(a), Some(b)) if a.is_uppercase() && b.is_lowercase() => {
@@ -145,30 +142,19 @@ fn recent_sentence(st: &SkillState, name: &str) -> String {
     }
     let right = last.iter().filter(|c| **c).count();
     if right * 2 >= last.len() {
-        format!(
-            "{right} of your last {} answers on {name} were right",
-            last.len()
-        )
+        format!("{right} of your last {} answers on {name} were right", last.len())
     } else {
-        format!(
-            "{} of your last {} answers on {name} were wrong",
-            last.len() - right,
-            last.len()
-        )
+        format!("{} of your last {} answers on {name} were wrong", last.len() - right, last.len())
     }
 }
 
 fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 fn demand_summary(by: &BTreeMap<Demand, DemandView>) -> Option<String> {
     let pick = |f: &dyn Fn(f64) -> bool| -> Vec<&str> {
-        by.iter()
-            .filter(|(_, v)| v.attempts >= 2 && f(v.rate))
-            .map(|(d, _)| d.as_str())
-            .collect()
+        by.iter().filter(|(_, v)| v.attempts >= 2 && f(v.rate)).map(|(d, _)| d.as_str()).collect()
     };
     let strong = pick(&|r| r >= 0.75);
     let weak = pick(&|r| r <= 0.5);
@@ -183,12 +169,7 @@ fn demand_summary(by: &BTreeMap<Demand, DemandView>) -> Option<String> {
 }
 
 /// One skill's row of the passport.
-pub fn skill_view(
-    lib: &Library,
-    cfg: &PassportConfig,
-    skill: &SkillId,
-    st: &SkillState,
-) -> SkillView {
+pub fn skill_view(lib: &Library, cfg: &PassportConfig, skill: &SkillId, st: &SkillState) -> SkillView {
     let by_demand: BTreeMap<Demand, DemandView> = st
         .by_demand
         .iter()
@@ -206,15 +187,8 @@ pub fn skill_view(
     let trend = st.trend();
     SkillView {
         skill: skill.clone(),
-        name: lib
-            .skills
-            .get(skill)
-            .map_or_else(|| skill.to_string(), |s| s.name.clone()),
-        course: lib
-            .skills
-            .get(skill)
-            .map(|s| s.course.clone())
-            .unwrap_or_default(),
+        name: lib.skills.get(skill).map_or_else(|| skill.to_string(), |s| s.name.clone()),
+        course: lib.skills.get(skill).map(|s| s.course.clone()).unwrap_or_default(),
         mastery: st.mastery,
         band: Band::of(st.mastery, cfg),
         evidence: st.evidence,
@@ -248,26 +222,14 @@ fn gaps(lib: &Library, cfg: &PassportConfig, state: &LearnerState) -> Vec<Gap> {
         if st.evidence == 0 || Band::of(st.mastery, cfg) == Band::Mastered {
             continue;
         }
-        for pre in lib
-            .skills
-            .get(skill)
-            .map(|s| s.prerequisites.as_slice())
-            .unwrap_or_default()
-        {
-            let Some(p) = state
-                .skills
-                .get(pre)
-                .filter(|p| p.evidence > 0 && p.mastery < cfg.proficient)
-            else {
+        for pre in lib.skills.get(skill).map(|s| s.prerequisites.as_slice()).unwrap_or_default() {
+            let Some(p) = state.skills.get(pre).filter(|p| p.evidence > 0 && p.mastery < cfg.proficient) else {
                 continue;
             };
             gaps.entry(pre.clone())
                 .or_insert_with(|| Gap {
                     skill: pre.clone(),
-                    name: lib
-                        .skills
-                        .get(pre)
-                        .map_or_else(|| pre.to_string(), |s| s.name.clone()),
+                    name: lib.skills.get(pre).map_or_else(|| pre.to_string(), |s| s.name.clone()),
                     mastery: p.mastery,
                     band: Band::of(p.mastery, cfg),
                     evidence: p.evidence,
@@ -281,30 +243,17 @@ fn gaps(lib: &Library, cfg: &PassportConfig, state: &LearnerState) -> Vec<Gap> {
 }
 
 /// Builds the passport view.
-pub fn passport(
-    lib: &Library,
-    cfg: &PassportConfig,
-    learner: &LearnerId,
-    state: &LearnerState,
-) -> Passport {
+pub fn passport(lib: &Library, cfg: &PassportConfig, learner: &LearnerId, state: &LearnerState) -> Passport {
     Passport {
         learner: learner.clone(),
-        skills: state
-            .skills
-            .iter()
-            .map(|(s, st)| skill_view(lib, cfg, s, st))
-            .collect(),
+        skills: state.skills.iter().map(|(s, st)| skill_view(lib, cfg, s, st)).collect(),
         prerequisite_gaps: gaps(lib, cfg, state),
         format_preference: FormatPreference {
             preferred: state.preferred_format(),
             formats: state
                 .formats
                 .iter()
-                .map(|(f, s)| FormatView {
-                    format: *f,
-                    score: s.sum / f64::from(s.n.max(1)),
-                    signals: s.n,
-                })
+                .map(|(f, s)| FormatView { format: *f, score: s.sum / f64::from(s.n.max(1)), signals: s.n })
                 .collect(),
         },
     }
@@ -363,11 +312,11 @@ pub fn best_material<'a>(
     lib.components
         .values()
         .filter(|c| c.format != Format::Exercise && c.skills.first() == Some(skill))
-        .chain(lib.components.values().filter(|c| {
-            c.format != Format::Exercise
-                && c.skills.first() != Some(skill)
-                && c.skills.contains(skill)
-        }))
+        .chain(
+            lib.components.values().filter(|c| {
+                c.format != Format::Exercise && c.skills.first() != Some(skill) && c.skills.contains(skill)
+            }),
+        )
         .min_by_key(|c| {
             let primary = i32::from(c.skills.first() != Some(skill));
             (
@@ -388,20 +337,9 @@ pub fn plan(
     state: &LearnerState,
     component: &Component,
 ) -> Plan {
-    let empty = |s: &SkillId| {
-        SkillState::new(
-            lib.skills
-                .get(s)
-                .and_then(|k| k.bkt)
-                .unwrap_or_default()
-                .prior,
-        )
-    };
-    let states: Vec<(&SkillId, SkillState)> = component
-        .skills
-        .iter()
-        .map(|s| (s, state.skills.get(s).cloned().unwrap_or_else(|| empty(s))))
-        .collect();
+    let empty = |s: &SkillId| SkillState::new(lib.skills.get(s).and_then(|k| k.bkt).unwrap_or_default().prior);
+    let states: Vec<(&SkillId, SkillState)> =
+        component.skills.iter().map(|s| (s, state.skills.get(s).cloned().unwrap_or_else(|| empty(s)))).collect();
 
     // skip offer: every skill mastered, each with enough evidence
     let not_yet: Vec<String> = states
@@ -410,51 +348,28 @@ pub fn plan(
         .map(|(s, st)| {
             let name = name_in_sentence(lib, s);
             if st.evidence < cfg.min_evidence {
-                format!(
-                    "{} answer(s) on {name} so far, {} needed",
-                    st.evidence, cfg.min_evidence
-                )
+                format!("{} answer(s) on {name} so far, {} needed", st.evidence, cfg.min_evidence)
             } else {
-                format!(
-                    "{name} is at {:.2} ({})",
-                    st.mastery,
-                    Band::of(st.mastery, cfg).as_str()
-                )
+                format!("{name} is at {:.2} ({})", st.mastery, Band::of(st.mastery, cfg).as_str())
             }
         })
         .collect();
     let skip_offer = if not_yet.is_empty() {
-        let why: Vec<String> = states
-            .iter()
-            .map(|(s, st)| recent_sentence(st, &name_in_sentence(lib, s)))
-            .collect();
-        SkipOffer {
-            offered: true,
-            reason: format!("You may already know this: {}.", why.join("; ")),
-        }
+        let why: Vec<String> = states.iter().map(|(s, st)| recent_sentence(st, &name_in_sentence(lib, s))).collect();
+        SkipOffer { offered: true, reason: format!("You may already know this: {}.", why.join("; ")) }
     } else {
-        SkipOffer {
-            offered: false,
-            reason: format!("Not yet: {}.", not_yet.join("; ")),
-        }
+        SkipOffer { offered: false, reason: format!("Not yet: {}.", not_yet.join("; ")) }
     };
 
     // variant: the level of the weakest skill, in the learner's format when there is one
-    let (weak_skill, weak) = states
-        .iter()
-        .min_by(|a, b| a.1.mastery.total_cmp(&b.1.mastery))
-        .expect("a component has skills");
+    let (weak_skill, weak) =
+        states.iter().min_by(|a, b| a.1.mastery.total_cmp(&b.1.mastery)).expect("a component has skills");
     let band = Band::of(weak.mastery, cfg);
     let preferred = state.preferred_format();
-    let own_format = if component.format == Format::Exercise {
-        Format::Explanation
-    } else {
-        component.format
-    };
+    let own_format = if component.format == Format::Exercise { Format::Explanation } else { component.format };
     let format = preferred.unwrap_or(own_format);
     let primary = &component.skills[0];
-    let chosen =
-        best_material(lib, primary, band.level(), format, Some(&component.id)).unwrap_or(component);
+    let chosen = best_material(lib, primary, band.level(), format, Some(&component.id)).unwrap_or(component);
     let weak_name = name_in_sentence(lib, weak_skill);
     let mut reason = if weak.evidence == 0 {
         format!("No answers on {weak_name} yet, so {} level", chosen.level)
@@ -468,10 +383,9 @@ pub fn plan(
         )
     };
     match preferred {
-        Some(f) if f == chosen.format => reason.push_str(&format!(
-            "; {} is the format you do best with",
-            f.as_str().replace('_', " ")
-        )),
+        Some(f) if f == chosen.format => {
+            reason.push_str(&format!("; {} is the format you do best with", f.as_str().replace('_', " ")))
+        }
         Some(f) => reason.push_str(&format!(
             "; no {} at this level, so {}",
             f.as_str().replace('_', " "),
@@ -492,17 +406,8 @@ pub fn plan(
     let mut review = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (s, _) in &states {
-        for pre in lib
-            .skills
-            .get(*s)
-            .map(|k| k.prerequisites.as_slice())
-            .unwrap_or_default()
-        {
-            let Some(p) = state
-                .skills
-                .get(pre)
-                .filter(|p| p.evidence > 0 && p.mastery < cfg.proficient)
-            else {
+        for pre in lib.skills.get(*s).map(|k| k.prerequisites.as_slice()).unwrap_or_default() {
+            let Some(p) = state.skills.get(pre).filter(|p| p.evidence > 0 && p.mastery < cfg.proficient) else {
                 continue;
             };
             if !seen.insert(pre.clone()) {
@@ -522,18 +427,10 @@ pub fn plan(
             });
         }
     }
-    Plan {
-        learner: learner.clone(),
-        component: component.id.clone(),
-        skip_offer,
-        variant,
-        review,
-    }
+    Plan { learner: learner.clone(), component: component.id.clone(), skip_offer, variant, review }
 }
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }

@@ -4,11 +4,10 @@ use std::path::{Path, PathBuf};
 
 use qdrant_edge::external::serde_json::{self as qjson, json};
 use qdrant_edge::{
-    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams,
-    EdgeVectorParams, FieldIndexOperations, Filter, Fusion, JsonPath, Modifier, NamedQuery,
-    PayloadFieldSchema, PayloadSchemaType, PointInsertOperations, PointOperations, PointStruct,
-    PointStructPersisted, Prefetch, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest,
-    SparseVector, UpdateOperation, Vector, VectorInternal, Vectors, WithPayloadInterface,
+    CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
+    FieldIndexOperations, Filter, Fusion, JsonPath, Modifier, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
+    PointInsertOperations, PointOperations, PointStruct, PointStructPersisted, Prefetch, QueryEnum, QueryRequest,
+    ScoringQuery, ScrollRequest, SparseVector, UpdateOperation, Vector, VectorInternal, Vectors, WithPayloadInterface,
     WithVector,
 };
 
@@ -71,38 +70,21 @@ impl EdgeStore {
         on_progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Self, RetrievalError> {
         std::fs::create_dir_all(dir).map_err(|e| RetrievalError::io(dir, e))?;
-        let mut cfg = EdgeConfig::builder().sparse_vector(
-            SPARSE,
-            EdgeSparseVectorParams::builder()
-                .modifier(Modifier::Idf)
-                .build(),
-        );
+        let mut cfg = EdgeConfig::builder()
+            .sparse_vector(SPARSE, EdgeSparseVectorParams::builder().modifier(Modifier::Idf).build());
         if let Some(d) = &manifest.settings.dense {
-            cfg = cfg.vector(
-                DENSE,
-                EdgeVectorParams::builder(d.dimensions as usize, Distance::Cosine).build(),
-            );
+            cfg = cfg.vector(DENSE, EdgeVectorParams::builder(d.dimensions as usize, Distance::Cosine).build());
         }
         let shard = EdgeShard::new(dir, cfg.build()).map_err(|e| store_err("create shard", e))?;
         // owned by the store from here on, so that an error or panic below closes it safely
-        let store = Self {
-            shard: std::mem::ManuallyDrop::new(shard),
-            manifest,
-            dir: dir.to_owned(),
-        };
+        let store = Self { shard: std::mem::ManuallyDrop::new(shard), manifest, dir: dir.to_owned() };
         let shard = &*store.shard;
         for field in INDEXED {
             shard
-                .update(UpdateOperation::FieldIndexOperation(
-                    FieldIndexOperations::CreateIndex(CreateIndex {
-                        field_name: field
-                            .parse::<JsonPath>()
-                            .map_err(|()| store_err("field", field))?,
-                        field_schema: Some(PayloadFieldSchema::FieldType(
-                            PayloadSchemaType::Keyword,
-                        )),
-                    }),
-                ))
+                .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name: field.parse::<JsonPath>().map_err(|()| store_err("field", field))?,
+                    field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                })))
                 .map_err(|e| store_err("create payload index", e))?;
         }
         let mut done = 0;
@@ -113,10 +95,7 @@ impl EdgeStore {
                 .by_ref()
                 .take(BATCH)
                 .map(|p| {
-                    let sparse = SparseVector {
-                        indices: p.sparse.indices,
-                        values: p.sparse.values,
-                    };
+                    let sparse = SparseVector { indices: p.sparse.indices, values: p.sparse.values };
                     let mut vectors = vec![(SPARSE, Vector::from(sparse))];
                     if let Some(d) = p.dense {
                         vectors.push((DENSE, Vector::from(d)));
@@ -126,9 +105,9 @@ impl EdgeStore {
                 .collect();
             let n = batch.len();
             shard
-                .update(UpdateOperation::PointOperation(
-                    PointOperations::UpsertPoints(PointInsertOperations::PointsList(batch)),
-                ))
+                .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                    PointInsertOperations::PointsList(batch),
+                )))
                 .map_err(|e| store_err("upsert", e))?;
             done += n;
             since_optimize += n;
@@ -150,10 +129,7 @@ impl EdgeStore {
     /// under it); that becomes an error here.
     fn flush(&self) -> Result<(), RetrievalError> {
         if !self.dir.join("wal").exists() {
-            return Err(store_err(
-                "flush",
-                format!("{} was removed", self.dir.display()),
-            ));
+            return Err(store_err("flush", format!("{} was removed", self.dir.display())));
         }
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush()))
             .map_err(|_| store_err("flush", format!("writing {} failed", self.dir.display())))
@@ -162,10 +138,7 @@ impl EdgeStore {
     /// Opens a complete generation.
     pub fn open(dir: &Path) -> Result<Self, RetrievalError> {
         let manifest = super::ingest::read_manifest(dir)?.ok_or_else(|| {
-            RetrievalError::Store(format!(
-                "{}: incomplete index generation (no manifest)",
-                dir.display()
-            ))
+            RetrievalError::Store(format!("{}: incomplete index generation (no manifest)", dir.display()))
         })?;
         let shard = EdgeShard::load(dir, None).map_err(|e| {
             let msg = e.to_string();
@@ -178,11 +151,7 @@ impl EdgeStore {
                 store_err("open shard", msg)
             }
         })?;
-        Ok(Self {
-            shard: std::mem::ManuallyDrop::new(shard),
-            manifest,
-            dir: dir.to_owned(),
-        })
+        Ok(Self { shard: std::mem::ManuallyDrop::new(shard), manifest, dir: dir.to_owned() })
     }
 
     /// The generation folder.
@@ -191,22 +160,16 @@ impl EdgeStore {
     }
 }
 
-pub(crate) fn write_json_durably(
-    path: &Path,
-    value: &impl serde::Serialize,
-) -> Result<(), RetrievalError> {
+pub(crate) fn write_json_durably(path: &Path, value: &impl serde::Serialize) -> Result<(), RetrievalError> {
     use std::io::Write;
     let io = |e| RetrievalError::io(path, e);
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&serde_json::to_vec_pretty(value).expect("serialisable"))
-        .map_err(io)?;
+    f.write_all(&serde_json::to_vec_pretty(value).expect("serialisable")).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io)?;
     }
     Ok(())
 }
@@ -223,10 +186,7 @@ impl VectorStore for EdgeStore {
     fn query(&self, q: &StoreQuery) -> Result<Vec<Hit>, RetrievalError> {
         let filter = edge_filter(q)?;
         let sparse_q = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-            VectorInternal::from(SparseVector {
-                indices: q.sparse.indices.clone(),
-                values: q.sparse.values.clone(),
-            }),
+            VectorInternal::from(SparseVector { indices: q.sparse.indices.clone(), values: q.sparse.values.clone() }),
             SPARSE,
         )));
         let (prefetches, query) = match (&q.dense, &self.manifest.settings.dense) {
@@ -243,13 +203,7 @@ impl VectorStore for EdgeStore {
                     filter: None,
                     score_threshold: None,
                 };
-                (
-                    vec![pf(sparse_q), pf(dense_q)],
-                    ScoringQuery::Fusion(Fusion::Rrf {
-                        k: 60,
-                        weights: None,
-                    }),
-                )
+                (vec![pf(sparse_q), pf(dense_q)], ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights: None }))
             }
             _ => (vec![], sparse_q),
         };
@@ -273,21 +227,13 @@ impl VectorStore for EdgeStore {
                 let payload = p.payload?;
                 let mut value = qjson::Value::Object(payload.0.into_iter().collect());
                 value["score"] = json!(p.score);
-                Some(
-                    serde_json::from_str::<Hit>(&value.to_string())
-                        .map_err(|e| store_err("payload", e)),
-                )
+                Some(serde_json::from_str::<Hit>(&value.to_string()).map_err(|e| store_err("payload", e)))
             })
             .collect()
     }
 
     fn count(&self) -> Result<usize, RetrievalError> {
-        self.shard
-            .count(CountRequest {
-                filter: None,
-                exact: true,
-            })
-            .map_err(|e| store_err("count", e))
+        self.shard.count(CountRequest { filter: None, exact: true }).map_err(|e| store_err("count", e))
     }
 
     fn manifest(&self) -> &Manifest {
@@ -312,10 +258,7 @@ impl VectorStore for EdgeStore {
             for r in records {
                 if let Some(p) = r.payload {
                     let v = qjson::Value::Object(p.0.into_iter().collect());
-                    out.push(
-                        serde_json::from_str(&v.to_string())
-                            .map_err(|e| store_err("payload", e))?,
-                    );
+                    out.push(serde_json::from_str(&v.to_string()).map_err(|e| store_err("payload", e))?);
                 }
             }
             match next {

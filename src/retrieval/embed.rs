@@ -40,10 +40,7 @@ impl OpenAiEmbedder {
         let oa = OpenAIConfig::new()
             .with_api_base(base.trim_end_matches('/'))
             .with_api_key(cfg.api_key.clone().unwrap_or_default());
-        Some(Self {
-            client: Client::with_config(oa),
-            cfg: cfg.clone(),
-        })
+        Some(Self { client: Client::with_config(oa), cfg: cfg.clone() })
     }
 
     async fn attempt(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, (bool, String)> {
@@ -56,25 +53,16 @@ impl OpenAiEmbedder {
         };
         let embeddings = self.client.embeddings();
         let call = embeddings.create(request);
-        let response =
-            match tokio::time::timeout(Duration::from_secs(self.cfg.timeout_secs.max(1)), call)
-                .await
-            {
-                Err(_) => {
-                    return Err((
-                        true,
-                        format!("no answer within {} s", self.cfg.timeout_secs),
-                    ));
-                }
-                Ok(Err(e)) => return Err(classify(&e)),
-                Ok(Ok(r)) => r,
-            };
+        let response = match tokio::time::timeout(Duration::from_secs(self.cfg.timeout_secs.max(1)), call).await {
+            Err(_) => {
+                return Err((true, format!("no answer within {} s", self.cfg.timeout_secs)));
+            }
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(r)) => r,
+        };
         let mut data = response.data;
         if data.len() != texts.len() {
-            return Err((
-                false,
-                format!("asked for {} embeddings, got {}", texts.len(), data.len()),
-            ));
+            return Err((false, format!("asked for {} embeddings, got {}", texts.len(), data.len())));
         }
         data.sort_by_key(|e| e.index);
         let vectors: Vec<Vec<f32>> = data.into_iter().map(|e| e.embedding).collect();
@@ -96,10 +84,7 @@ impl OpenAiEmbedder {
 /// worth another attempt here.
 fn classify(e: &OpenAIError) -> (bool, String) {
     match e {
-        OpenAIError::ApiError(r) => (
-            false,
-            format!("HTTP {}: {}", r.status_code.as_u16(), r.api_error.message),
-        ),
+        OpenAIError::ApiError(r) => (false, format!("HTTP {}: {}", r.status_code.as_u16(), r.api_error.message)),
         other => (false, other.to_string()),
     }
 }
@@ -133,10 +118,7 @@ impl Embedder for OpenAiEmbedder {
                     delay = (delay * 2).min(Duration::from_secs(8));
                 }
                 Err((_, msg)) => {
-                    return Err(RetrievalError::Embedding(format!(
-                        "{msg} (after {} attempt(s))",
-                        attempt + 1
-                    )));
+                    return Err(RetrievalError::Embedding(format!("{msg} (after {} attempt(s))", attempt + 1)));
                 }
             }
         }
@@ -160,32 +142,21 @@ impl EmbeddingCache {
         let mut map = HashMap::new();
         if let Ok(mut f) = std::fs::File::open(&path) {
             let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes)
-                .map_err(|e| RetrievalError::io(&path, e))?;
+            f.read_to_end(&mut bytes).map_err(|e| RetrievalError::io(&path, e))?;
             let mut rest = bytes.as_slice();
             while rest.len() >= 36 {
                 let n = u32::from_le_bytes(rest[32..36].try_into().expect("4 bytes")) as usize;
-                let Some(end) = n
-                    .checked_mul(4)
-                    .map(|b| 36 + b)
-                    .filter(|&e| e <= rest.len())
-                else {
+                let Some(end) = n.checked_mul(4).map(|b| 36 + b).filter(|&e| e <= rest.len()) else {
                     break;
                 };
                 let key: [u8; 32] = rest[..32].try_into().expect("32 bytes");
-                let v = rest[36..end]
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                    .collect();
+                let v =
+                    rest[36..end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
                 map.insert(key, v);
                 rest = &rest[end..];
             }
         }
-        Ok(Self {
-            path,
-            map,
-            pending: Vec::new(),
-        })
+        Ok(Self { path, map, pending: Vec::new() })
     }
 
     /// The cache key of a text.
@@ -210,11 +181,7 @@ impl EmbeddingCache {
             return Ok(());
         }
         let io = |e| RetrievalError::io(&self.path, e);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io)?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(io)?;
         let mut w = BufWriter::new(file);
         for (k, v) in &self.pending {
             w.write_all(k).map_err(io)?;

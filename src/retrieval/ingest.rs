@@ -79,10 +79,7 @@ fn component_hash(c: &Component, chunking: ChunkSettings) -> String {
 }
 
 fn hashes(lib: &Library, chunking: ChunkSettings) -> BTreeMap<String, String> {
-    lib.components
-        .values()
-        .map(|c| (c.id.to_string(), component_hash(c, chunking)))
-        .collect()
+    lib.components.values().map(|c| (c.id.to_string(), component_hash(c, chunking))).collect()
 }
 
 fn point_id(component: &str, chunk: usize) -> u64 {
@@ -113,9 +110,7 @@ fn current_dir(index_dir: &Path) -> Result<Option<PathBuf>, RetrievalError> {
 
 /// Opens the generation `CURRENT` names; `None` when no index was ever built.
 pub fn open_current(index_dir: &Path) -> Result<Option<EdgeStore>, RetrievalError> {
-    current_dir(index_dir)?
-        .map(|d| EdgeStore::open(&d))
-        .transpose()
+    current_dir(index_dir)?.map(|d| EdgeStore::open(&d)).transpose()
 }
 
 fn current_manifest(index_dir: &Path) -> Result<Option<Manifest>, RetrievalError> {
@@ -125,12 +120,7 @@ fn current_manifest(index_dir: &Path) -> Result<Option<Manifest>, RetrievalError
     }
 }
 
-fn matches(
-    m: &Manifest,
-    chunking: ChunkSettings,
-    model: Option<&str>,
-    hashes: &BTreeMap<String, String>,
-) -> bool {
+fn matches(m: &Manifest, chunking: ChunkSettings, model: Option<&str>, hashes: &BTreeMap<String, String>) -> bool {
     m.settings.chunking == chunking
         && m.settings.dense.as_ref().map(|d| d.model.as_str()) == model
         && &m.components == hashes
@@ -139,16 +129,11 @@ fn matches(
 /// True when the current index is missing or was built from other content or settings.
 pub fn is_stale(cfg: &Config, lib: &Library, model: Option<&str>) -> Result<bool, RetrievalError> {
     let h = hashes(lib, cfg.chunking());
-    Ok(
-        !current_manifest(&cfg.index_dir())?
-            .is_some_and(|m| matches(&m, cfg.chunking(), model, &h)),
-    )
+    Ok(!current_manifest(&cfg.index_dir())?.is_some_and(|m| matches(&m, cfg.chunking(), model, &h)))
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Holds `data/index/ingest.lock` so that two ingests never interleave.
@@ -161,9 +146,9 @@ impl IngestLock {
         let f = std::fs::File::create(&path).map_err(|e| RetrievalError::io(&path, e))?;
         match f.try_lock() {
             Ok(()) => Ok(Self(f)),
-            Err(std::fs::TryLockError::WouldBlock) => Err(RetrievalError::Busy(
-                "another ingest is running on this data directory".into(),
-            )),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(RetrievalError::Busy("another ingest is running on this data directory".into()))
+            }
             Err(std::fs::TryLockError::Error(e)) => Err(RetrievalError::io(&path, e)),
         }
     }
@@ -190,18 +175,9 @@ pub async fn ingest(
         tracing::warn!(error = %e, "previous index unreadable; rebuilding everything");
         None
     });
-    let prev_components = previous
-        .as_ref()
-        .map(|m| m.components.clone())
-        .unwrap_or_default();
-    let unchanged = new_hashes
-        .iter()
-        .filter(|(id, h)| prev_components.get(*id) == Some(h))
-        .count();
-    let removed = prev_components
-        .keys()
-        .filter(|id| !new_hashes.contains_key(*id))
-        .count();
+    let prev_components = previous.as_ref().map(|m| m.components.clone()).unwrap_or_default();
+    let unchanged = new_hashes.iter().filter(|(id, h)| prev_components.get(*id) == Some(h)).count();
+    let removed = prev_components.keys().filter(|id| !new_hashes.contains_key(*id)).count();
     let mut report = IngestReport {
         components: new_hashes.len(),
         chunks: 0,
@@ -213,10 +189,7 @@ pub async fn ingest(
         generation: String::new(),
         elapsed_ms: 0,
     };
-    if let Some(m) = previous
-        .as_ref()
-        .filter(|m| matches(m, chunking, model.as_deref(), &new_hashes))
-    {
+    if let Some(m) = previous.as_ref().filter(|m| matches(m, chunking, model.as_deref(), &new_hashes)) {
         report.chunks = m.chunks;
         report.generation = m.generation.clone();
         report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -238,8 +211,7 @@ pub async fn ingest(
     // dense vectors: cache first, then the endpoint for what is missing
     let mut dense: Option<(DenseSettings, VectorsByHash)> = None;
     if let Some(e) = &embedder {
-        let mut cache =
-            EmbeddingCache::open(&cfg.data_dir.join("embeddings"), e.model(), e.dimensions())?;
+        let mut cache = EmbeddingCache::open(&cfg.data_dir.join("embeddings"), e.model(), e.dimensions())?;
         let mut missing: Vec<String> = Vec::new();
         let mut queued = std::collections::HashSet::new();
         for (c, _, t) in &chunks {
@@ -265,9 +237,10 @@ pub async fn ingest(
         let mut dims = None;
         for (c, _, t) in &chunks {
             let key = EmbeddingCache::key(&embed_text(c, t));
-            let v = cache.get(&key).cloned().ok_or_else(|| {
-                RetrievalError::Embedding("vector missing after embedding".into())
-            })?;
+            let v = cache
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| RetrievalError::Embedding("vector missing after embedding".into()))?;
             if *dims.get_or_insert(v.len()) != v.len() {
                 return Err(RetrievalError::Embedding(format!(
                     "model returned vectors of {} and {} dimensions",
@@ -278,25 +251,12 @@ pub async fn ingest(
             vectors.insert(key, v);
         }
         let dimensions = e.dimensions().or(dims.map(|d| d as u32)).unwrap_or(1);
-        dense = Some((
-            DenseSettings {
-                model: e.model().to_owned(),
-                dimensions,
-            },
-            vectors,
-        ));
+        dense = Some((DenseSettings { model: e.model().to_owned(), dimensions }, vectors));
     }
 
     // BM25 documents and payloads
-    let words: usize = chunks
-        .iter()
-        .map(|(_, _, t)| t.split_whitespace().count())
-        .sum();
-    let avg_len = if chunks.is_empty() {
-        60.0
-    } else {
-        words as f64 / chunks.len() as f64
-    };
+    let words: usize = chunks.iter().map(|(_, _, t)| t.split_whitespace().count()).sum();
+    let avg_len = if chunks.is_empty() { 60.0 } else { words as f64 / chunks.len() as f64 };
     let bm25 = Bm25::new(avg_len);
     let points: Vec<IndexPoint> = chunks
         .iter()
@@ -309,9 +269,7 @@ pub async fn ingest(
                     "level": c.level, "format": c.format, "chunk_index": i, "text": text,
                 }),
                 sparse: bm25.document(&et),
-                dense: dense
-                    .as_ref()
-                    .map(|(_, m)| m[&EmbeddingCache::key(&et)].clone()),
+                dense: dense.as_ref().map(|(_, m)| m[&EmbeddingCache::key(&et)].clone()),
             }
         })
         .collect();
@@ -320,11 +278,7 @@ pub async fn ingest(
     let manifest = Manifest {
         generation: generation.clone(),
         created_unix_ms: now_ms(),
-        settings: IndexSettings {
-            chunking,
-            dense: dense.map(|(d, _)| d),
-            bm25_avg_len: avg_len,
-        },
+        settings: IndexSettings { chunking, dense: dense.map(|(d, _)| d), bm25_avg_len: avg_len },
         components: new_hashes,
         chunks: points.len(),
     };
@@ -353,9 +307,7 @@ pub async fn ingest(
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, index_dir.join(CURRENT_FILE)).map_err(io)?;
-    std::fs::File::open(&index_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+    std::fs::File::open(&index_dir).and_then(|d| d.sync_all()).map_err(io)?;
     tracing::info!(generation, chunks = report.chunks, "index switched");
 
     cleanup_generations(&index_dir);
@@ -374,10 +326,7 @@ pub fn cleanup_generations(index_dir: &Path) {
     };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
-        let is_gen = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(GENERATION_PREFIX));
+        let is_gen = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(GENERATION_PREFIX));
         if !is_gen || Some(&path) == current.as_ref() || in_use(&path) {
             continue;
         }

@@ -15,9 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub use edge::EdgeStore;
 pub use embed::{Embedder, EmbeddingCache, OpenAiEmbedder};
-pub use ingest::{
-    IndexSettings, IngestReport, Manifest, cleanup_generations, ingest, is_stale, open_current,
-};
+pub use ingest::{IndexSettings, IngestReport, Manifest, cleanup_generations, ingest, is_stale, open_current};
 
 use crate::content::{Format, Level, SkillId};
 
@@ -25,10 +23,7 @@ use crate::content::{Format, Level, SkillId};
 #[derive(Debug, thiserror::Error)]
 pub enum RetrievalError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("vector store: {0}")]
     Store(String),
     #[error("embeddings: {0}")]
@@ -43,10 +38,7 @@ pub enum RetrievalError {
 
 impl RetrievalError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        Self::Io { path: path.display().to_string(), source }
     }
 }
 
@@ -79,22 +71,13 @@ impl SearchFilter {
             must.push(any("course", vec![c.clone()]));
         }
         if !self.skills.is_empty() {
-            must.push(any(
-                "skills",
-                self.skills.iter().map(ToString::to_string).collect(),
-            ));
+            must.push(any("skills", self.skills.iter().map(ToString::to_string).collect()));
         }
         if !self.levels.is_empty() {
-            must.push(any(
-                "level",
-                self.levels.iter().map(ToString::to_string).collect(),
-            ));
+            must.push(any("level", self.levels.iter().map(ToString::to_string).collect()));
         }
         if !self.formats.is_empty() {
-            must.push(any(
-                "format",
-                self.formats.iter().map(ToString::to_string).collect(),
-            ));
+            must.push(any("format", self.formats.iter().map(ToString::to_string).collect()));
         }
         (!must.is_empty()).then(|| json!({ "must": must }))
     }
@@ -172,10 +155,7 @@ impl Bm25 {
 }
 
 fn to_sparse(v: qdrant_edge::SparseVector) -> Sparse {
-    Sparse {
-        indices: v.indices,
-        values: v.values,
-    }
+    Sparse { indices: v.indices, values: v.values }
 }
 
 /// What a search asks for.
@@ -197,10 +177,7 @@ pub struct Retriever {
 impl Retriever {
     /// A retriever with no index yet.
     pub fn new(embedder: Option<Arc<dyn Embedder>>) -> Self {
-        Self {
-            store: RwLock::new(None),
-            embedder,
-        }
+        Self { store: RwLock::new(None), embedder }
     }
 
     /// Serves searches from `store` from now on.
@@ -221,32 +198,22 @@ impl Retriever {
         let store = self.store().ok_or(RetrievalError::NoIndex)?;
         let k = req.k.clamp(1, 100);
         let dense = match (&store.manifest().settings.dense, &self.embedder) {
-            (Some(d), Some(e)) if d.model == e.model() => {
-                match e.embed(std::slice::from_ref(&req.text)).await {
-                    Ok(mut v) => v.pop(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
-                        None
-                    }
+            (Some(d), Some(e)) if d.model == e.model() => match e.embed(std::slice::from_ref(&req.text)).await {
+                Ok(mut v) => v.pop(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
+                    None
                 }
-            }
+            },
             _ => None,
         };
-        let q = StoreQuery {
-            sparse: Bm25::query(&req.text),
-            dense,
-            filter: req.filter.clone(),
-            limit: (k * 4).max(20),
-        };
+        let q =
+            StoreQuery { sparse: Bm25::query(&req.text), dense, filter: req.filter.clone(), limit: (k * 4).max(20) };
         let chunks = tokio::task::spawn_blocking(move || store.query(&q))
             .await
             .map_err(|e| RetrievalError::Store(e.to_string()))??;
         let mut seen = std::collections::HashSet::new();
-        Ok(chunks
-            .into_iter()
-            .filter(|h| seen.insert(h.component_id.clone()))
-            .take(k)
-            .collect())
+        Ok(chunks.into_iter().filter(|h| seen.insert(h.component_id.clone())).take(k).collect())
     }
 }
 

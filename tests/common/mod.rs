@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use tutor::config::Config;
 use tutor::content::{Library, LoadOptions, load_library};
-use tutor::retrieval::{
-    Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, ingest, open_current,
-};
+use tutor::retrieval::{Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, ingest, open_current};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -32,12 +30,7 @@ pub fn component(front: &str, body: &str) -> String {
 }
 
 pub fn explanation(id: &str, skill: &str, level: &str, title: &str, body: &str) -> String {
-    component(
-        &format!(
-            "id: {id}\ntitle: \"{title}\"\nskills: [{skill}]\nlevel: {level}\nformat: explanation"
-        ),
-        body,
-    )
+    component(&format!("id: {id}\ntitle: \"{title}\"\nskills: [{skill}]\nlevel: {level}\nformat: explanation"), body)
 }
 
 /// Writes `files` (relative path, content) under a fresh temp dir; returns it.
@@ -61,18 +54,13 @@ pub fn sample_content() -> PathBuf {
 }
 
 pub fn load(root: &Path) -> Library {
-    load_library(root, &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("content should load:\n{e}"))
+    load_library(root, &LoadOptions::default()).unwrap_or_else(|e| panic!("content should load:\n{e}"))
 }
 
 /// A config with a fresh data dir (kept alive by the returned guard).
 pub fn config(content: &Path) -> (Config, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        data_dir: data.path().to_owned(),
-        content_dir: content.to_owned(),
-        ..Config::default()
-    };
+    let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.to_owned(), ..Config::default() };
     (cfg, data)
 }
 
@@ -81,33 +69,18 @@ pub async fn ingest_with(
     lib: &Library,
     embedder: Option<Arc<dyn Embedder>>,
 ) -> tutor::retrieval::IngestReport {
-    ingest(cfg, lib, embedder, &indicatif::ProgressBar::hidden())
-        .await
-        .expect("ingest")
+    ingest(cfg, lib, embedder, &indicatif::ProgressBar::hidden()).await.expect("ingest")
 }
 
 /// Opens the current index for search (closing it again when dropped).
 pub fn retriever(cfg: &Config, embedder: Option<Arc<dyn Embedder>>) -> Retriever {
     let r = Retriever::new(embedder);
-    r.set_store(Arc::new(
-        open_current(&cfg.index_dir()).unwrap().expect("an index"),
-    ));
+    r.set_store(Arc::new(open_current(&cfg.index_dir()).unwrap().expect("an index")));
     r
 }
 
-pub async fn search(
-    r: &Retriever,
-    text: &str,
-    filter: SearchFilter,
-    k: usize,
-) -> Vec<tutor::retrieval::Hit> {
-    r.search(&SearchRequest {
-        text: text.into(),
-        filter,
-        k,
-    })
-    .await
-    .unwrap()
+pub async fn search(r: &Retriever, text: &str, filter: SearchFilter, k: usize) -> Vec<tutor::retrieval::Hit> {
+    r.search(&SearchRequest { text: text.into(), filter, k }).await.unwrap()
 }
 
 /// Deterministic pseudo-embeddings: hashed bag of words, L2-normalised, so that texts sharing
@@ -118,14 +91,8 @@ pub struct HashedEmbeddings {
 
 pub fn hashed_vector(text: &str, dims: usize) -> Vec<f32> {
     let mut v = vec![0f32; dims];
-    for w in text
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 2)
-    {
-        let h = w
-            .bytes()
-            .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 2) {
+        let h = w.bytes().fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619));
         v[h as usize % dims] += 1.0;
     }
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
@@ -137,9 +104,7 @@ impl Respond for HashedEmbeddings {
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         let inputs: Vec<String> = match &body["input"] {
             serde_json::Value::String(s) => vec![s.clone()],
-            serde_json::Value::Array(a) => {
-                a.iter().map(|v| v.as_str().unwrap().to_owned()).collect()
-            }
+            serde_json::Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
             other => panic!("unexpected input {other}"),
         };
         let data: Vec<_> = inputs
@@ -157,11 +122,7 @@ impl Respond for HashedEmbeddings {
 /// A wiremock server answering `/embeddings` as OpenAI does.
 pub async fn embeddings_server(dims: usize) -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/embeddings"))
-        .respond_with(HashedEmbeddings { dims })
-        .mount(&server)
-        .await;
+    Mock::given(method("POST")).and(path("/embeddings")).respond_with(HashedEmbeddings { dims }).mount(&server).await;
     server
 }
 
@@ -196,11 +157,7 @@ pub struct App {
 /// the config.
 pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: data.path().to_owned(),
-        port: 0,
-        ..Config::default()
-    };
+    let mut cfg = Config { data_dir: data.path().to_owned(), port: 0, ..Config::default() };
     cfg_for(&mut cfg);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = tutor::api::serve(cfg, async {
@@ -209,11 +166,7 @@ pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
     .await
     .unwrap();
     tokio::spawn(server);
-    App {
-        base: format!("http://{addr}"),
-        data,
-        _stop: tx,
-    }
+    App { base: format!("http://{addr}"), data, _stop: tx }
 }
 
 pub async fn get(url: &str) -> (u16, serde_json::Value) {
@@ -229,18 +182,10 @@ pub fn sample_data_dir() -> tempfile::TempDir {
     let src = BUILT.get_or_init(|| {
         std::thread::spawn(|| {
             let dir = tempfile::tempdir().unwrap().keep();
-            let cfg = Config {
-                data_dir: dir.clone(),
-                content_dir: sample_content(),
-                ..Config::default()
-            };
+            let cfg = Config { data_dir: dir.clone(), content_dir: sample_content(), ..Config::default() };
             let lib = load(&sample_content());
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden()))
-                .expect("ingest of the samples");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden())).expect("ingest of the samples");
             dir
         })
         .join()
@@ -281,10 +226,7 @@ pub async fn spawn_sample_app(cfg_for: impl FnOnce(&mut Config)) -> App {
         if status == 200 {
             break;
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "never ready: {body}"
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "never ready: {body}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     app
@@ -292,13 +234,7 @@ pub async fn spawn_sample_app(cfg_for: impl FnOnce(&mut Config)) -> App {
 
 /// Posts JSON and returns the status and JSON reply.
 pub async fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .header("accept", "application/json")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(url).header("accept", "application/json").json(body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
