@@ -279,7 +279,10 @@ async fn erase_leaves_nothing_of_the_learner(backend: Backend) {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
 
-    assert_eq!((status, body), (200, json!({"learner": "gone", "erased": {"events": 3, "skills": 2}})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"learner": "gone", "erased": {"events": 3, "skills": 2, "flags": 0, "sessions": 0, "turns": 0}}))
+    );
     assert_eq!(rows_of(&url, "gone").await, 0);
     let after = passport(&app, "gone").await;
     assert_eq!(after["skills"], json!([]));

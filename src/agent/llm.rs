@@ -313,7 +313,9 @@ pub async fn run(
         for (c, o, text) in results {
             if let Some(o) = o {
                 emit.tool(&o, &c.arguments).await;
-                out.citations.extend(o.citations.iter().cloned().filter(|_| o.name == "render_format"));
+                if o.name == "render_format" {
+                    out.citations.extend(o.citations.iter().cloned());
+                }
             }
             msgs.push(counted(tool_msg(&c.id, &text.0), text.1, Kind::ToolResult));
         }
