@@ -3,6 +3,7 @@
 //! level and preferred format, and assembles a cited answer from it. It declines what the
 //! course does not cover, and never gives an exercise's answer.
 
+use super::prompts::fill;
 use super::tools::{self, ToolOutcome};
 use super::{Emitter, TurnCtx};
 use crate::content::{ComponentId, Format, SkillId};
@@ -258,8 +259,10 @@ async fn use_tool(ctx: &TurnCtx, emit: &mut Emitter, name: &str, args: serde_jso
     o
 }
 
-/// The footer that says how this answer was made.
-pub const FOOTER: &str = "_(Offline tutor: assembled from the course text, not written by an AI model.)_";
+/// A template of `prompts/offline.md`, filled.
+fn t(ctx: &TurnCtx, name: &str, values: &[(&str, &str)]) -> String {
+    fill(ctx.prompts.section("offline", name), values)
+}
 
 /// Answers `message` for the learner in `ctx`, streaming the text through `emit`.
 pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline {
@@ -304,9 +307,9 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
             .map(|s| s.name.to_lowercase())
             .collect();
         let text = format!(
-            "This course does not cover that, so I can't answer it from the course material. I can help with {}: for example {}.\n\n{FOOTER}",
-            course_names.join(" and "),
-            skills.join(", ")
+            "{}\n\n{}",
+            t(ctx, "decline", &[("courses", &course_names.join(" and ")), ("skills", &skills.join(", "))]),
+            t(ctx, "footer", &[])
         );
         emit.delta(&text).await;
         return Offline { citations: vec![], declined: true };
@@ -330,39 +333,27 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
         use_tool(ctx, emit, "render_format", serde_json::json!({"skill": skill, "level": level, "format": format}))
             .await;
     let Some(variant) = rendered.citations.first().and_then(|id| ctx.lib.components.get(id)) else {
-        let text = format!(
-            "I could not find material on that in the course just now. Try rephrasing your question.\n\n{FOOTER}"
-        );
+        let text = format!("{}\n\n{}", t(ctx, "not_found", &[]), t(ctx, "footer", &[]));
         emit.delta(&text).await;
         return Offline { citations: vec![], declined: true };
     };
     let name = name_in_sentence(&ctx.lib, &skill);
 
     let mut parts = Vec::new();
-    parts.push(match band {
-        Band::Intro | Band::Developing => format!(
-            "Let's take {name} step by step. Here is the course's {} {}:",
-            variant.level,
-            variant.format.as_str().replace('_', " ")
-        ),
-        Band::Proficient | Band::Mastered => {
-            format!(
-                "You know the basics of {name}, so here is the {}-level {}:",
-                variant.level,
-                variant.format.as_str().replace('_', " ")
-            )
-        }
-    });
+    let opening = if band >= Band::Proficient { "opening_expert" } else { "opening_novice" };
+    let format_name = variant.format.as_str().replace('_', " ");
+    parts.push(t(ctx, opening, &[("skill", &name), ("level", variant.level.as_str()), ("format", &format_name)]));
     if let Some(m) = state.and_then(|s| s.misconceptions.last()) {
-        parts.push(format!("Something to watch for from your earlier answers: {}", m.diagnosis));
+        parts.push(t(ctx, "misconception", &[("diagnosis", &m.diagnosis)]));
     }
     parts.push(excerpt(&variant.body, words_for(band)));
     let mut citations = vec![variant.id.clone()];
-    let mut source = format!("Source: [{}] {}.", variant.id, variant.title);
+    let mut source = t(ctx, "sources", &[("id", variant.id.as_str()), ("title", &variant.title)]);
     if let Some((other, _)) =
         hits.iter().find(|(id, _)| *id != variant.id && ctx.lib.components[id].format != Format::Exercise)
     {
-        source.push_str(&format!(" See also [{other}] {}.", ctx.lib.components[other].title));
+        source.push(' ');
+        source.push_str(&t(ctx, "see_also", &[("id", other.as_str()), ("title", &ctx.lib.components[other].title)]));
         citations.push(other.clone());
     }
     parts.push(source);
@@ -376,22 +367,21 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
     let next = match gap {
         Some(p) => crate::passport::best_material(&ctx.lib, p, level_for(ctx, p), Format::Explanation, None).map(|c| {
             citations.push(c.id.clone());
-            format!(
-                "Next step: {} comes before {name}, and your answers there are still shaky, so review [{}] {} first.",
-                name_in_sentence(&ctx.lib, p),
-                c.id,
-                c.title
+            t(
+                ctx,
+                "next_review",
+                &[("prerequisite", &name_in_sentence(&ctx.lib, p)), ("skill", &name), ("id", c.id.as_str()), ("title", &c.title)],
             )
         }),
         None => tools::authored(ctx, &skill, level, Format::Exercise, None).map(|(c, _)| {
             citations.push(c.id.clone());
-            format!("Next step: when you are ready, try the practice questions in [{}] {}.", c.id, c.title)
+            t(ctx, "next_practice", &[("id", c.id.as_str()), ("title", &c.title)])
         }),
     };
     if let Some(n) = next {
         parts.push(n);
     }
-    parts.push(FOOTER.into());
+    parts.push(t(ctx, "footer", &[]));
     for (i, p) in parts.iter().enumerate() {
         emit.delta(&if i == 0 { p.clone() } else { format!("\n\n{p}") }).await;
     }
@@ -413,9 +403,7 @@ async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offl
             .map(|(c, _)| c.id.clone())
     });
     let lower = message.to_lowercase();
-    let mut text = String::from(
-        "I won't give you the answer: working it out yourself is what makes it stick, and I'm here to help you get there.",
-    );
+    let mut text = t(ctx, "refuse", &[]);
     let mut citations = Vec::new();
     if let Some(ex) = exercise.as_ref().and_then(|id| ctx.lib.components.get(id)) {
         let item = ex
@@ -428,11 +416,9 @@ async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offl
             && let Some(hint) = ctx.lib.answer_key(&ex.id, &item.id).and_then(|k| k.hints.first())
         {
             let n = ex.items.iter().position(|i| i.id == item.id).unwrap_or(0) + 1;
-            text.push_str(&format!(
-                "\n\nA hint for question {n} of [{}]: {}",
-                ex.id,
-                super::guard::redact(hint, &ctx.keys)
-            ));
+            let hint = super::guard::redact(hint, &ctx.keys);
+            text.push_str("\n\n");
+            text.push_str(&t(ctx, "refuse_hint", &[("n", &n.to_string()), ("id", ex.id.as_str()), ("hint", &hint)]));
             citations.push(ex.id.clone());
         }
         let skill = &ex.skills[0];
@@ -444,14 +430,12 @@ async fn refuse_answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offl
         )
         .await;
         if let Some(we) = shown.citations.first().and_then(|id| ctx.lib.components.get(id)) {
-            text.push_str(&format!(
-                "\n\nTo see the method on a different example, read [{}] {}, then try again.",
-                we.id, we.title
-            ));
+            text.push_str("\n\n");
+            text.push_str(&t(ctx, "refuse_method", &[("id", we.id.as_str()), ("title", &we.title)]));
             citations.push(we.id.clone());
         }
     }
-    text.push_str(&format!("\n\nTell me what you tried so far and I'll help with the next step.\n\n{FOOTER}"));
+    text.push_str(&format!("\n\n{}\n\n{}", t(ctx, "refuse_close", &[]), t(ctx, "footer", &[])));
     emit.delta(&text).await;
     Offline { citations, declined: false }
 }

@@ -41,7 +41,35 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("render/scenario", include_str!("../../prompts/render/scenario.md")),
     ("render/summary", include_str!("../../prompts/render/summary.md")),
     ("render/exercise", include_str!("../../prompts/render/exercise.md")),
+    ("offline", include_str!("../../prompts/offline.md")),
 ];
+
+/// The sections `prompts/offline.md` must have.
+pub const OFFLINE_SECTIONS: &[&str] = &[
+    "opening_novice",
+    "opening_expert",
+    "misconception",
+    "sources",
+    "see_also",
+    "next_review",
+    "next_practice",
+    "decline",
+    "not_found",
+    "refuse",
+    "refuse_hint",
+    "refuse_method",
+    "refuse_close",
+    "footer",
+];
+
+/// Fills `{name}` placeholders.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
 
 /// A prompt file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +123,14 @@ impl Prompts {
                 .map_err(|e| PromptError { path: shown.clone(), message: e.to_string() })?;
             prompts.insert(name.to_string(), parse(name, &raw, &shown)?);
         }
+        // the offline engine's templates must all be there
+        if let Some(p) = prompts.get("offline") {
+            for s in OFFLINE_SECTIONS {
+                if !p.text.contains(&format!("## {s}\n")) {
+                    return Err(PromptError { path: dir.join("offline.md").display().to_string(), message: format!("no `## {s}` section") });
+                }
+            }
+        }
         Ok(Self { prompts, tool_tokens: std::sync::OnceLock::new() })
     }
 
@@ -109,6 +145,18 @@ impl Prompts {
     /// A prompt by name (one of the built-in names).
     pub fn get(&self, name: &str) -> &Prompt {
         self.prompts.get(name).unwrap_or_else(|| panic!("unknown prompt {name}"))
+    }
+
+    /// A `## name` section of a prompt (the offline engine's templates), trimmed.
+    pub fn section(&self, prompt: &str, name: &str) -> &str {
+        let text = &self.get(prompt).text;
+        let head = format!("## {name}\n");
+        text.find(&head)
+            .map(|i| {
+                let rest = &text[i + head.len()..];
+                rest[..rest.find("\n## ").unwrap_or(rest.len())].trim()
+            })
+            .unwrap_or_else(|| panic!("prompt {prompt} has no section {name}"))
     }
 
     /// Every prompt's version, e.g. for a report or a cache key.
@@ -127,6 +175,10 @@ mod tests {
         assert!(p.get("tutor").text.contains("Never give the answer"));
         assert!(p.get("tutor").version.starts_with("v1-"));
         assert_eq!(p.versions().len(), BUILT_IN.len());
+        for s in OFFLINE_SECTIONS {
+            assert!(!p.section("offline", s).is_empty(), "{s}");
+        }
+        assert_eq!(fill(p.section("offline", "sources"), &[("id", "a-b"), ("title", "T")]), "Source: [a-b] T.");
     }
 
     #[test]
