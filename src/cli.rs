@@ -94,6 +94,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the eval suite (evals/cases) and score the tutor; non-zero below evals/thresholds.toml
+    Eval {
+        /// offline, replay or live
+        #[arg(long, default_value = "offline")]
+        engine: String,
+        /// A case file, a folder, or a file pattern with * [default: evals/cases]
+        #[arg(long)]
+        cases: Option<PathBuf>,
+        /// Record the live endpoint's replies into evals/replays (live only)
+        #[arg(long)]
+        record: bool,
+        /// Where the JSON and Markdown reports go [default: evals/report]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the JSON report to stdout instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Learner events
     Events {
         #[command(subcommand)]
@@ -230,6 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask { question, learner, component, session, json } => {
             ask(cfg, question, learner, component, session, json).await
         }
+        Command::Eval { engine, cases, record, out, json } => eval(cfg, engine, cases, record, out, json).await,
     }
 }
 
@@ -315,6 +334,79 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn eval(
+    cfg: Config,
+    engine: String,
+    cases: Option<PathBuf>,
+    record: bool,
+    out: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::eval::{Engine, RunOptions, Thresholds};
+    let engine: Engine = engine.parse().map_err(anyhow::Error::msg)?;
+    if record && engine != Engine::Live {
+        anyhow::bail!("--record records a live endpoint: use it with --engine live");
+    }
+    let evals = PathBuf::from("evals");
+    let files = crate::eval::case_files(&cases.unwrap_or_else(|| evals.join("cases")))?;
+    let cases = crate::eval::load_cases(&files)?;
+    let thresholds: Thresholds = match std::fs::read_to_string(evals.join("thresholds.toml")) {
+        Ok(t) => toml::from_str(&t).context("evals/thresholds.toml")?,
+        Err(_) => Thresholds::default(),
+    };
+    let lib = std::sync::Arc::new(load_or_report(&cfg, json)?);
+    // the LLM engines are compared with the offline baseline on the same cases
+    let mut engines = vec![Engine::Offline];
+    if engine != Engine::Offline {
+        engines.push(engine);
+    }
+    let mut runs = Vec::new();
+    for e in engines {
+        let opts = RunOptions { engine: e, record, replays: evals.join("replays") };
+        let started = std::time::Instant::now();
+        let results = match crate::eval::run_all(&cfg, lib.clone(), &cases, &opts).await {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        if !json {
+            eprintln!("{}: {} case(s) in {:.1} s", e.as_str(), results.len(), started.elapsed().as_secs_f64());
+        }
+        runs.push((crate::eval::summarize(e.as_str(), &results), results));
+    }
+    let out = out.unwrap_or_else(|| evals.join("report"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let report = serde_json::json!({
+        "summaries": runs.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+        "cases": runs.iter().map(|(s, r)| (s.engine.clone(), r)).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let name = engine.as_str();
+    std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(out.join(format!("{name}.md")), crate::eval::markdown(&runs))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::eval::table(&runs));
+        for (s, _) in &runs {
+            for f in &s.failures {
+                println!("  {}: {f}", s.engine);
+            }
+        }
+        println!("reports: {}", out.join(format!("{name}.{{json,md}}")).display());
+    }
+    let short: Vec<String> = runs.iter().flat_map(|(s, _)| crate::eval::gate(s, &thresholds)).collect();
+    if short.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for s in &short {
+            eprintln!("below threshold: {s}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 async fn ask(

@@ -18,6 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod content;
+pub mod eval;
 pub mod flags;
 pub mod passport;
 pub mod retrieval;

@@ -42,6 +42,9 @@ pub struct ToolTrace {
     pub ok: bool,
     pub arguments: String,
     pub result: String,
+    /// The arguments as the engine sent them (for the eval suite; never streamed).
+    #[serde(skip)]
+    pub raw_arguments: String,
 }
 
 /// Tokens of a turn.
@@ -83,7 +86,8 @@ pub struct TurnResult {
     pub prompt_version: String,
 }
 
-/// What a turn streams.
+/// What a turn streams. (`Tool` carries the full, redacted arguments for in-process
+/// consumers such as the eval suite; the HTTP stream sends the short form.)
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TurnEvent {
@@ -190,7 +194,13 @@ impl Emitter {
             let s = guard::redact(s, &self.keys);
             if s.chars().count() > 160 { format!("{}…", s.chars().take(160).collect::<String>()) } else { s }
         };
-        let t = ToolTrace { name: o.name.clone(), ok: o.ok, arguments: short(raw_args), result: short(&o.summary) };
+        let t = ToolTrace {
+            name: o.name.clone(),
+            ok: o.ok,
+            arguments: short(raw_args),
+            result: short(&o.summary),
+            raw_arguments: guard::redact(raw_args, &self.keys),
+        };
         self.trace.push(t.clone());
         self.send(TurnEvent::Tool(t)).await;
     }

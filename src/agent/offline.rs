@@ -189,6 +189,34 @@ pub fn is_on_topic<'a>(ctx: &TurnCtx, message: &str, hits: impl Iterator<Item = 
     covered * 2 > question.len()
 }
 
+/// Phrases that ask about what is already on the page rather than something new.
+const FOLLOW_UPS: &[&str] = &[
+    "another example",
+    "one more example",
+    "explain again",
+    "explain it again",
+    "say that again",
+    "differently",
+    "another way",
+    "don't get",
+    "dont get",
+    "don't understand",
+    "dont understand",
+    "makes no sense",
+    "doesn't make sense",
+    "confused",
+    "i'm lost",
+    "still stuck",
+    "i'm stuck",
+    "what does this mean",
+];
+
+/// Whether the message asks about the page in front of the learner ("I don't get it").
+pub fn is_follow_up(message: &str) -> bool {
+    let m = message.to_lowercase().replace('’', "'");
+    FOLLOW_UPS.iter().any(|p| m.contains(p))
+}
+
 /// Phrases asking for an answer outright, and instructions trying to override the tutor.
 const ANSWER_SEEKING: &[&str] = &[
     "the answer",
@@ -288,7 +316,9 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
                 .collect()
         })
         .unwrap_or_default();
-    let on_topic = is_on_topic(ctx, message, hits.iter().map(|(id, _)| id));
+    // "I don't get it" or "another example?" on a page is about the page
+    let follow_up = ctx.page.is_some() && is_follow_up(message);
+    let on_topic = follow_up || is_on_topic(ctx, message, hits.iter().map(|(id, _)| id));
     if !on_topic {
         let scope = ctx.page.as_ref().map(|p| p.course.clone());
         let course_names: Vec<String> = ctx
@@ -316,19 +346,36 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
     }
 
     // the skill: the page's when the best hit teaches it, else the best hit's own
-    let (top, top_skills) = &hits[0];
-    let skill = top_skills
-        .iter()
-        .find(|s| ctx.skills.contains(s))
-        .or(top_skills.first())
-        .cloned()
-        .unwrap_or_else(|| ctx.lib.components[top].skills[0].clone());
+    let skill = match hits.first() {
+        Some((top, top_skills)) if !follow_up || top_skills.iter().any(|s| ctx.skills.contains(s)) => top_skills
+            .iter()
+            .find(|s| ctx.skills.contains(s))
+            .or(top_skills.first())
+            .cloned()
+            .unwrap_or_else(|| ctx.lib.components[top].skills[0].clone()),
+        _ => match ctx.skills.first() {
+            Some(s) => s.clone(),
+            None => {
+                let text = format!("{}\n\n{}", t(ctx, "not_found", &[]), t(ctx, "footer", &[]));
+                emit.delta(&text).await;
+                return Offline { citations: vec![], declined: true };
+            }
+        },
+    };
     let state = ctx.state.skills.get(&skill);
     let mastery =
         state.map_or_else(|| ctx.lib.skills.get(&skill).and_then(|k| k.bkt).unwrap_or_default().prior, |s| s.mastery);
     let band = Band::of(mastery, cfg);
     let level = band.level();
-    let format = ctx.state.preferred_format().filter(|f| *f != Format::Exercise).unwrap_or(default_format(band));
+    let mut format = ctx.state.preferred_format().filter(|f| *f != Format::Exercise).unwrap_or(default_format(band));
+    if follow_up {
+        // another way in than the page itself
+        let own = ctx.page.as_ref().map(|p| p.format);
+        format = [Format::WorkedExample, Format::Scenario, Format::Explanation]
+            .into_iter()
+            .find(|f| Some(*f) != own)
+            .unwrap_or(Format::WorkedExample);
+    }
     let rendered =
         use_tool(ctx, emit, "render_format", serde_json::json!({"skill": skill, "level": level, "format": format}))
             .await;

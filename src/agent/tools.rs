@@ -411,5 +411,6 @@ async fn flag(ctx: &TurnCtx, a: FlagArgs) -> Result<ToolOutcome, String> {
         name_in_sentence(&ctx.lib, &skill)
     );
     ctx.raised.lock().expect("raised lock").push((f.clone(), opened));
-    ok(json!({"flag_id": f.id, "opened": opened, "evidence": f.evidence.len()}), summary, vec![])
+    // no flag id for the model: it has no use for it, and it would make replays differ per run
+    ok(json!({"opened": opened, "evidence_items": f.evidence.len()}), summary, vec![])
 }

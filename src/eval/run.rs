@@ -1,0 +1,454 @@
+//! Running cases: a fresh data dir with the content indexed, a learner per case set up from
+//! its events and mastery, the turns through the real agent, then the checks. The LLM engines
+//! talk to an in-process OpenAI-compatible server that serves recorded replies (`replay`) or
+//! forwards to a real endpoint (`live`, recording with `--record`), keyed by a hash of the
+//! request body.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use super::case::Case;
+use super::score::{Check, Observed, checks, dimensions};
+use crate::agent::{Agent, LlmClient, Prompts, TurnEvent, TurnRequest, guard};
+use crate::config::Config;
+use crate::content::{ComponentId, Format, Library, SkillId};
+use crate::flags::FlagStore;
+use crate::passport::{Band, LearnerId, SqlStore, Store, now_ms, validate_statement};
+use crate::retrieval::{Retriever, ingest, open_current};
+
+/// Which engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    Offline,
+    Replay,
+    Live,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Offline => "offline",
+            Engine::Replay => "replay",
+            Engine::Live => "live",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "offline" => Ok(Engine::Offline),
+            "replay" => Ok(Engine::Replay),
+            "live" => Ok(Engine::Live),
+            _ => Err(format!("unknown engine '{s}' (expected offline, replay or live)")),
+        }
+    }
+}
+
+/// Why a run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("case {case}: no recorded reply for request {hash} (in {file}); record it with `tutor eval --engine live --record --cases …`")]
+    MissingReplay { case: String, hash: String, file: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub id: String,
+    pub file: String,
+    pub passed: bool,
+    pub checks: Vec<Check>,
+    pub dimensions: BTreeMap<&'static str, Option<bool>>,
+    pub observed: Observed,
+}
+
+/// Recorded replies of one case: request hash → response body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Recording {
+    pub replies: BTreeMap<String, Reply>,
+}
+
+/// One recorded response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// The hash a request is recorded under: SHA-256 of its JSON with object keys sorted.
+pub fn request_hash(body: &[u8]) -> String {
+    let canonical = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => canonical_json(&v),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    sha2::Sha256::digest(canonical.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> =
+                keys.iter().map(|k| format!("{}:{}", serde_json::Value::String((*k).clone()), canonical_json(&m[*k]))).collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        serde_json::Value::Array(a) => format!("[{}]", a.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// The in-process model server's state.
+struct Recorder {
+    engine: Engine,
+    dir: PathBuf,
+    /// The case being run, and its recording.
+    case: Mutex<(String, Recording)>,
+    misses: Mutex<Vec<(String, String)>>,
+    upstream: Option<(String, String)>,
+    record: bool,
+    http: reqwest::Client,
+}
+
+impl Recorder {
+    fn file(&self, case: &str) -> PathBuf {
+        self.dir.join(format!("{case}.json"))
+    }
+
+    fn start_case(&self, case: &str) -> Result<(), RunError> {
+        let rec = match std::fs::read_to_string(self.file(case)) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| RunError::Setup(format!("{}: {e}", self.file(case).display())))?,
+            Err(_) => Recording::default(),
+        };
+        *self.case.lock().expect("case lock") = (case.to_owned(), rec);
+        Ok(())
+    }
+
+    fn finish_case(&self) -> Result<(), RunError> {
+        let (case, rec) = self.case.lock().expect("case lock").clone();
+        if self.record && !rec.replies.is_empty() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| RunError::Setup(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&rec).expect("a recording serializes");
+            std::fs::write(self.file(&case), text + "\n").map_err(|e| RunError::Setup(e.to_string()))?;
+        }
+        if let Some((case, hash)) = self.misses.lock().expect("misses lock").first().cloned() {
+            return Err(RunError::MissingReplay { file: self.file(&case).display().to_string(), case, hash });
+        }
+        Ok(())
+    }
+}
+
+async fn completions(State(r): State<Arc<Recorder>>, body: Bytes) -> Response {
+    let hash = request_hash(&body);
+    let (case, known) = {
+        let c = r.case.lock().expect("case lock");
+        (c.0.clone(), c.1.replies.get(&hash).cloned())
+    };
+    if let Some(reply) = known.filter(|_| r.engine == Engine::Replay || !r.record) {
+        return (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), [("content-type", reply.content_type)], reply.body)
+            .into_response();
+    }
+    if r.engine == Engine::Replay {
+        r.misses.lock().expect("misses lock").push((case.clone(), hash.clone()));
+        // a 400 is not retried: the turn fails at once and the run reports the miss
+        let body = serde_json::json!({"error": {"message": format!("no recorded reply for case {case}, request {hash}"),
+            "type": "invalid_request_error", "param": null, "code": "missing_replay"}});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    let Some((base, key)) = &r.upstream else {
+        return (StatusCode::BAD_GATEWAY, "no live endpoint configured").into_response();
+    };
+    let sent = r
+        .http
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await;
+    match sent {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let content_type =
+                resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+            let text = resp.text().await.unwrap_or_default();
+            if r.record && status == 200 {
+                r.case.lock().expect("case lock").1.replies.insert(
+                    hash,
+                    Reply { status, content_type: content_type.clone(), body: text.clone() },
+                );
+            }
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), [("content-type", content_type)], text).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
+
+/// How a run is made.
+pub struct RunOptions {
+    pub engine: Engine,
+    pub record: bool,
+    /// Where recordings live (`evals/replays`).
+    pub replays: PathBuf,
+}
+
+/// Where one engine's run keeps its state, and what it runs with.
+pub struct Runner {
+    agent: Agent,
+    store: Arc<SqlStore>,
+    lib: Arc<Library>,
+    recorder: Option<Arc<Recorder>>,
+    config: Arc<Config>,
+    _data: tempfile::TempDir,
+}
+
+fn setup_err(e: impl std::fmt::Display) -> RunError {
+    RunError::Setup(e.to_string())
+}
+
+impl Runner {
+    /// Indexes the content into a fresh data dir and builds the agent for the engine.
+    pub async fn new(base: &Config, lib: Arc<Library>, opts: &RunOptions) -> Result<Self, RunError> {
+        let data = tempfile::tempdir().map_err(setup_err)?;
+        let mut cfg = base.clone();
+        cfg.data_dir = data.path().to_owned();
+        cfg.database_url = None;
+        cfg.embed.base_url = None;
+        ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden()).await.map_err(setup_err)?;
+        let dir = cfg.index_dir();
+        let index = tokio::task::spawn_blocking(move || open_current(&dir)).await.map_err(setup_err)?.map_err(setup_err)?;
+        let retriever = Arc::new(Retriever::new(None));
+        retriever.set_store(Arc::new(index.ok_or_else(|| setup_err("no index"))?));
+        let store = SqlStore::connect(&cfg.database_url()).await.map_err(setup_err)?;
+
+        let upstream = match opts.engine {
+            Engine::Live => Some((
+                base.agent.llm_base_url.clone().unwrap_or_else(|| crate::agent::llm::OPENAI_BASE.into()),
+                base.agent.llm_api_key.clone().ok_or_else(|| setup_err("live mode needs TUTOR_LLM_API_KEY or OPENAI_API_KEY"))?,
+            )),
+            _ => None,
+        };
+        let recorder = match opts.engine {
+            Engine::Offline => None,
+            engine => Some(Arc::new(Recorder {
+                engine,
+                dir: opts.replays.clone(),
+                case: Mutex::new((String::new(), Recording::default())),
+                misses: Mutex::new(Vec::new()),
+                upstream,
+                record: opts.record,
+                http: reqwest::Client::new(),
+            })),
+        };
+        cfg.agent.llm_base_url = None;
+        cfg.agent.llm_api_key = None;
+        if let Some(r) = &recorder {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(setup_err)?;
+            let addr = listener.local_addr().map_err(setup_err)?;
+            let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(completions)).with_state(r.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            cfg.agent.llm_base_url = Some(format!("http://{addr}/v1"));
+            cfg.agent.llm_api_key = Some("eval".into());
+            // recorded replies come at once; a live model gets the configured time
+            if opts.engine == Engine::Replay {
+                cfg.agent.llm_timeout_secs = 10;
+            }
+        }
+        let config = Arc::new(cfg);
+        let prompts = Prompts::from_config(config.prompts_dir.as_deref()).map_err(setup_err)?;
+        let llm = LlmClient::from_config(&config.agent).map(Arc::new);
+        let agent = Agent {
+            config: config.clone(),
+            retriever,
+            passports: store.clone(),
+            flags: store.clone(),
+            store: store.clone(),
+            prompts: Arc::new(prompts),
+            llm,
+        };
+        Ok(Self { agent, store, lib, recorder, config, _data: data })
+    }
+
+    /// Answers on `skill`'s exercises until its mastery reaches the named band.
+    fn mastery_events(&self, learner: &str, skill: &SkillId, target: &str, t: &mut i64) -> Result<Vec<serde_json::Value>, RunError> {
+        let cfg = &self.config.passport;
+        let (goal, right) = match target {
+            "low" | "intro" => (cfg.developing / 2.0, false),
+            "developing" => ((cfg.developing + cfg.proficient) / 2.0, true),
+            "proficient" => ((cfg.proficient + cfg.mastered) / 2.0, true),
+            "mastered" => (cfg.mastered, true),
+            other => return Err(setup_err(format!("unknown mastery '{other}' (low, developing, proficient, mastered)"))),
+        };
+        let exercise = self
+            .lib
+            .components
+            .values()
+            .find(|c| c.format == Format::Exercise && c.skills.first() == Some(skill))
+            .or_else(|| self.lib.components.values().find(|c| c.format == Format::Exercise && c.skills.contains(skill)))
+            .ok_or_else(|| setup_err(format!("no exercise on {skill} to set its mastery")))?;
+        let params = self.lib.skills.get(skill).and_then(|k| k.bkt).unwrap_or_default();
+        let mut m = params.prior;
+        let mut out = Vec::new();
+        // right answers climb to the goal; wrong ones (three, as a struggling learner's) for low
+        let mut n = 0;
+        while (right && m < goal) || (!right && (n < 3 || m > goal)) {
+            let item = &exercise.items[n % exercise.items.len()];
+            m = crate::passport::bkt::update(m, right, &params);
+            *t += 60;
+            out.push(serde_json::json!({"id": format!("setup-{skill}-{n}"), "actor": learner, "verb": "answered",
+                "object": {"component": exercise.id, "item": item.id}, "result": {"success": right},
+                "timestamp": chrono::DateTime::from_timestamp(*t, 0).expect("a time").to_rfc3339()}));
+            n += 1;
+            if n > 60 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one case.
+    pub async fn run_case(&self, case: &Case) -> Result<CaseResult, RunError> {
+        let learner = LearnerId::parse(&format!("eval-{}", case.id)).map_err(|e| setup_err(e.0))?;
+        if let Some(r) = &self.recorder {
+            r.start_case(&case.id)?;
+        }
+        // setup: events as posted, then mastery per skill; fixed times, so runs are identical
+        let mut t = 1_763_000_000;
+        let mut raw = Vec::new();
+        for (n, e) in case.learner.events.iter().enumerate() {
+            t += 60;
+            raw.push(serde_json::json!({"id": format!("setup-{n}"), "actor": learner, "verb": "answered",
+                "object": {"component": e.component, "item": e.item},
+                "result": {"success": e.success, "response": e.response, "hints_used": e.hints_used},
+                "timestamp": chrono::DateTime::from_timestamp(t, 0).expect("a time").to_rfc3339()}));
+        }
+        for (skill, target) in &case.learner.mastery {
+            let skill = SkillId::parse(skill).ok().filter(|s| self.lib.skills.contains_key(s)).ok_or_else(|| {
+                setup_err(format!("case {}: unknown skill {skill}", case.id))
+            })?;
+            raw.extend(self.mastery_events(learner.as_str(), &skill, target, &mut t)?);
+        }
+        let now = now_ms();
+        let events = raw
+            .iter()
+            .map(|v| validate_statement(v, &self.lib, now).map_err(|e| setup_err(format!("case {}: setup event: {e}", case.id))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !events.is_empty() {
+            self.store.record(&events, &self.lib).await.map_err(setup_err)?;
+        }
+        let page = match &case.page {
+            Some(p) => Some(
+                ComponentId::parse(p)
+                    .ok()
+                    .filter(|c| self.lib.components.contains_key(c))
+                    .ok_or_else(|| setup_err(format!("case {}: unknown page {p}", case.id)))?,
+            ),
+            None => None,
+        };
+        // the answers to the learner's earlier exercises raise flags as the API would
+        let state = self.store.learner(&learner).await.map_err(setup_err)?;
+        let touched: Vec<SkillId> = events
+            .iter()
+            .filter_map(|e| self.lib.components.get(&e.component))
+            .flat_map(|c| c.skills.clone())
+            .fold(Vec::new(), |mut v, s| {
+                if !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
+        let obs = crate::flags::Observation {
+            learner: learner.as_str(),
+            state: &state,
+            skills: &touched,
+            component: None,
+            message: None,
+            earlier: &[],
+        };
+        for r in crate::flags::detect(&self.lib, &self.config.flags, &obs) {
+            self.store.raise(&r).await.map_err(setup_err)?;
+        }
+
+        let mut o = Observed::default();
+        let mut session = None;
+        for turn in &case.turns {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+            let req = TurnRequest { learner: learner.clone(), session_id: session.clone(), component: page.clone(), message: turn.clone() };
+            let collect = tokio::spawn(async move {
+                let mut tools = Vec::new();
+                while let Some(e) = rx.recv().await {
+                    if let TurnEvent::Tool(t) = e {
+                        tools.push(t);
+                    }
+                }
+                tools
+            });
+            let result = self.agent.turn(self.lib.clone(), req, Some(tx)).await.map_err(setup_err)?;
+            o.tools.extend(collect.await.map_err(setup_err)?);
+            session = Some(result.session_id.clone());
+            o.answers.push(result.answer.clone());
+            o.citations = result.citations.clone();
+            o.peak_prompt = o.peak_prompt.max(result.tokens.peak_prompt);
+            o.engines.push(result.engine.to_owned());
+        }
+        if let Some(r) = &self.recorder {
+            r.finish_case()?;
+        }
+
+        let state = self.store.learner(&learner).await.map_err(setup_err)?;
+        o.flags_open = self
+            .store
+            .flags_of(learner.as_str())
+            .await
+            .map_err(setup_err)?
+            .into_iter()
+            .filter(|f| f.status == "open")
+            .map(|f| f.skill)
+            .collect();
+        let page_component = page.as_ref().and_then(|p| self.lib.components.get(p));
+        if let Some(c) = page_component {
+            let plan = crate::passport::plan(&self.lib, &self.config.passport, &learner, &state, c);
+            o.skip_offer = Some(plan.skip_offer.offered);
+            let skill = &c.skills[0];
+            let m = state.skills.get(skill).map_or(0.0, |s| s.mastery);
+            o.band = Some(Band::of(m, &self.config.passport));
+            o.keys = guard::guarded_keys(&self.lib, &c.skills);
+        } else {
+            o.band = Some(Band::Intro);
+        }
+        o.diagnoses = state.skills.values().flat_map(|s| s.misconceptions.iter().map(|m| m.diagnosis.clone())).collect();
+        let checks = checks(case, &o);
+        let dims = dimensions(case, &o);
+        let passed = checks.iter().all(|c| c.passed);
+        Ok(CaseResult { id: case.id.clone(), file: case.file.display().to_string(), passed, checks, dimensions: dims, observed: o })
+    }
+}
+
+/// Runs every case on one engine.
+pub async fn run_all(base: &Config, lib: Arc<Library>, cases: &[Case], opts: &RunOptions) -> Result<Vec<CaseResult>, RunError> {
+    let runner = Runner::new(base, lib, opts).await?;
+    let mut out = Vec::with_capacity(cases.len());
+    for c in cases {
+        out.push(runner.run_case(c).await?);
+    }
+    Ok(out)
+}
+
+/// The default folders under the working directory.
+pub fn evals_dir(base: &Path) -> PathBuf {
+    base.join("evals")
+}
