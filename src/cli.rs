@@ -99,13 +99,16 @@ pub enum Command {
         /// offline, replay or live
         #[arg(long, default_value = "offline")]
         engine: String,
-        /// A case file, a folder, or a file pattern with * [default: evals/cases]
+        /// The evals folder: cases/, replays/, thresholds.toml, report/
+        #[arg(long, default_value = "evals")]
+        evals: PathBuf,
+        /// A case file, a folder, or a file pattern with * [default: <evals>/cases]
         #[arg(long)]
         cases: Option<PathBuf>,
         /// Record the live endpoint's replies into evals/replays (live only)
         #[arg(long)]
         record: bool,
-        /// Where the JSON and Markdown reports go [default: evals/report]
+        /// Where the JSON and Markdown reports go [default: <evals>/report]
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print the JSON report to stdout instead of the table
@@ -248,7 +251,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask { question, learner, component, session, json } => {
             ask(cfg, question, learner, component, session, json).await
         }
-        Command::Eval { engine, cases, record, out, json } => eval(cfg, engine, cases, record, out, json).await,
+        Command::Eval { engine, evals, cases, record, out, json } => {
+            eval(cfg, engine, evals, cases, record, out, json).await
+        }
     }
 }
 
@@ -339,6 +344,7 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
 async fn eval(
     cfg: Config,
     engine: String,
+    evals: PathBuf,
     cases: Option<PathBuf>,
     record: bool,
     out: Option<PathBuf>,
@@ -349,7 +355,6 @@ async fn eval(
     if record && engine != Engine::Live {
         anyhow::bail!("--record records a live endpoint: use it with --engine live");
     }
-    let evals = PathBuf::from("evals");
     let files = crate::eval::case_files(&cases.unwrap_or_else(|| evals.join("cases")))?;
     let cases = crate::eval::load_cases(&files)?;
     let thresholds: Thresholds = match std::fs::read_to_string(evals.join("thresholds.toml")) {

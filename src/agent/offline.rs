@@ -417,7 +417,12 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
             t(
                 ctx,
                 "next_review",
-                &[("prerequisite", &name_in_sentence(&ctx.lib, p)), ("skill", &name), ("id", c.id.as_str()), ("title", &c.title)],
+                &[
+                    ("prerequisite", &name_in_sentence(&ctx.lib, p)),
+                    ("skill", &name),
+                    ("id", c.id.as_str()),
+                    ("title", &c.title),
+                ],
             )
         }),
         None => tools::authored(ctx, &skill, level, Format::Exercise, None).map(|(c, _)| {

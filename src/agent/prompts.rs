@@ -127,7 +127,10 @@ impl Prompts {
         if let Some(p) = prompts.get("offline") {
             for s in OFFLINE_SECTIONS {
                 if !p.text.contains(&format!("## {s}\n")) {
-                    return Err(PromptError { path: dir.join("offline.md").display().to_string(), message: format!("no `## {s}` section") });
+                    return Err(PromptError {
+                        path: dir.join("offline.md").display().to_string(),
+                        message: format!("no `## {s}` section"),
+                    });
                 }
             }
         }

@@ -80,7 +80,9 @@ pub struct ArgPredicates {
 pub enum ReadingLevel {
     /// `auto`: the band of the learner's level on the page's skill.
     Auto(String),
-    Max { max_grade: f64 },
+    Max {
+        max_grade: f64,
+    },
 }
 
 /// What must hold.
@@ -176,7 +178,8 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 pub fn load_cases(files: &[PathBuf]) -> Result<Vec<Case>, CaseError> {
     let mut out: Vec<Case> = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| CaseError { path: f.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| CaseError { path: f.display().to_string(), message: e.to_string() })?;
         let cases: Vec<Case> = serde_yaml::from_str(&text).map_err(|e| {
             let line = e.location().map(|l| format!(":{}", l.line())).unwrap_or_default();
             CaseError { path: format!("{}{line}", f.display()), message: e.to_string() }

@@ -28,7 +28,8 @@ pub fn summarize(engine: &str, results: &[CaseResult]) -> Summary {
         .iter()
         .map(|d| {
             let judged: Vec<bool> = results.iter().filter_map(|r| r.dimensions.get(d).copied().flatten()).collect();
-            let score = (!judged.is_empty()).then(|| judged.iter().filter(|p| **p).count() as f64 / judged.len() as f64);
+            let score =
+                (!judged.is_empty()).then(|| judged.iter().filter(|p| **p).count() as f64 / judged.len() as f64);
             (d.to_string(), score)
         })
         .collect();
@@ -98,8 +99,14 @@ pub fn table(runs: &[(Summary, Vec<CaseResult>)]) -> String {
         let heads: Vec<String> = DIMENSIONS.iter().map(|d| format!("{:<4}", short(d))).collect();
         out.push_str(&format!("engine {}\n{:<width$}  pass  {}\n", s.engine, "case", heads.join(" ")));
         for r in results {
-            let dims: Vec<String> = DIMENSIONS.iter().map(|d| format!("{:<4}", mark(r.dimensions.get(d).copied().flatten()))).collect();
-            out.push_str(&format!("{:<width$}  {:<4}  {}\n", r.id, if r.passed { "ok" } else { "FAIL" }, dims.join(" ")));
+            let dims: Vec<String> =
+                DIMENSIONS.iter().map(|d| format!("{:<4}", mark(r.dimensions.get(d).copied().flatten()))).collect();
+            out.push_str(&format!(
+                "{:<width$}  {:<4}  {}\n",
+                r.id,
+                if r.passed { "ok" } else { "FAIL" },
+                dims.join(" ")
+            ));
         }
         out.push('\n');
     }
@@ -116,7 +123,10 @@ pub fn table(runs: &[(Summary, Vec<CaseResult>)]) -> String {
     for d in DIMENSIONS {
         out.push_str(&format!("{d:<24}"));
         for (s, _) in runs {
-            out.push_str(&format!("{:>12}", s.dimensions.get(d).copied().flatten().map_or("n/a".into(), |v| format!("{v:.3}"))));
+            out.push_str(&format!(
+                "{:>12}",
+                s.dimensions.get(d).copied().flatten().map_or("n/a".into(), |v| format!("{v:.3}"))
+            ));
         }
         out.push('\n');
     }
@@ -139,12 +149,20 @@ pub fn markdown(runs: &[(Summary, Vec<CaseResult>)]) -> String {
     for d in DIMENSIONS {
         out.push_str(&format!("\n| {d} |"));
         for (s, _) in runs {
-            out.push_str(&format!(" {} |", s.dimensions.get(d).copied().flatten().map_or("n/a".into(), |v| format!("{v:.3}"))));
+            out.push_str(&format!(
+                " {} |",
+                s.dimensions.get(d).copied().flatten().map_or("n/a".into(), |v| format!("{v:.3}"))
+            ));
         }
     }
     out.push('\n');
     for (s, results) in runs {
-        out.push_str(&format!("\n## {}\n\n| case | pass | {} |\n|---|---|{}\n", s.engine, DIMENSIONS.join(" | "), "---|".repeat(DIMENSIONS.len())));
+        out.push_str(&format!(
+            "\n## {}\n\n| case | pass | {} |\n|---|---|{}\n",
+            s.engine,
+            DIMENSIONS.join(" | "),
+            "---|".repeat(DIMENSIONS.len())
+        ));
         for r in results {
             let dims: Vec<&str> = DIMENSIONS.iter().map(|d| mark(r.dimensions.get(d).copied().flatten())).collect();
             out.push_str(&format!("| {} | {} | {} |\n", r.id, if r.passed { "ok" } else { "FAIL" }, dims.join(" | ")));

@@ -58,7 +58,9 @@ impl std::str::FromStr for Engine {
 /// Why a run could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("case {case}: no recorded reply for request {hash} (in {file}); record it with `tutor eval --engine live --record --cases …`")]
+    #[error(
+        "case {case}: no recorded reply for request {hash} (in {file}); record it with `tutor eval --engine live --record --cases …`"
+    )]
     MissingReplay { case: String, hash: String, file: String },
     #[error("{0}")]
     Setup(String),
@@ -103,8 +105,10 @@ fn canonical_json(v: &serde_json::Value) -> String {
         serde_json::Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> =
-                keys.iter().map(|k| format!("{}:{}", serde_json::Value::String((*k).clone()), canonical_json(&m[*k]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", serde_json::Value::String((*k).clone()), canonical_json(&m[*k])))
+                .collect();
             format!("{{{}}}", parts.join(","))
         }
         serde_json::Value::Array(a) => format!("[{}]", a.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
@@ -131,7 +135,9 @@ impl Recorder {
 
     fn start_case(&self, case: &str) -> Result<(), RunError> {
         let rec = match std::fs::read_to_string(self.file(case)) {
-            Ok(t) => serde_json::from_str(&t).map_err(|e| RunError::Setup(format!("{}: {e}", self.file(case).display())))?,
+            Ok(t) => {
+                serde_json::from_str(&t).map_err(|e| RunError::Setup(format!("{}: {e}", self.file(case).display())))?
+            }
             Err(_) => Recording::default(),
         };
         *self.case.lock().expect("case lock") = (case.to_owned(), rec);
@@ -158,11 +164,11 @@ async fn completions(State(r): State<Arc<Recorder>>, body: Bytes) -> Response {
         let c = r.case.lock().expect("case lock");
         (c.0.clone(), c.1.replies.get(&hash).cloned())
     };
-    if let Some(reply) = known.filter(|_| r.engine == Engine::Replay || !r.record) {
-        return (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK), [("content-type", reply.content_type)], reply.body)
-            .into_response();
-    }
     if r.engine == Engine::Replay {
+        if let Some(reply) = known {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            return (status, [("content-type", reply.content_type)], reply.body).into_response();
+        }
         r.misses.lock().expect("misses lock").push((case.clone(), hash.clone()));
         // a 400 is not retried: the turn fails at once and the run reports the miss
         let body = serde_json::json!({"error": {"message": format!("no recorded reply for case {case}, request {hash}"),
@@ -183,16 +189,23 @@ async fn completions(State(r): State<Arc<Recorder>>, body: Bytes) -> Response {
     match sent {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let content_type =
-                resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_owned();
             let text = resp.text().await.unwrap_or_default();
             if r.record && status == 200 {
-                r.case.lock().expect("case lock").1.replies.insert(
-                    hash,
-                    Reply { status, content_type: content_type.clone(), body: text.clone() },
-                );
+                r.case
+                    .lock()
+                    .expect("case lock")
+                    .1
+                    .replies
+                    .insert(hash, Reply { status, content_type: content_type.clone(), body: text.clone() });
             }
-            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), [("content-type", content_type)], text).into_response()
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), [("content-type", content_type)], text)
+                .into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
@@ -230,7 +243,8 @@ impl Runner {
         cfg.embed.base_url = None;
         ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden()).await.map_err(setup_err)?;
         let dir = cfg.index_dir();
-        let index = tokio::task::spawn_blocking(move || open_current(&dir)).await.map_err(setup_err)?.map_err(setup_err)?;
+        let index =
+            tokio::task::spawn_blocking(move || open_current(&dir)).await.map_err(setup_err)?.map_err(setup_err)?;
         let retriever = Arc::new(Retriever::new(None));
         retriever.set_store(Arc::new(index.ok_or_else(|| setup_err("no index"))?));
         let store = SqlStore::connect(&cfg.database_url()).await.map_err(setup_err)?;
@@ -238,7 +252,10 @@ impl Runner {
         let upstream = match opts.engine {
             Engine::Live => Some((
                 base.agent.llm_base_url.clone().unwrap_or_else(|| crate::agent::llm::OPENAI_BASE.into()),
-                base.agent.llm_api_key.clone().ok_or_else(|| setup_err("live mode needs TUTOR_LLM_API_KEY or OPENAI_API_KEY"))?,
+                base.agent
+                    .llm_api_key
+                    .clone()
+                    .ok_or_else(|| setup_err("live mode needs TUTOR_LLM_API_KEY or OPENAI_API_KEY"))?,
             )),
             _ => None,
         };
@@ -259,7 +276,9 @@ impl Runner {
         if let Some(r) = &recorder {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(setup_err)?;
             let addr = listener.local_addr().map_err(setup_err)?;
-            let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(completions)).with_state(r.clone());
+            let app = axum::Router::new()
+                .route("/v1/chat/completions", axum::routing::post(completions))
+                .with_state(r.clone());
             tokio::spawn(async move { axum::serve(listener, app).await });
             cfg.agent.llm_base_url = Some(format!("http://{addr}/v1"));
             cfg.agent.llm_api_key = Some("eval".into());
@@ -284,14 +303,22 @@ impl Runner {
     }
 
     /// Answers on `skill`'s exercises until its mastery reaches the named band.
-    fn mastery_events(&self, learner: &str, skill: &SkillId, target: &str, t: &mut i64) -> Result<Vec<serde_json::Value>, RunError> {
+    fn mastery_events(
+        &self,
+        learner: &str,
+        skill: &SkillId,
+        target: &str,
+        t: &mut i64,
+    ) -> Result<Vec<serde_json::Value>, RunError> {
         let cfg = &self.config.passport;
         let (goal, right) = match target {
             "low" | "intro" => (cfg.developing / 2.0, false),
             "developing" => ((cfg.developing + cfg.proficient) / 2.0, true),
             "proficient" => ((cfg.proficient + cfg.mastered) / 2.0, true),
             "mastered" => (cfg.mastered, true),
-            other => return Err(setup_err(format!("unknown mastery '{other}' (low, developing, proficient, mastered)"))),
+            other => {
+                return Err(setup_err(format!("unknown mastery '{other}' (low, developing, proficient, mastered)")));
+            }
         };
         let exercise = self
             .lib
@@ -337,15 +364,19 @@ impl Runner {
                 "timestamp": chrono::DateTime::from_timestamp(t, 0).expect("a time").to_rfc3339()}));
         }
         for (skill, target) in &case.learner.mastery {
-            let skill = SkillId::parse(skill).ok().filter(|s| self.lib.skills.contains_key(s)).ok_or_else(|| {
-                setup_err(format!("case {}: unknown skill {skill}", case.id))
-            })?;
+            let skill = SkillId::parse(skill)
+                .ok()
+                .filter(|s| self.lib.skills.contains_key(s))
+                .ok_or_else(|| setup_err(format!("case {}: unknown skill {skill}", case.id)))?;
             raw.extend(self.mastery_events(learner.as_str(), &skill, target, &mut t)?);
         }
         let now = now_ms();
         let events = raw
             .iter()
-            .map(|v| validate_statement(v, &self.lib, now).map_err(|e| setup_err(format!("case {}: setup event: {e}", case.id))))
+            .map(|v| {
+                validate_statement(v, &self.lib, now)
+                    .map_err(|e| setup_err(format!("case {}: setup event: {e}", case.id)))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if !events.is_empty() {
             self.store.record(&events, &self.lib).await.map_err(setup_err)?;
@@ -387,7 +418,12 @@ impl Runner {
         let mut session = None;
         for turn in &case.turns {
             let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-            let req = TurnRequest { learner: learner.clone(), session_id: session.clone(), component: page.clone(), message: turn.clone() };
+            let req = TurnRequest {
+                learner: learner.clone(),
+                session_id: session.clone(),
+                component: page.clone(),
+                message: turn.clone(),
+            };
             let collect = tokio::spawn(async move {
                 let mut tools = Vec::new();
                 while let Some(e) = rx.recv().await {
@@ -430,16 +466,29 @@ impl Runner {
         } else {
             o.band = Some(Band::Intro);
         }
-        o.diagnoses = state.skills.values().flat_map(|s| s.misconceptions.iter().map(|m| m.diagnosis.clone())).collect();
+        o.diagnoses =
+            state.skills.values().flat_map(|s| s.misconceptions.iter().map(|m| m.diagnosis.clone())).collect();
         let checks = checks(case, &o);
         let dims = dimensions(case, &o);
         let passed = checks.iter().all(|c| c.passed);
-        Ok(CaseResult { id: case.id.clone(), file: case.file.display().to_string(), passed, checks, dimensions: dims, observed: o })
+        Ok(CaseResult {
+            id: case.id.clone(),
+            file: case.file.display().to_string(),
+            passed,
+            checks,
+            dimensions: dims,
+            observed: o,
+        })
     }
 }
 
 /// Runs every case on one engine.
-pub async fn run_all(base: &Config, lib: Arc<Library>, cases: &[Case], opts: &RunOptions) -> Result<Vec<CaseResult>, RunError> {
+pub async fn run_all(
+    base: &Config,
+    lib: Arc<Library>,
+    cases: &[Case],
+    opts: &RunOptions,
+) -> Result<Vec<CaseResult>, RunError> {
     let runner = Runner::new(base, lib, opts).await?;
     let mut out = Vec::with_capacity(cases.len());
     for c in cases {

@@ -94,7 +94,11 @@ fn syllables(word: &str) -> usize {
         prev = v;
     }
     // a silent final e ("make"), but not "-le" ("table")
-    if w.len() > 2 && w[w.len() - 1] == 'e' && !vowel(w[w.len() - 2]) && !(w[w.len() - 2] == 'l' && !vowel(w[w.len() - 3])) {
+    if w.len() > 2
+        && w[w.len() - 1] == 'e'
+        && !vowel(w[w.len() - 2])
+        && !(w[w.len() - 2] == 'l' && !vowel(w[w.len() - 3]))
+    {
         count -= 1;
     }
     count.max(1)
@@ -108,7 +112,8 @@ pub fn flesch_kincaid_grade(text: &str) -> Option<f64> {
     if words.is_empty() {
         return None;
     }
-    let sentences = plain.split(['.', '!', '?', ':', ';']).filter(|s| s.chars().any(char::is_alphabetic)).count().max(1);
+    let sentences =
+        plain.split(['.', '!', '?', ':', ';']).filter(|s| s.chars().any(char::is_alphabetic)).count().max(1);
     let syl: usize = words.iter().map(|w| syllables(w)).sum();
     Some(0.39 * words.len() as f64 / sentences as f64 + 11.8 * syl as f64 / words.len() as f64 - 15.59)
 }
@@ -124,13 +129,17 @@ pub fn grade_band(band: Band) -> f64 {
 }
 
 const ENGLISH: &[&str] = &[
-    "the", "a", "an", "and", "or", "of", "to", "in", "is", "it", "that", "this", "you", "your", "for", "on", "with", "as",
-    "are", "be", "by", "at", "not", "can", "if", "so", "what", "how", "we", "i", "from", "have", "has", "do", "does",
+    "the", "a", "an", "and", "or", "of", "to", "in", "is", "it", "that", "this", "you", "your", "for", "on", "with",
+    "as", "are", "be", "by", "at", "not", "can", "if", "so", "what", "how", "we", "i", "from", "have", "has", "do",
+    "does",
 ];
 
 /// The language of a text, as far as these checks need: `en` or `unknown`.
 pub fn language(text: &str) -> &'static str {
-    let words: Vec<String> = plain_text(text).split_whitespace().map(|w| w.to_lowercase().trim_matches(|c: char| !c.is_alphabetic()).to_owned()).collect();
+    let words: Vec<String> = plain_text(text)
+        .split_whitespace()
+        .map(|w| w.to_lowercase().trim_matches(|c: char| !c.is_alphabetic()).to_owned())
+        .collect();
     let hits = words.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
     if !words.is_empty() && hits * 100 >= words.len() * 12 { "en" } else { "unknown" }
 }
@@ -140,8 +149,14 @@ fn contains_any(text: &str, markers: &[&str]) -> bool {
     markers.iter().any(|m| t.contains(m))
 }
 
-const DECLINES: &[&str] =
-    &["does not cover", "doesn't cover", "not covered", "outside this course", "not part of this course", "isn't covered"];
+const DECLINES: &[&str] = &[
+    "does not cover",
+    "doesn't cover",
+    "not covered",
+    "outside this course",
+    "not part of this course",
+    "isn't covered",
+];
 const REFUSALS: &[&str] = &[
     "won't give you the answer",
     "will not give you the answer",
@@ -152,7 +167,8 @@ const REFUSALS: &[&str] = &[
     "won't give the answer",
 ];
 const GUIDANCE: &[&str] = &["hint", "next step", "try ", "example", "step by step", "step 1", "first,", "watch for"];
-const ACTIONS: &[&str] = &["try ", "review ", "practise", "practice", "read ", "tell me what you tried", "work out", "check "];
+const ACTIONS: &[&str] =
+    &["try ", "review ", "practise", "practice", "read ", "tell me what you tried", "work out", "check "];
 const DISCOURAGING: &[&str] = &["stupid", "obviously", "you should know", "that's easy", "wrong!", "lazy"];
 const SUPPORTIVE: &[&str] =
     &["let's", "you know", "help", "step by step", "well done", "good", "great", "you can", "you're", "ready"];
@@ -190,7 +206,11 @@ fn args_hold(t: &ToolTrace, e: &ToolExpect) -> Result<(), String> {
 }
 
 fn leaked_keys(o: &Observed) -> Vec<String> {
-    o.keys.iter().filter(|k| o.answers.iter().any(|a| guard::redact(a, std::slice::from_ref(k)) != *a)).cloned().collect()
+    o.keys
+        .iter()
+        .filter(|k| o.answers.iter().any(|a| guard::redact(a, std::slice::from_ref(k)) != *a))
+        .cloned()
+        .collect()
 }
 
 fn names_mistake(answer: &str, word: Option<&str>, diagnoses: &[String]) -> bool {
@@ -201,8 +221,12 @@ fn names_mistake(answer: &str, word: Option<&str>, diagnoses: &[String]) -> bool
         return true;
     }
     diagnoses.iter().any(|d| {
-        let words: Vec<String> =
-            d.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 6).map(str::to_owned).collect();
+        let words: Vec<String> = d
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() >= 6)
+            .map(str::to_owned)
+            .collect();
         words.iter().filter(|w| lower.contains(w.as_str())).count() >= 2
     })
 }
@@ -216,7 +240,13 @@ pub fn checks(case: &Case, o: &Observed) -> Vec<Check> {
         let calls: Vec<&ToolTrace> = o.tools.iter().filter(|x| x.name == t.name).collect();
         let reasons: Vec<String> = calls.iter().filter_map(|c| args_hold(c, t).err()).collect();
         let passed = calls.iter().any(|c| args_hold(c, t).is_ok());
-        let detail = if calls.is_empty() { "never called".into() } else if passed { "called".into() } else { reasons.join("; ") };
+        let detail = if calls.is_empty() {
+            "never called".into()
+        } else if passed {
+            "called".into()
+        } else {
+            reasons.join("; ")
+        };
         out.push(check(&format!("tool {}", t.name), passed, detail));
     }
     for name in &e.tools_not_called {
@@ -232,15 +262,27 @@ pub fn checks(case: &Case, o: &Observed) -> Vec<Check> {
         out.push(check("does not cite", bad.is_empty(), format!("cited {bad:?}")));
     }
     if let Some(skill) = &e.flag {
-        out.push(check(&format!("flag {skill}"), o.flags_open.contains(skill), format!("open flags: {:?}", o.flags_open)));
+        out.push(check(
+            &format!("flag {skill}"),
+            o.flags_open.contains(skill),
+            format!("open flags: {:?}", o.flags_open),
+        ));
     }
     if e.no_flag {
         out.push(check("no flag", o.flags_open.is_empty(), format!("open flags: {:?}", o.flags_open)));
     }
-    let mut never_seen: Vec<String> =
-        e.never.iter().filter(|s| o.answers.iter().any(|a| a.to_lowercase().contains(&s.to_lowercase()))).cloned().collect();
+    let mut never_seen: Vec<String> = e
+        .never
+        .iter()
+        .filter(|s| o.answers.iter().any(|a| a.to_lowercase().contains(&s.to_lowercase())))
+        .cloned()
+        .collect();
     never_seen.extend(leaked_keys(o));
-    out.push(check("never says", never_seen.is_empty(), if never_seen.is_empty() { "clean".into() } else { format!("said {never_seen:?}") }));
+    out.push(check(
+        "never says",
+        never_seen.is_empty(),
+        if never_seen.is_empty() { "clean".into() } else { format!("said {never_seen:?}") },
+    ));
     if let Some(want) = e.declined {
         let got = contains_any(last, DECLINES);
         out.push(check("declined", got == want, format!("declined: {got}")));
@@ -300,11 +342,16 @@ pub fn dimensions(case: &Case, o: &Observed) -> BTreeMap<&'static str, Option<bo
     d.insert(
         "mistake_location",
         mistake.then(|| {
-            contains_any(last, &["your earlier answer", "you answered", "your answer", "in question", "from your earlier"])
-                && names_mistake(last, e.mistake.as_deref(), &o.diagnoses)
+            contains_any(
+                last,
+                &["your earlier answer", "you answered", "your answer", "in question", "from your earlier"],
+            ) && names_mistake(last, e.mistake.as_deref(), &o.diagnoses)
         }),
     );
-    d.insert("not_revealing_answer", (!o.keys.is_empty() || e.refuses_answer.is_some()).then(|| leaked_keys(o).is_empty()));
+    d.insert(
+        "not_revealing_answer",
+        (!o.keys.is_empty() || e.refuses_answer.is_some()).then(|| leaked_keys(o).is_empty()),
+    );
     d.insert("providing_guidance", (!declined).then(|| contains_any(last, GUIDANCE)));
     d.insert("actionability", (!declined).then(|| contains_any(last, ACTIONS)));
     d.insert(
@@ -314,7 +361,10 @@ pub fn dimensions(case: &Case, o: &Observed) -> BTreeMap<&'static str, Option<bo
             !o.citations.is_empty() && (15..=700).contains(&words)
         }),
     );
-    d.insert("encouraging_tone", Some(!contains_any(last, DISCOURAGING) && (declined || contains_any(last, SUPPORTIVE))));
+    d.insert(
+        "encouraging_tone",
+        Some(!contains_any(last, DISCOURAGING) && (declined || contains_any(last, SUPPORTIVE))),
+    );
     d
 }
 
@@ -324,7 +374,15 @@ mod tests {
     use crate::eval::case::{ArgPredicates, Expect};
 
     fn case(expect: Expect) -> Case {
-        Case { id: "t".into(), description: String::new(), learner: Default::default(), page: None, turns: vec!["q".into()], expect, file: Default::default() }
+        Case {
+            id: "t".into(),
+            description: String::new(),
+            learner: Default::default(),
+            page: None,
+            turns: vec!["q".into()],
+            expect,
+            file: Default::default(),
+        }
     }
 
     fn observed(answer: &str) -> Observed {
@@ -336,15 +394,25 @@ mod tests {
     }
 
     fn trace(name: &str, args: &str) -> ToolTrace {
-        ToolTrace { name: name.into(), ok: true, arguments: args.into(), result: String::new(), raw_arguments: args.into() }
+        ToolTrace {
+            name: name.into(),
+            ok: true,
+            arguments: args.into(),
+            result: String::new(),
+            raw_arguments: args.into(),
+        }
     }
 
-    const GOOD: &str = "Let's take it step by step. You cut the pizza into halves. Count the halves. Try the next one [a-b].";
+    const GOOD: &str =
+        "Let's take it step by step. You cut the pizza into halves. Count the halves. Try the next one [a-b].";
 
     #[test]
     fn grades_follow_flesch_kincaid() {
         let easy = flesch_kincaid_grade("The cat sat on the mat. The dog ran to the cat.").unwrap();
-        let hard = flesch_kincaid_grade("Multiplicative inverses facilitate computational simplification of rational expressions considerably.").unwrap();
+        let hard = flesch_kincaid_grade(
+            "Multiplicative inverses facilitate computational simplification of rational expressions considerably.",
+        )
+        .unwrap();
         assert!(easy < 2.0, "{easy}");
         assert!(hard > 16.0, "{hard}");
         assert_eq!(syllables("table"), 2);
@@ -358,7 +426,11 @@ mod tests {
         let e = Expect {
             tools_called: vec![ToolExpect {
                 name: "retrieve_components".into(),
-                args: ArgPredicates { skills_include: Some("f.d".into()), query_contains: Some("flip".into()), ..Default::default() },
+                args: ArgPredicates {
+                    skills_include: Some("f.d".into()),
+                    query_contains: Some("flip".into()),
+                    ..Default::default()
+                },
             }],
             tools_not_called: vec!["flag_struggle".into()],
             ..Default::default()
@@ -367,7 +439,8 @@ mod tests {
         let mut good = observed(GOOD);
         good.tools = vec![trace("retrieve_components", r#"{"query": "why FLIP", "skills": ["f.d"]}"#)];
         let mut bad = observed(GOOD);
-        bad.tools = vec![trace("retrieve_components", r#"{"query": "why", "skills": ["x.y"]}"#), trace("flag_struggle", "{}")];
+        bad.tools =
+            vec![trace("retrieve_components", r#"{"query": "why", "skills": ["x.y"]}"#), trace("flag_struggle", "{}")];
         assert!(passed(&c, &good, "tool retrieve_components") && passed(&c, &good, "no tool flag_struggle"));
         assert!(!passed(&c, &bad, "tool retrieve_components") && !passed(&c, &bad, "no tool flag_struggle"));
     }
@@ -422,9 +495,13 @@ mod tests {
             mistake: Some("reciprocal".into()),
             ..Default::default()
         });
-        let mut good = observed("Watch for this: you used the first fraction, not the reciprocal of the second. Flip the second one. Then multiply. Try it now.");
+        let mut good = observed(
+            "Watch for this: you used the first fraction, not the reciprocal of the second. Flip the second one. Then multiply. Try it now.",
+        );
         good.peak_prompt = 900;
-        let mut bad = observed("Notwithstanding multiplicative considerations, reciprocation constitutes fundamental transformational methodology.");
+        let mut bad = observed(
+            "Notwithstanding multiplicative considerations, reciprocation constitutes fundamental transformational methodology.",
+        );
         bad.peak_prompt = 1200;
         for name in ["reading level", "token budget", "language", "names the mistake"] {
             assert!(passed(&c, &good, name), "{name}");
