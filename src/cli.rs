@@ -108,6 +108,9 @@ pub enum Command {
         /// Record the live endpoint's replies into evals/replays (live only)
         #[arg(long)]
         record: bool,
+        /// Also have the model judge each answer with prompts/judge.md (replay or live)
+        #[arg(long)]
+        judge: bool,
         /// Where the JSON and Markdown reports go [default: <evals>/report]
         #[arg(long)]
         out: Option<PathBuf>,
@@ -251,8 +254,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask { question, learner, component, session, json } => {
             ask(cfg, question, learner, component, session, json).await
         }
-        Command::Eval { engine, evals, cases, record, out, json } => {
-            eval(cfg, engine, evals, cases, record, out, json).await
+        Command::Eval { engine, evals, cases, record, judge, out, json } => {
+            eval(cfg, engine, evals, cases, record, judge, out, json).await
         }
     }
 }
@@ -347,6 +350,7 @@ async fn eval(
     evals: PathBuf,
     cases: Option<PathBuf>,
     record: bool,
+    judge: bool,
     out: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -369,7 +373,8 @@ async fn eval(
     }
     let mut runs = Vec::new();
     for e in engines {
-        let opts = RunOptions { engine: e, record, replays: evals.join("replays") };
+        let opts =
+            RunOptions { engine: e, record, replays: evals.join("replays"), judge: judge && e != Engine::Offline };
         let started = std::time::Instant::now();
         let results = match crate::eval::run_all(&cfg, lib.clone(), &cases, &opts).await {
             Ok(r) => r,

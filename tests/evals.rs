@@ -84,6 +84,18 @@ async fn live_recording_then_replay_is_deterministic_and_a_missing_reply_is_name
         json!({"id": "c", "object": "chat.completion.chunk", "created": 1763800000, "model": "m",
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
+    // the judge: a plain completion scoring the answer
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(wiremock::matchers::body_string_contains("Score the tutor's last reply"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "j", "object": "chat.completion", "created": 1763800000, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                "content": "{\"mistake_identification\": null, \"mistake_location\": null, \"not_revealing_answer\": 1, \"providing_guidance\": 1, \"actionability\": 0, \"coherence\": 1, \"encouraging_tone\": 1}"}}],
+            "usage": {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(sse(vec![
@@ -100,15 +112,16 @@ async fn live_recording_then_replay_is_deterministic_and_a_missing_reply_is_name
     let live = [("TUTOR_LLM_BASE_URL", format!("{}/v1", server.uri())), ("TUTOR_LLM_API_KEY", "sk-test".into())];
     let out = |name: &str| evals.path().join(name);
 
-    let recorded = eval(evals.path(), &["--engine", "live", "--record", "--out", out("r0").to_str().unwrap()], &live);
+    let recorded =
+        eval(evals.path(), &["--engine", "live", "--record", "--judge", "--out", out("r0").to_str().unwrap()], &live);
     assert!(recorded.status.code().is_some_and(|c| c < 2), "{}", String::from_utf8_lossy(&recorded.stderr));
     let files: Vec<String> =
         std::fs::read_dir(out("replays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(files.len(), 2, "{files:?}");
     let calls = server.received_requests().await.unwrap().len();
 
-    let first = eval(evals.path(), &["--engine", "replay", "--out", out("r1").to_str().unwrap()], &[]);
-    let second = eval(evals.path(), &["--engine", "replay", "--out", out("r2").to_str().unwrap()], &[]);
+    let first = eval(evals.path(), &["--engine", "replay", "--judge", "--out", out("r1").to_str().unwrap()], &[]);
+    let second = eval(evals.path(), &["--engine", "replay", "--judge", "--out", out("r2").to_str().unwrap()], &[]);
 
     assert_eq!(server.received_requests().await.unwrap().len(), calls, "replay never calls the endpoint");
     for run in [&first, &second] {
@@ -120,6 +133,10 @@ async fn live_recording_then_replay_is_deterministic_and_a_missing_reply_is_name
     assert_eq!(std::fs::read(out("r1/replay.md")).unwrap(), std::fs::read(out("r2/replay.md")).unwrap());
     let report: Value = serde_json::from_slice(&a).unwrap();
     assert_eq!(report["cases"]["replay"][0]["observed"]["engines"], json!(["llm"]));
+    // the judge's scores, recorded and replayed with the rest
+    assert_eq!(report["summaries"][1]["judge"]["actionability"], 0.0);
+    assert_eq!(report["summaries"][1]["judge"]["encouraging_tone"], 1.0);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("LLM judge (replay)"));
 
     // a new case has no recording: a clear error, not a silent live call
     std::fs::write(

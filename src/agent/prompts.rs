@@ -42,6 +42,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("render/summary", include_str!("../../prompts/render/summary.md")),
     ("render/exercise", include_str!("../../prompts/render/exercise.md")),
     ("offline", include_str!("../../prompts/offline.md")),
+    ("judge", include_str!("../../prompts/judge.md")),
 ];
 
 /// The sections `prompts/offline.md` must have.

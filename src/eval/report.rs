@@ -19,6 +19,9 @@ pub struct Summary {
     pub dimensions: BTreeMap<String, Option<f64>>,
     /// `case: check: detail` of each failed check.
     pub failures: Vec<String>,
+    /// The LLM judge's dimension scores, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<BTreeMap<String, Option<f64>>>,
 }
 
 /// Totals of a run.
@@ -37,7 +40,18 @@ pub fn summarize(engine: &str, results: &[CaseResult]) -> Summary {
         .iter()
         .flat_map(|r| r.checks.iter().filter(|c| !c.passed).map(move |c| format!("{}: {}: {}", r.id, c.name, c.detail)))
         .collect();
+    let judged: Vec<&BTreeMap<String, Option<bool>>> = results.iter().filter_map(|r| r.judge.as_ref()).collect();
+    let judge = (!judged.is_empty()).then(|| {
+        DIMENSIONS
+            .iter()
+            .map(|d| {
+                let v: Vec<bool> = judged.iter().filter_map(|j| j.get(*d).copied().flatten()).collect();
+                (d.to_string(), (!v.is_empty()).then(|| v.iter().filter(|p| **p).count() as f64 / v.len() as f64))
+            })
+            .collect()
+    });
     Summary {
+        judge,
         engine: engine.into(),
         cases: results.len(),
         passed,
@@ -129,6 +143,17 @@ pub fn table(runs: &[(Summary, Vec<CaseResult>)]) -> String {
             ));
         }
         out.push('\n');
+    }
+    for (s, _) in runs {
+        if let Some(j) = &s.judge {
+            let line: Vec<String> = DIMENSIONS
+                .iter()
+                .map(|d| {
+                    format!("{}={}", short(d), j.get(*d).copied().flatten().map_or("n/a".into(), |v| format!("{v:.2}")))
+                })
+                .collect();
+            out.push_str(&format!("LLM judge ({}): {}\n", s.engine, line.join(" ")));
+        }
     }
     out.push_str(&format!("\n{}: {}\n", DIMENSIONS.map(short).join(" "), DIMENSIONS.join(", ")));
     out

@@ -74,6 +74,9 @@ pub struct CaseResult {
     pub passed: bool,
     pub checks: Vec<Check>,
     pub dimensions: BTreeMap<&'static str, Option<bool>>,
+    /// The LLM judge's scores (`--judge`), per dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<BTreeMap<String, Option<bool>>>,
     pub observed: Observed,
 }
 
@@ -217,6 +220,8 @@ pub struct RunOptions {
     pub record: bool,
     /// Where recordings live (`evals/replays`).
     pub replays: PathBuf,
+    /// Ask the model to judge each answer with `prompts/judge.md` (LLM engines).
+    pub judge: bool,
 }
 
 /// Where one engine's run keeps its state, and what it runs with.
@@ -226,6 +231,7 @@ pub struct Runner {
     lib: Arc<Library>,
     recorder: Option<Arc<Recorder>>,
     config: Arc<Config>,
+    judge: bool,
     _data: tempfile::TempDir,
 }
 
@@ -299,7 +305,10 @@ impl Runner {
             prompts: Arc::new(prompts),
             llm,
         };
-        Ok(Self { agent, store, lib, recorder, config, _data: data })
+        if opts.judge && agent.llm.is_none() {
+            return Err(setup_err("--judge needs an LLM engine (replay or live)"));
+        }
+        Ok(Self { agent, store, lib, recorder, config, judge: opts.judge, _data: data })
     }
 
     /// Answers on `skill`'s exercises until its mastery reaches the named band.
@@ -441,6 +450,7 @@ impl Runner {
             o.peak_prompt = o.peak_prompt.max(result.tokens.peak_prompt);
             o.engines.push(result.engine.to_owned());
         }
+        let judge = if self.judge { Some(self.judge(case, &o).await) } else { None };
         if let Some(r) = &self.recorder {
             r.finish_case()?;
         }
@@ -477,8 +487,39 @@ impl Runner {
             passed,
             checks,
             dimensions: dims,
+            judge,
             observed: o,
         })
+    }
+
+    /// The model's scores of the last answer, with `prompts/judge.md`; a reply that is not the
+    /// JSON asked for scores nothing (every dimension `None`).
+    async fn judge(&self, case: &Case, o: &Observed) -> BTreeMap<String, Option<bool>> {
+        let llm = self.agent.llm.as_ref().expect("checked in new");
+        let mut convo = String::new();
+        for (turn, answer) in case.turns.iter().zip(&o.answers) {
+            convo.push_str(&format!("Learner: {turn}\n\nTutor: {answer}\n\n"));
+        }
+        let user = format!(
+            "Case: {}\nPage: {}\nLearner's known misconceptions: {}\n\n{convo}Score the tutor's last reply.",
+            case.description,
+            case.page.as_deref().unwrap_or("none"),
+            if o.diagnoses.is_empty() { "none".into() } else { o.diagnoses.join("; ") }
+        );
+        let reply = llm.complete(&self.agent.prompts.get("judge").text, &user, 200).await.unwrap_or_default();
+        let json = reply.find('{').and_then(|a| reply.rfind('}').map(|b| &reply[a..=b])).unwrap_or("{}");
+        let parsed: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        super::score::DIMENSIONS
+            .iter()
+            .map(|d| {
+                let v = match &parsed[*d] {
+                    serde_json::Value::Bool(b) => Some(*b),
+                    serde_json::Value::Number(n) => n.as_f64().map(|x| x >= 0.5),
+                    _ => None,
+                };
+                (d.to_string(), v)
+            })
+            .collect()
     }
 }
 
