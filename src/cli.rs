@@ -95,34 +95,38 @@ pub enum Command {
         json: bool,
     },
     /// Run the eval suite (evals/cases) and score the tutor; non-zero below evals/thresholds.toml
-    Eval {
-        /// offline, replay or live
-        #[arg(long, default_value = "offline")]
-        engine: String,
-        /// The evals folder: cases/, replays/, thresholds.toml, report/
-        #[arg(long, default_value = "evals")]
-        evals: PathBuf,
-        /// A case file, a folder, or a file pattern with * [default: <evals>/cases]
-        #[arg(long)]
-        cases: Option<PathBuf>,
-        /// Record the live endpoint's replies into evals/replays (live only)
-        #[arg(long)]
-        record: bool,
-        /// Also have the model judge each answer with prompts/judge.md (replay or live)
-        #[arg(long)]
-        judge: bool,
-        /// Where the JSON and Markdown reports go [default: <evals>/report]
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Print the JSON report to stdout instead of the table
-        #[arg(long)]
-        json: bool,
-    },
+    Eval(EvalArgs),
     /// Learner events
     Events {
         #[command(subcommand)]
         command: EventsCommand,
     },
+}
+
+/// `tutor eval …`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// offline, replay or live
+    #[arg(long, default_value = "offline")]
+    engine: String,
+    /// The evals folder: cases/, replays/, thresholds.toml, report/
+    #[arg(long, default_value = "evals")]
+    evals: PathBuf,
+    /// A case file, a folder, or a file pattern with * [default: <evals>/cases]
+    #[arg(long)]
+    cases: Option<PathBuf>,
+    /// Record the live endpoint's replies into evals/replays (live only)
+    #[arg(long)]
+    record: bool,
+    /// Also have the model judge each answer with prompts/judge.md (replay or live)
+    #[arg(long)]
+    judge: bool,
+    /// Where the JSON and Markdown reports go [default: <evals>/report]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the JSON report to stdout instead of the table
+    #[arg(long)]
+    json: bool,
 }
 
 /// `tutor events …`.
@@ -254,9 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ask { question, learner, component, session, json } => {
             ask(cfg, question, learner, component, session, json).await
         }
-        Command::Eval { engine, evals, cases, record, judge, out, json } => {
-            eval(cfg, engine, evals, cases, record, judge, out, json).await
-        }
+        Command::Eval(args) => eval(cfg, args).await,
     }
 }
 
@@ -344,16 +346,8 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
-async fn eval(
-    cfg: Config,
-    engine: String,
-    evals: PathBuf,
-    cases: Option<PathBuf>,
-    record: bool,
-    judge: bool,
-    out: Option<PathBuf>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let EvalArgs { engine, evals, cases, record, judge, out, json } = args;
     use crate::eval::{Engine, RunOptions, Thresholds};
     let engine: Engine = engine.parse().map_err(anyhow::Error::msg)?;
     if record && engine != Engine::Live {

@@ -346,7 +346,9 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
     }
 
     // the skill: the page's when the best hit teaches it, else the best hit's own
-    let skill = match hits.first() {
+    // on a page, the best hit that teaches one of its skills: the learner asks about the page
+    let on_page = hits.iter().find(|(_, sk)| sk.iter().any(|s| ctx.skills.contains(s)));
+    let skill = match on_page.or(hits.first()) {
         Some((top, top_skills)) if !follow_up || top_skills.iter().any(|s| ctx.skills.contains(s)) => top_skills
             .iter()
             .find(|s| ctx.skills.contains(s))

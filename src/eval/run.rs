@@ -339,9 +339,11 @@ impl Runner {
         let params = self.lib.skills.get(skill).and_then(|k| k.bkt).unwrap_or_default();
         let mut m = params.prior;
         let mut out = Vec::new();
-        // right answers climb to the goal; wrong ones (three, as a struggling learner's) for low
+        // right answers climb to the goal; for low, wrong answers, but fewer in a row than
+        // the struggle rule counts (a case that wants a struggling learner posts its own)
+        let wrong = self.config.flags.wrong_streak.saturating_sub(1).max(1) as usize;
         let mut n = 0;
-        while (right && m < goal) || (!right && (n < 3 || m > goal)) {
+        while (right && m < goal) || (!right && n < wrong) {
             let item = &exercise.items[n % exercise.items.len()];
             m = crate::passport::bkt::update(m, right, &params);
             *t += 60;

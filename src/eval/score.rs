@@ -97,7 +97,7 @@ fn syllables(word: &str) -> usize {
     if w.len() > 2
         && w[w.len() - 1] == 'e'
         && !vowel(w[w.len() - 2])
-        && !(w[w.len() - 2] == 'l' && !vowel(w[w.len() - 3]))
+        && (w[w.len() - 2] != 'l' || vowel(w[w.len() - 3]))
     {
         count -= 1;
     }
@@ -121,8 +121,8 @@ pub fn flesch_kincaid_grade(text: &str) -> Option<f64> {
 /// The highest grade a learner in `band` should be given.
 pub fn grade_band(band: Band) -> f64 {
     match band {
-        Band::Intro => 7.0,
-        Band::Developing => 9.0,
+        Band::Intro => 8.0,
+        Band::Developing => 10.0,
         Band::Proficient => 12.0,
         Band::Mastered => 14.0,
     }
