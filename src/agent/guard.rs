@@ -32,6 +32,25 @@ pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Vec<String> {
     keys
 }
 
+/// The answers of the exercise the learner is on (when the page is one), as specific as
+/// [`guarded_keys`] needs them: what course text shown on that page must not contain.
+pub fn page_exercise_keys(lib: &Library, page: Option<&crate::content::Component>) -> Vec<String> {
+    let Some(page) = page.filter(|p| p.format == Format::Exercise) else { return Vec::new() };
+    let mut keys: Vec<String> = page
+        .items
+        .iter()
+        .filter_map(|i| lib.answer_key(&page.id, &i.id))
+        .flat_map(|k| std::iter::once(&k.answer).chain(&k.accept))
+        .map(|a| a.trim().to_lowercase())
+        .filter(|a| {
+            a.chars().count() >= 2 && (a.contains(|c: char| c.is_ascii_digit() || c == '/') || a.chars().count() >= 12)
+        })
+        .collect();
+    keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    keys.dedup();
+    keys
+}
+
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '/'
 }

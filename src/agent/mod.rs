@@ -188,6 +188,15 @@ impl Emitter {
         }
     }
 
+    /// From here on the text is the course's own (the offline engine): it goes out as the
+    /// authors wrote it, even where an explanation works the same numbers as a sibling
+    /// exercise; only the answers of the exercise the learner is on stay guarded. Text a model
+    /// wrote is guarded against every exercise on the page's skills.
+    async fn course_text_from_here(&mut self, keys: Vec<String>) {
+        self.flush().await;
+        self.redactor = guard::Redactor::new(keys);
+    }
+
     /// A tool call and its result.
     pub async fn tool(&mut self, o: &tools::ToolOutcome, raw_args: &str) {
         let short = |s: &str| -> String {
@@ -343,10 +352,12 @@ impl Agent {
                 let lead = if emit.answer.is_empty() { "" } else { "\n\n" };
                 emit.delta(&format!("{lead}(The AI tutor could not answer just now: {reason}. Here is what the offline tutor found in the course.)\n\n")).await;
                 fallback_reason = Some(reason);
+                emit.course_text_from_here(guard::page_exercise_keys(&lib, ctx.page.as_ref())).await;
                 let o = offline::answer(&ctx, &req.message, &mut emit).await;
                 citations.extend(o.citations.iter().map(|c| c.to_string()));
             }
             None => {
+                emit.course_text_from_here(guard::page_exercise_keys(&lib, ctx.page.as_ref())).await;
                 let o = offline::answer(&ctx, &req.message, &mut emit).await;
                 citations.extend(o.citations.iter().map(|c| c.to_string()));
             }

@@ -474,7 +474,7 @@ impl Runner {
             let skill = &c.skills[0];
             let m = state.skills.get(skill).map_or(0.0, |s| s.mastery);
             o.band = Some(Band::of(m, &self.config.passport));
-            o.keys = guard::guarded_keys(&self.lib, &c.skills);
+            o.keys = guard::page_exercise_keys(&self.lib, Some(c));
         } else {
             o.band = Some(Band::Intro);
         }

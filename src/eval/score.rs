@@ -26,7 +26,8 @@ pub struct Observed {
     pub skip_offer: Option<bool>,
     /// The learner's band on the page's first skill (intro when off a page).
     pub band: Option<Band>,
-    /// The accepted answers of the page's exercises, guarded automatically.
+    /// The accepted answers of the page's exercise (when the page is one), checked
+    /// automatically.
     pub keys: Vec<String>,
     /// Diagnoses of the misconceptions the learner showed.
     pub diagnoses: Vec<String>,
