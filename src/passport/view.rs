@@ -300,8 +300,9 @@ fn level_rank(l: Level) -> i32 {
     Level::ALL.iter().position(|x| *x == l).unwrap_or(0) as i32
 }
 
-/// The best component teaching `skill` at `level` in `format` (exercises excluded), nearest
-/// level first, then the format, then the page's own component.
+/// The best component teaching `skill` at `level` in `format` (exercises excluded): the
+/// nearest level (a level below costing a little more than one above, and material whose main
+/// skill is another a little more than a level), then the format, then the page's own component.
 pub fn best_material<'a>(
     lib: &'a Library,
     skill: &SkillId,
@@ -318,10 +319,12 @@ pub fn best_material<'a>(
             }),
         )
         .min_by_key(|c| {
-            let primary = i32::from(c.skills.first() != Some(skill));
+            // material that only touches the skill (a course summary) costs more than one level
+            // step: a skill's own material a level off beats it, two levels off does not
+            let secondary = i32::from(c.skills.first() != Some(skill));
             (
-                (level_rank(c.level) - level_rank(level)).abs() * 4 + i32::from(c.level < level),
-                primary,
+                (level_rank(c.level) - level_rank(level)).abs() * 4 + i32::from(c.level < level) + secondary * 6,
+                secondary,
                 i32::from(c.format != format),
                 i32::from(Some(&c.id) != own),
                 c.id.clone(),
