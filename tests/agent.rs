@@ -263,10 +263,11 @@ async fn a_model_that_never_stops_calling_tools_is_stopped_at_the_step_limit() {
     )
     .await;
 
-    // three calls with tools, one last call without, then the offline engine answers
+    // two calls with tools, the last one without, then the offline engine answers
     let reqs = requests(&server).await;
-    assert_eq!(reqs.len(), 4);
-    assert!(reqs[3].get("tools").is_none());
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs[1].get("tools").is_some());
+    assert!(reqs[2].get("tools").is_none());
     assert_eq!(d["engine"], "offline_fallback");
     assert!(d["fallback_reason"].as_str().unwrap().contains("limit of 3 model calls"), "{d}");
     let answer = d["answer"].as_str().unwrap();
@@ -599,14 +600,14 @@ async fn three_wrong_answers_raise_exactly_one_flag_and_new_evidence_extends_it(
     )
     .await;
 
-    let flags = first["flags"].as_array().unwrap();
-    assert_eq!(flags.len(), 1, "{first}");
+    // a plain question adds nothing (the answers were already counted); confusion adds to the
+    // open flag rather than opening another
+    assert_eq!(first["flags"], json!([]), "{first}");
+    let flags = again["flags"].as_array().unwrap();
+    assert_eq!(flags.len(), 1, "{again}");
     assert_eq!(flags[0]["skill"], "fractions.divide");
     assert_eq!(flags[0]["reason"], "wrong_streak");
-    assert_eq!(flags[0]["opened"], false, "already opened by the answers; the turn adds evidence");
-    assert_eq!(again["flags"].as_array().unwrap().len(), 1);
-    assert_eq!(again["flags"][0]["id"], flags[0]["id"]);
-    assert_eq!(again["flags"][0]["opened"], false);
+    assert_eq!(flags[0]["opened"], false);
     assert_eq!(calm["flags"], json!([]));
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT status, evidence FROM flags WHERE learner = 'sad'").fetch_all(&pool).await.unwrap();

@@ -37,8 +37,15 @@ pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
         // the prefix fits: keep all of it
         return (format!("{}{MARK}", &text[..end]), toks.len() + 5);
     }
-    let keep = max.saturating_sub(8);
-    let kept = bpe.decode(&toks[..keep]).unwrap_or_default();
+    // a cut inside a multi-byte character does not decode: back off a token at a time
+    let mut keep = max.saturating_sub(8).min(toks.len());
+    let kept = loop {
+        match bpe.decode(&toks[..keep]) {
+            Ok(t) => break t,
+            Err(_) if keep > 0 => keep -= 1,
+            Err(_) => break String::new(),
+        }
+    };
     (format!("{kept}{MARK}"), keep + 5)
 }
 
@@ -186,6 +193,15 @@ mod tests {
         assert_eq!(f.turns[0].role, "learner");
         assert!(summary.contains(&format!("question number {}", f.dropped - 2)), "{summary}");
         assert!(count_tokens(&summary) <= SUMMARY_TOKENS);
+    }
+
+    #[test]
+    fn trimming_inside_multi_byte_text_keeps_the_text() {
+        let long = "分数の割り算は逆数を掛けることです。🍕🍕🍕 ".repeat(60);
+        let (t, n) = trim_counted(&long, 40);
+        assert!(t.len() > 40, "{t}");
+        assert!(t.starts_with("分数"));
+        assert!(n <= 40 && count_tokens(&t) <= 45, "{n}");
     }
 
     #[test]

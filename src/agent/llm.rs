@@ -38,6 +38,19 @@ pub enum LlmError {
     Malformed(String),
 }
 
+impl LlmError {
+    /// What the learner is told: the kind of failure, never the endpoint's own message (which
+    /// may name internal hosts or part of a key). The detail goes to the logs.
+    pub fn public(&self) -> String {
+        match self {
+            LlmError::Api(_) => "the model service is unavailable".into(),
+            LlmError::Timeout(s) => format!("the model did not answer within {s} s"),
+            LlmError::StepLimit(n) => format!("the tutor reached its limit of {n} model calls"),
+            LlmError::Malformed(_) => "the model's reply was cut off".into(),
+        }
+    }
+}
+
 /// A client for one model.
 pub struct LlmClient {
     client: Client<OpenAIConfig>,
@@ -259,11 +272,9 @@ pub async fn run(
     };
     let mut final_call = false;
     loop {
-        if out.steps >= cfg.max_steps {
-            if final_call {
-                return Err(LlmError::StepLimit(cfg.max_steps));
-            }
-            // one last call without tools, asking for an answer from what was found
+        // the last allowed call goes without tools, asking for an answer from what was found
+        // (a turn makes at most `max_steps` model calls)
+        if out.steps + 1 >= cfg.max_steps && !final_call {
             final_call = true;
             let note = "You have used all your tool calls for this turn. Answer the learner now from what you found, citing it.";
             msgs.push(msg(system_msg(note), note, Kind::Fixed));

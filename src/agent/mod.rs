@@ -204,10 +204,15 @@ impl Emitter {
             if s.chars().count() > 160 { format!("{}…", s.chars().take(160).collect::<String>()) } else { s }
         };
         let t = ToolTrace {
-            name: o.name.clone(),
+            // a model may name a tool anything: only the real names go out as they are
+            name: if tools::TOOL_NAMES.contains(&o.name.as_str()) { o.name.clone() } else { "unknown_tool".into() },
             ok: o.ok,
             arguments: short(raw_args),
-            result: short(&o.summary),
+            result: if tools::TOOL_NAMES.contains(&o.name.as_str()) {
+                short(&o.summary)
+            } else {
+                "error: unknown tool".into()
+            },
             raw_arguments: guard::redact(raw_args, &self.keys),
         };
         self.trace.push(t.clone());
@@ -304,7 +309,7 @@ impl Agent {
             tokens: convo_tokens,
         };
 
-        let ctx = TurnCtx {
+        let mut ctx = TurnCtx {
             lib: lib.clone(),
             config: self.config.clone(),
             learner: req.learner.clone(),
@@ -331,7 +336,10 @@ impl Agent {
             Some(llm) => {
                 let limit = std::time::Duration::from_secs(cfg.turn_timeout_secs);
                 Some(match tokio::time::timeout(limit, llm::run(&ctx, llm, &convo, &mut emit)).await {
-                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Ok(r) => r.map_err(|e| {
+                        tracing::warn!(error = %e, "LLM engine failed");
+                        e.public()
+                    }),
                     Err(_) => Err(format!("the turn took longer than {} s", cfg.turn_timeout_secs)),
                 })
             }
@@ -352,6 +360,8 @@ impl Agent {
                 let lead = if emit.answer.is_empty() { "" } else { "\n\n" };
                 emit.delta(&format!("{lead}(The AI tutor could not answer just now: {reason}. Here is what the offline tutor found in the course.)\n\n")).await;
                 fallback_reason = Some(reason);
+                // the offline engine does not ask the model that just failed (no generated renders)
+                ctx.llm = None;
                 emit.course_text_from_here(guard::page_exercise_keys(&lib, ctx.page.as_ref())).await;
                 let o = offline::answer(&ctx, &req.message, &mut emit).await;
                 citations.extend(o.citations.iter().map(|c| c.to_string()));
@@ -397,6 +407,7 @@ impl Agent {
                 component: req.component.as_ref(),
                 message: Some(&req.message),
                 earlier: &earlier,
+                new_answers: false,
             },
         );
         let mut flags: Vec<FlagRef> = Vec::new();

@@ -354,7 +354,8 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
             .find(|s| ctx.skills.contains(s))
             .or(top_skills.first())
             .cloned()
-            .unwrap_or_else(|| ctx.lib.components[top].skills[0].clone()),
+            .or_else(|| ctx.lib.components.get(top).map(|c| c.skills[0].clone()))
+            .unwrap_or_else(|| ctx.skills.first().cloned().unwrap_or_else(|| top_skills[0].clone())),
         _ => match ctx.skills.first() {
             Some(s) => s.clone(),
             None => {
@@ -398,11 +399,13 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
     parts.push(excerpt(&variant.body, words_for(band)));
     let mut citations = vec![variant.id.clone()];
     let mut source = t(ctx, "sources", &[("id", variant.id.as_str()), ("title", &variant.title)]);
-    if let Some((other, _)) =
-        hits.iter().find(|(id, _)| *id != variant.id && ctx.lib.components[id].format != Format::Exercise)
+    if let Some((other, _)) = hits
+        .iter()
+        .find(|(id, _)| *id != variant.id && ctx.lib.components.get(id).is_some_and(|c| c.format != Format::Exercise))
     {
         source.push(' ');
-        source.push_str(&t(ctx, "see_also", &[("id", other.as_str()), ("title", &ctx.lib.components[other].title)]));
+        let title = ctx.lib.components.get(other).map_or("", |c| c.title.as_str());
+        source.push_str(&t(ctx, "see_also", &[("id", other.as_str()), ("title", title)]));
         citations.push(other.clone());
     }
     parts.push(source);

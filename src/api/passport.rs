@@ -157,6 +157,7 @@ async fn watch_for_struggle(s: &AppState, lib: &crate::content::Library, events:
             component: None,
             message: None,
             earlier: &[],
+            new_answers: true,
         };
         for r in detect(lib, &s.config.flags, &obs) {
             if let Err(e) = s.store.raise(&r).await {

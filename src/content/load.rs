@@ -456,7 +456,10 @@ fn load_skills_file(
             None => None,
             Some(v) => {
                 match serde_yaml::from_value::<BktParams>(v.clone()) {
-                    Ok(b) if [b.prior, b.learn, b.slip, b.guess].iter().all(|p| (0.0..=1.0).contains(p)) => {
+                    Ok(b)
+                        if [b.prior, b.slip, b.guess].iter().all(|p| *p > 0.0 && *p < 1.0)
+                            && (0.0..1.0).contains(&b.learn) =>
+                    {
                         if b.slip + b.guess >= 1.0 {
                             report.add(&path, f.line_of("bkt"), "bkt: slip + guess must be below 1, or a right answer would be evidence against knowing");
                         }
@@ -466,7 +469,7 @@ fn load_skills_file(
                         report.add(
                             &path,
                             f.line_of("bkt"),
-                            "bkt: prior, learn, slip and guess must each be between 0 and 1",
+                            "bkt: prior, slip and guess must each be strictly between 0 and 1, and learn at least 0 and below 1",
                         );
                         None
                     }

@@ -420,6 +420,7 @@ impl Runner {
             component: None,
             message: None,
             earlier: &[],
+            new_answers: true,
         };
         for r in crate::flags::detect(&self.lib, &self.config.flags, &obs) {
             self.store.raise(&r).await.map_err(setup_err)?;

@@ -251,6 +251,10 @@ pub struct Observation<'a> {
     /// The learner's message this turn, and their earlier messages in the session.
     pub message: Option<&'a str>,
     pub earlier: &'a [String],
+    /// Whether new answers arrived, so the rules on answers (wrong streak, falling mastery,
+    /// hints) look again. A chat turn brings no answers: re-reading the same ones every turn
+    /// would pile up the same evidence, and reopen a flag an educator just resolved.
+    pub new_answers: bool,
 }
 
 /// Applies the rules; one [`Raise`] per rule that fires, per skill.
@@ -272,7 +276,7 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
             evidence: Evidence { rule: rule.into(), detail, mastery, excerpt, at: now },
         });
     };
-    for skill in o.skills {
+    for skill in o.skills.iter().filter(|_| o.new_answers) {
         let Some(st) = o.state.skills.get(skill) else {
             continue;
         };

@@ -10,13 +10,11 @@ use crate::content::BktParams;
 /// P(L | wrong)   = P(L)S / (P(L)S + (1−P(L))(1−G))
 /// P(L_next)      = P(L | obs) + (1 − P(L | obs)) T
 pub fn update(p: f64, correct: bool, b: &BktParams) -> f64 {
-    let posterior = if correct {
-        let known = p * (1.0 - b.slip);
-        known / (known + (1.0 - p) * b.guess)
-    } else {
-        let known = p * b.slip;
-        known / (known + (1.0 - p) * (1.0 - b.guess))
-    };
+    let (known, unknown) =
+        if correct { (p * (1.0 - b.slip), (1.0 - p) * b.guess) } else { (p * b.slip, (1.0 - p) * (1.0 - b.guess)) };
+    // an answer that cannot happen under the parameters (a slip of 0 and a wrong answer from a
+    // learner at 1.0) carries no information: keep the estimate rather than divide by zero
+    let posterior = if known + unknown > 0.0 { known / (known + unknown) } else { p };
     (posterior + (1.0 - posterior) * b.learn).clamp(0.0, 1.0)
 }
 
@@ -64,5 +62,19 @@ mod tests {
         assert!(update(0.5, true, &b) > 0.5);
         assert!(update(0.5, false, &b) < 0.5);
         assert!((p_correct(1.0, &b) - (1.0 - b.slip)).abs() < 1e-12);
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    #[test]
+    fn impossible_answers_leave_the_estimate_finite() {
+        let b = BktParams { prior: 0.3, learn: 0.0, slip: 0.0, guess: 0.0 };
+        let after_right = update(0.3, true, &b);
+        let after_wrong = update(after_right, false, &b);
+        assert_eq!(after_right, 1.0);
+        assert!(after_wrong.is_finite() && (0.0..=1.0).contains(&after_wrong), "{after_wrong}");
     }
 }
