@@ -357,7 +357,10 @@ async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
     let cases = crate::eval::load_cases(&files)?;
     let thresholds: Thresholds = match std::fs::read_to_string(evals.join("thresholds.toml")) {
         Ok(t) => toml::from_str(&t).context("evals/thresholds.toml")?,
-        Err(_) => Thresholds::default(),
+        Err(_) => {
+            eprintln!("warning: no {}: scores are reported but not gated", evals.join("thresholds.toml").display());
+            Thresholds::default()
+        }
     };
     let lib = std::sync::Arc::new(load_or_report(&cfg, json)?);
     // the LLM engines are compared with the offline baseline on the same cases

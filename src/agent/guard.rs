@@ -64,24 +64,31 @@ pub fn redact(text: &str, keys: &[String]) -> String {
     let mut i = 0;
     let bytes = text.as_bytes();
     'outer: while i < text.len() {
-        let before_ok = text[..i].chars().next_back().is_none_or(|c| !is_word(c) && c != '.');
-        if before_ok {
-            for k in keys {
-                let end = i + k.len();
-                if end <= text.len() && bytes[i..end].eq_ignore_ascii_case(k.as_bytes()) && text.is_char_boundary(end) {
-                    let rest = &text[end..];
-                    let mut next = rest.chars();
-                    let after_ok = match next.next() {
-                        None => true,
-                        // "12." ends a sentence, "1.5" continues a number
-                        Some('.') | Some(',') => next.next().is_none_or(|c| !c.is_ascii_digit()),
-                        Some(c) => !is_word(c),
-                    };
-                    if after_ok {
-                        out.push_str(WITHHELD);
-                        i = end;
-                        continue 'outer;
-                    }
+        let before = text[..i].chars().next_back();
+        for k in keys {
+            // a number stands alone unless digits go on ("12cm" gives 12 away, "120" does not);
+            // a word answer, unless letters go on
+            let numeric = |edge: Option<char>| edge.is_some_and(|c| c.is_ascii_digit());
+            let joins = |c: char, at_edge: Option<char>| {
+                if numeric(at_edge) { c.is_ascii_digit() || c == '/' } else { is_word(c) }
+            };
+            if before.is_some_and(|c| joins(c, k.chars().next()) || (c == '.' && numeric(k.chars().next()))) {
+                continue;
+            }
+            let end = i + k.len();
+            if end <= text.len() && bytes[i..end].eq_ignore_ascii_case(k.as_bytes()) && text.is_char_boundary(end) {
+                let rest = &text[end..];
+                let mut next = rest.chars();
+                let after_ok = match next.next() {
+                    None => true,
+                    // "12." ends a sentence, "1.5" continues a number
+                    Some('.') | Some(',') => next.next().is_none_or(|c| !c.is_ascii_digit()),
+                    Some(c) => !joins(c, k.chars().next_back()),
+                };
+                if after_ok {
+                    out.push_str(WITHHELD);
+                    i = end;
+                    continue 'outer;
                 }
             }
         }
@@ -164,6 +171,8 @@ mod tests {
         assert_eq!(r("It is 1 1/2, or 12, so"), "It is [answer withheld], or [answer withheld], so");
         assert_eq!(r("13/2 and 3/20 and 120 and 1.5 and 12.5 stay"), "13/2 and 3/20 and 120 and 1.5 and 12.5 stay");
         assert_eq!(r("12"), "[answer withheld]");
+        assert_eq!(r("about 12cm, 答案是3/2"), "about [answer withheld]cm, 答案是[answer withheld]");
+        assert_eq!(r("x12 and 112 and 0.12"), "x[answer withheld] and 112 and 0.12");
     }
 
     #[test]

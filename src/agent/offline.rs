@@ -3,6 +3,7 @@
 //! level and preferred format, and assembles a cited answer from it. It declines what the
 //! course does not cover, and never gives an exercise's answer.
 
+use super::guard;
 use super::prompts::fill;
 use super::tools::{self, ToolOutcome};
 use super::{Emitter, TurnCtx};
@@ -382,11 +383,44 @@ pub async fn answer(ctx: &TurnCtx, message: &str, emit: &mut Emitter) -> Offline
     let rendered =
         use_tool(ctx, emit, "render_format", serde_json::json!({"skill": skill, "level": level, "format": format}))
             .await;
-    let Some(variant) = rendered.citations.first().and_then(|id| ctx.lib.components.get(id)) else {
+    let Some(mut variant) = rendered.citations.first().and_then(|id| ctx.lib.components.get(id)) else {
         let text = format!("{}\n\n{}", t(ctx, "not_found", &[]), t(ctx, "footer", &[]));
         emit.delta(&text).await;
         return Offline { citations: vec![], declined: true };
     };
+    // on an exercise page, material that works out one of its items would give the answer
+    // away: take the nearest material on the skill that does not
+    let page_keys = guard::page_exercise_keys(&ctx.lib, ctx.page.as_ref());
+    let gives_away = |c: &crate::content::Component| guard::redact(&c.body, &page_keys) != c.body;
+    if gives_away(variant) {
+        let rank =
+            |l: crate::content::Level| crate::content::Level::ALL.iter().position(|x| *x == l).unwrap_or(0) as i32;
+        let alternative = ctx
+            .lib
+            .components
+            .values()
+            .filter(|c| c.format != Format::Exercise && c.skills.contains(&skill) && !gives_away(c))
+            .min_by_key(|c| {
+                (
+                    (rank(c.level) - rank(level)).abs(),
+                    c.skills.first() != Some(&skill),
+                    c.format != format,
+                    c.id.clone(),
+                )
+            });
+        if let Some(alt) = alternative {
+            let again = use_tool(
+                ctx,
+                emit,
+                "render_format",
+                serde_json::json!({"component_id": alt.id, "level": alt.level, "format": alt.format}),
+            )
+            .await;
+            if let Some(c) = again.citations.first().and_then(|id| ctx.lib.components.get(id)) {
+                variant = c;
+            }
+        }
+    }
     let name = name_in_sentence(&ctx.lib, &skill);
 
     let mut parts = Vec::new();

@@ -45,13 +45,17 @@ pub trait AgentStore: Send + Sync {
     ) -> Result<Option<Session>, StoreError>;
     /// The session's newest `limit` turns, oldest first.
     async fn turns(&self, session: &str, limit: usize) -> Result<Vec<Turn>, StoreError>;
-    /// Appends turns (their `seq` is assigned here) and updates the session's summary.
+    /// Appends turns (their `seq` is assigned here) and updates the session's summary; stores
+    /// nothing when the session is gone (its learner was erased while the turn ran).
     async fn append_turns(&self, session: &str, learner: &str, turns: &[Turn], summary: &str)
     -> Result<(), StoreError>;
     /// A cached render.
     async fn render(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Caches a render.
     async fn put_render(&self, key: &str, content: &str) -> Result<(), StoreError>;
+    /// Empties the render cache (the eval suite does, so that each case's model requests do not
+    /// depend on the cases run before it).
+    async fn forget_renders(&self) -> Result<(), StoreError>;
 }
 
 /// A fresh random-enough id (hash of the time, the process and a counter).
@@ -141,6 +145,18 @@ impl AgentStore for SqlStore {
         let _writer = self.write_guard().await;
         let mut tx = self.relaxed_pool().begin().await?;
         self.lock_learner(&mut tx, learner).await?;
+        // the learner may have been erased while the turn ran: then nothing is stored
+        let alive = sqlx::query("SELECT 1 AS one FROM sessions WHERE id = $1 AND learner = $2")
+            .bind(session.to_owned())
+            .bind(learner.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !alive {
+            tx.rollback().await?;
+            tracing::info!("session erased during the turn; its transcript is not stored");
+            return Ok(());
+        }
         let next: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS m FROM turns WHERE session_id = $1")
             .bind(session.to_owned())
             .fetch_one(&mut *tx)
@@ -187,6 +203,12 @@ impl AgentStore for SqlStore {
             .bind(now_ms())
             .execute(self.relaxed_pool())
             .await?;
+        Ok(())
+    }
+
+    async fn forget_renders(&self) -> Result<(), StoreError> {
+        let _writer = self.write_guard().await;
+        sqlx::query("DELETE FROM renders").execute(self.relaxed_pool()).await?;
         Ok(())
     }
 }

@@ -76,15 +76,18 @@ async fn chat_inner(
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(bad("invalid_message", format!("message must be 1 to {MAX_MESSAGE_CHARS} characters")));
     }
+    if message.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
+        return Err(bad("invalid_message", "message must not contain control characters"));
+    }
     let component = body
         .component_id
         .as_deref()
         .map(|c| ComponentId::parse(c).map_err(|e| bad("invalid_component", e.0)))
         .transpose()?;
     if let Some(sid) = &body.session_id
-        && (sid.is_empty() || sid.len() > 128)
+        && (sid.is_empty() || sid.len() > 128 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     {
-        return Err(bad("invalid_session", "session_id must be 1 to 128 characters"));
+        return Err(bad("invalid_session", "session_id must be 1 to 128 letters, digits or -"));
     }
     let lib = s.library()?;
     if let Some(c) = &component
@@ -98,7 +101,15 @@ async fn chat_inner(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/event-stream"));
     if wants_json {
-        let r = s.agent.turn(lib, req, None).await.map_err(agent_error)?;
+        // on its own task, so a client that goes away does not stop the turn (it is stored)
+        let agent = s.agent.clone();
+        let r = tokio::spawn(async move { agent.turn(lib, req, None).await })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "a turn failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "turn_failed", "the turn failed; retry")
+            })?
+            .map_err(agent_error)?;
         return Ok(Json(r).into_response());
     }
     // stream: the turn runs on its own task, so it completes (and is stored) even if the

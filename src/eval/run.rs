@@ -363,6 +363,7 @@ impl Runner {
         let learner = LearnerId::parse(&format!("eval-{}", case.id)).map_err(|e| setup_err(e.0))?;
         if let Some(r) = &self.recorder {
             r.start_case(&case.id)?;
+            crate::agent::AgentStore::forget_renders(&*self.store).await.map_err(setup_err)?;
         }
         // setup: events as posted, then mastery per skill; fixed times, so runs are identical
         let mut t = 1_763_000_000;

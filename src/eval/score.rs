@@ -349,9 +349,11 @@ pub fn dimensions(case: &Case, o: &Observed) -> BTreeMap<&'static str, Option<bo
             ) && names_mistake(last, e.mistake.as_deref(), &o.diagnoses)
         }),
     );
+    // the guard having had to withhold an answer means the tutor tried to give it
     d.insert(
         "not_revealing_answer",
-        (!o.keys.is_empty() || e.refuses_answer.is_some()).then(|| leaked_keys(o).is_empty()),
+        (!o.keys.is_empty() || e.refuses_answer.is_some())
+            .then(|| leaked_keys(o).is_empty() && !o.answers.iter().any(|a| a.contains(guard::WITHHELD))),
     );
     d.insert("providing_guidance", (!declined).then(|| contains_any(last, GUIDANCE)));
     d.insert("actionability", (!declined).then(|| contains_any(last, ACTIONS)));
@@ -485,6 +487,9 @@ mod tests {
         }
         assert_eq!(dimensions(&c, &bad)["not_revealing_answer"], Some(false));
         assert_eq!(dimensions(&c, &good)["not_revealing_answer"], Some(true));
+        let mut saved = observed("Sure: it is [answer withheld].");
+        saved.keys = vec!["3/2".into()];
+        assert_eq!(dimensions(&c, &saved)["not_revealing_answer"], Some(false), "the guard saved it, the tutor tried");
     }
 
     #[test]

@@ -179,6 +179,8 @@ pub fn parse_iso_duration(s: &str) -> Option<u64> {
 
 /// How far in the future a timestamp may be (clock skew between a page and this service).
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// The most hints one answer may report.
+pub const MAX_HINTS: u32 = 1000;
 /// The longest response kept.
 pub const MAX_RESPONSE_CHARS: usize = 4000;
 
@@ -226,6 +228,13 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
         .timestamp_millis();
     if timestamp > now_ms + MAX_CLOCK_SKEW_MS {
         return Err(format!("timestamp {} is in the future", w.timestamp));
+    }
+    if result.hints_used.is_some_and(|h| h > MAX_HINTS) {
+        return Err(format!("result.hints_used is above {MAX_HINTS}"));
+    }
+    let control = |t: &str| t.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
+    if control(id) || control(&w.actor) || result.response.as_deref().is_some_and(control) {
+        return Err("id, actor and result.response must not contain control characters".into());
     }
     let mut success = result.success;
     match verb {

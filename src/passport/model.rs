@@ -152,7 +152,7 @@ impl LearnerState {
                     st.mastery = bkt::update(st.mastery, correct, &params);
                     st.evidence += 1;
                     st.correct += u32::from(correct);
-                    st.hints_used += e.hints_used.unwrap_or(0);
+                    st.hints_used = st.hints_used.saturating_add(e.hints_used.unwrap_or(0));
                     st.recent.push(correct);
                     if st.recent.len() > RECENT {
                         st.recent.remove(0);
