@@ -241,6 +241,7 @@ fn enforce_budget(msgs: &mut Vec<Msg>, tools_tokens: usize, budget: usize) -> us
 }
 
 /// Runs the tool-calling loop for one turn.
+#[tracing::instrument(skip_all, fields(model = %llm.model))]
 pub async fn run(
     ctx: &TurnCtx,
     llm: &LlmClient,

@@ -159,7 +159,8 @@ fn parse_format(raw: &str) -> Result<Format, String> {
     raw.parse::<Format>().map_err(|e| e.to_string())
 }
 
-/// Runs one tool call.
+/// Runs one tool call (a `tracing` span per call, with its outcome).
+#[tracing::instrument(skip(ctx, raw_args), fields(ok))]
 pub async fn call(ctx: &TurnCtx, name: &str, raw_args: &str) -> ToolOutcome {
     let result = match name {
         "lookup_mastery" => match args::<LookupMasteryArgs>(raw_args) {
@@ -180,13 +181,16 @@ pub async fn call(ctx: &TurnCtx, name: &str, raw_args: &str) -> ToolOutcome {
         },
         other => Err(format!("unknown tool '{other}'; the tools are {}", TOOL_NAMES.join(", "))),
     };
-    match result {
+    let outcome = match result {
         Ok(mut o) => {
             o.name = name.to_owned();
             o
         }
         Err(e) => ToolOutcome::error(name, e),
-    }
+    };
+    tracing::Span::current().record("ok", outcome.ok);
+    tracing::debug!(summary = %outcome.summary, "tool call");
+    outcome
 }
 
 fn ok(content: Value, summary: String, citations: Vec<ComponentId>) -> Result<ToolOutcome, String> {
