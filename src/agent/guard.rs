@@ -14,41 +14,37 @@ pub const WITHHELD: &str = "[answer withheld]";
 /// page nothing is guarded: there is no exercise in front of the learner, and guarding every
 /// answer of the course would blank out "1/2" from every explanation.)
 pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Vec<String> {
-    let mut keys: Vec<String> = lib
-        .answer_keys()
-        .filter(|(c, _, _)| {
-            lib.components
-                .get(*c)
-                .is_some_and(|c| c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s)))
-        })
-        .flat_map(|(_, _, k)| std::iter::once(&k.answer).chain(&k.accept))
-        .map(|a| a.trim().to_lowercase())
-        .filter(|a| {
-            a.chars().count() >= 2 && (a.contains(|c: char| c.is_ascii_digit() || c == '/') || a.chars().count() >= 12)
-        })
-        .collect();
-    keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-    keys.dedup();
-    keys
+    specific(
+        lib.answer_keys()
+            .filter(|(c, _, _)| {
+                lib.components
+                    .get(*c)
+                    .is_some_and(|c| c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s)))
+            })
+            .map(|(_, _, k)| k),
+    )
 }
 
 /// The answers of the exercise the learner is on (when the page is one), as specific as
 /// [`guarded_keys`] needs them: what course text shown on that page must not contain.
 pub fn page_exercise_keys(lib: &Library, page: Option<&crate::content::Component>) -> Vec<String> {
     let Some(page) = page.filter(|p| p.format == Format::Exercise) else { return Vec::new() };
-    let mut keys: Vec<String> = page
-        .items
-        .iter()
-        .filter_map(|i| lib.answer_key(&page.id, &i.id))
+    specific(page.items.iter().filter_map(|i| lib.answer_key(&page.id, &i.id)))
+}
+
+/// The accepted answers of `keys` specific enough to find in text, lowercased, longest first
+/// (so that "1 1/2" is matched before "1/2").
+fn specific<'a>(keys: impl Iterator<Item = &'a crate::content::AnswerKey>) -> Vec<String> {
+    let mut out: Vec<String> = keys
         .flat_map(|k| std::iter::once(&k.answer).chain(&k.accept))
         .map(|a| a.trim().to_lowercase())
         .filter(|a| {
             a.chars().count() >= 2 && (a.contains(|c: char| c.is_ascii_digit() || c == '/') || a.chars().count() >= 12)
         })
         .collect();
-    keys.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-    keys.dedup();
-    keys
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    out.dedup();
+    out
 }
 
 fn is_word(c: char) -> bool {

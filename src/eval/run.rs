@@ -5,7 +5,7 @@
 //! request body.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -540,9 +540,4 @@ pub async fn run_all(
         out.push(runner.run_case(c).await?);
     }
     Ok(out)
-}
-
-/// The default folders under the working directory.
-pub fn evals_dir(base: &Path) -> PathBuf {
-    base.join("evals")
 }
