@@ -5,6 +5,9 @@
 //! streamed byte, and the same for the offline engine.
 //! `cargo bench --bench agent`; `BENCH_SMALL=1` for a quick run.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -13,34 +16,25 @@ use axum::routing::post;
 use tutor::config::Config;
 use tutor::content::{LoadOptions, load_library};
 
-fn chunk(delta: serde_json::Value, finish: Option<&str>) -> String {
-    let c = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "created": 1763800000, "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-    format!("data: {c}\n\n")
-}
-
 /// The mock: a `retrieve_components` call when the conversation has no tool result yet, then
 /// a short streamed answer.
 async fn completions(body: Bytes) -> axum::response::Response {
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let has_tool_result = req["messages"].as_array().unwrap().iter().any(|m| m["role"] == "tool");
-    let mut out = String::new();
-    if has_tool_result {
-        out.push_str(&chunk(serde_json::json!({"role": "assistant", "content": ""}), None));
-        for piece in [
+    let chunks = if has_tool_result {
+        common::text_chunks(&[
             "Dividing by a fraction asks how many of it fit. ",
             "Three halves fit in one and a half ",
             "[fractions-divide-explain-intro].",
-        ] {
-            out.push_str(&chunk(serde_json::json!({"content": piece}), None));
-        }
-        out.push_str(&chunk(serde_json::json!({}), Some("stop")));
+        ])
     } else {
-        out.push_str(&chunk(serde_json::json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-            "function": {"name": "retrieve_components", "arguments": "{\"query\": \"why flip when dividing fractions\", \"k\": 3}"}}]}), None));
-        out.push_str(&chunk(serde_json::json!({}), Some("tool_calls")));
-    }
-    out.push_str("data: [DONE]\n\n");
+        common::tool_call_chunks(&[(
+            "call_1",
+            "retrieve_components",
+            r#"{"query": "why flip when dividing fractions", "k": 3}"#,
+        )])
+    };
+    let out = common::sse_body(&chunks);
     axum::response::Response::builder()
         .header("content-type", "text/event-stream")
         .body(axum::body::Body::from(out))
@@ -120,12 +114,7 @@ async fn serve(data: &std::path::Path, llm: Option<String>) -> (String, tokio::s
     .unwrap();
     tokio::spawn(server);
     let base = format!("http://{addr}");
-    loop {
-        if reqwest::get(format!("{base}/readyz")).await.map(|r| r.status() == 200).unwrap_or(false) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(&base).await;
     (base, tx)
 }
 
@@ -142,7 +131,7 @@ fn main() {
             // a data dir (index and database) per service
             let data = tempfile::tempdir().unwrap();
             let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.clone(), ..Config::default() };
-            tutor::retrieval::ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden()).await.unwrap();
+            common::ingest_with(&cfg, &lib, None).await;
             let (base, stop) = serve(data.path(), llm).await;
             println!("engine {engine}");
             for sessions in [1usize, 50, 200] {

@@ -10,7 +10,8 @@ use serde_json::json;
 use sqlx::Connection;
 use tutor::config::PassportConfig;
 use tutor::content::{ComponentId, Library, LoadOptions, load_library};
-use tutor::passport::{Event, LearnerId, SqlStore, Store, now_ms, passport, validate_statement};
+use tutor::ids::now_ms;
+use tutor::passport::{Event, LearnerId, PassportStore, SqlPassportStore, passport, validate_statement};
 
 const SKILLS: usize = 200;
 const BATCH: usize = 100;
@@ -73,7 +74,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// Events/s recording `batches` batches of 100 (each for one of 50 learners), `clients` at a
 /// time.
-async fn throughput(store: &Arc<SqlStore>, lib: &Arc<Library>, batches: usize, clients: usize, tag: &str) -> f64 {
+async fn throughput(
+    store: &Arc<SqlPassportStore>,
+    lib: &Arc<Library>,
+    batches: usize,
+    clients: usize,
+    tag: &str,
+) -> f64 {
     let work: Vec<Vec<Event>> = (0..batches)
         .map(|b| events(lib, &format!("{tag}-l{}", b % 50), BATCH, (b / 50 * BATCH) as i64, b as u64))
         .collect();
@@ -99,7 +106,7 @@ async fn throughput(store: &Arc<SqlStore>, lib: &Arc<Library>, batches: usize, c
     (batches * BATCH) as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn read_latency(store: &Arc<SqlStore>, lib: &Library, reads: usize) -> (f64, f64, usize) {
+async fn read_latency(store: &Arc<SqlPassportStore>, lib: &Library, reads: usize) -> (f64, f64, usize) {
     let cfg = PassportConfig::default();
     let learner = LearnerId::parse("reader").unwrap();
     // 5 answers per skill, so every one of the 200 skills has evidence
@@ -129,7 +136,7 @@ async fn read_latency(store: &Arc<SqlStore>, lib: &Library, reads: usize) -> (f6
 }
 
 async fn run(name: &str, url: &str, lib: &Arc<Library>, small: bool) {
-    let store = SqlStore::connect(url).await.unwrap();
+    let store = Arc::new(SqlPassportStore::new(tutor::db::Database::connect(url).await.unwrap()));
     let batches = if small { 20 } else { 200 };
     let seq = throughput(&store, lib, batches, 1, "seq").await;
     let conc = throughput(&store, lib, batches, 8, "conc").await;

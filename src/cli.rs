@@ -9,10 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::app::{self, App, Stores};
 use crate::config::Config;
 use crate::content::{ContentError, Format, Level, Library, SkillId, load_library};
-use crate::passport::{self, LearnerId, Recorded, SqlStore, Store, now_ms, validate_statement};
-use crate::retrieval::{EdgeStore, Hit, Retriever, SearchFilter, SearchRequest, ingest, open_current};
+use crate::ids::now_ms;
+use crate::passport::{self, LearnerId, Recorded, validate_statement};
+use crate::retrieval::{Hit, SearchFilter, SearchRequest};
 
 /// An agentic AI tutor that lives in the content layer.
 #[derive(Debug, Parser)]
@@ -215,13 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 levels: levels.iter().map(|s| s.parse::<Level>()).collect::<Result<_, _>>()?,
                 formats: formats.iter().map(|s| s.parse::<Format>()).collect::<Result<_, _>>()?,
             };
-            let dir = cfg.index_dir();
-            let store: EdgeStore = tokio::task::spawn_blocking(move || open_current(&dir))
-                .await?
-                .context("opening the index")?
-                .context("no index yet: run `tutor ingest` first")?;
-            let retriever = Retriever::new(crate::api::embedder(&cfg));
-            retriever.set_store(std::sync::Arc::new(store));
+            let retriever = app::open_retriever(&cfg).await.context("opening the index")?;
             let hits = retriever.search(&SearchRequest { text: query, filter, k }).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
@@ -245,8 +241,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Passport { learner, json } => {
             let learner = LearnerId::parse(&learner)?;
             let lib = load_or_report(&cfg, json)?;
-            let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
-            let state = store.learner(&learner).await?;
+            let stores = Stores::open(&cfg).await.context("opening the learner store")?;
+            let state = stores.passports.learner(&learner).await?;
             let p = passport::passport(&lib, &cfg.passport, &learner, &state);
             if json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
@@ -315,13 +311,14 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
         }
         return Ok(ExitCode::FAILURE);
     }
-    let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
+    let stores = Stores::open(cfg).await.context("opening the learner store")?;
     let started = std::time::Instant::now();
     let progress = progress_bar(events.len() as u64, json);
     progress.set_message("events");
     let mut total = Recorded::default();
     for batch in events.chunks(IMPORT_BATCH) {
-        let r = store
+        let r = stores
+            .passports
             .record(batch, &lib)
             .await
             .context("recording events (batches before this one are stored; re-running the import is safe)")?;
@@ -341,7 +338,7 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
             "Imported {} event(s) ({} duplicate(s) skipped) in {secs:.2} s into {}.",
             total.accepted,
             total.duplicates,
-            store.backend()
+            stores.db.backend().as_str()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -429,15 +426,8 @@ async fn ask(
     let learner = LearnerId::parse(&learner)?;
     let component = component.map(|c| crate::content::ComponentId::parse(&c)).transpose()?;
     let lib = std::sync::Arc::new(load_or_report(&cfg, json)?);
-    let dir = cfg.index_dir();
-    let index: EdgeStore = tokio::task::spawn_blocking(move || open_current(&dir))
-        .await?
-        .context("opening the index")?
-        .context("no index yet: run `tutor ingest` first")?;
-    let retriever = std::sync::Arc::new(Retriever::new(crate::api::embedder(&cfg)));
-    retriever.set_store(std::sync::Arc::new(index));
-    let store = SqlStore::connect(&cfg.database_url()).await.context("opening the learner store")?;
-    let agent = crate::api::build_agent(std::sync::Arc::new(cfg), retriever, store)?;
+    let app = App::open(cfg).await?;
+    app.open_index().await.context("opening the index")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let req = crate::agent::TurnRequest { learner, session_id: session, component, message: question };
     let printer = tokio::spawn(async move {
@@ -455,7 +445,7 @@ async fn ask(
             }
         }
     });
-    let result = agent.turn(lib, req, Some(tx)).await;
+    let result = app.agent.turn(lib, req, Some(tx)).await;
     let _ = printer.await;
     let r = result?;
     if json {
@@ -466,7 +456,11 @@ async fn ask(
             "engine {}{}, citations: {}, tokens: {} prompt / {} completion (budget {}), session {}",
             r.engine,
             r.fallback_reason.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
-            if r.citations.is_empty() { "none".into() } else { r.citations.join(", ") },
+            if r.citations.is_empty() {
+                "none".into()
+            } else {
+                r.citations.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            },
             r.tokens.prompt,
             r.tokens.completion,
             r.tokens.budget,
@@ -515,7 +509,7 @@ fn print_passport(p: &passport::Passport) {
 
 async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<ExitCode> {
     let progress = progress_bar(0, json);
-    let report = ingest(cfg, lib, crate::api::embedder(cfg), &progress).await;
+    let report = crate::retrieval::ingest(cfg, &app::index(cfg), lib, app::embedder(cfg), &progress).await;
     progress.finish_and_clear();
     let report = report.context("ingest failed; the previous index is unchanged")?;
     if json {
@@ -563,7 +557,7 @@ fn print_hits(hits: &[Hit]) {
         println!("no results");
         return;
     }
-    let width = hits.iter().map(|h| h.component_id.len()).max().unwrap_or(9).max(9);
+    let width = hits.iter().map(|h| h.component_id.as_str().len()).max().unwrap_or(9).max(9);
     println!("{:>2}  {:>7}  {:<width$}  {:<10}  {:<14}  title", "#", "score", "component", "level", "format");
     for (i, h) in hits.iter().enumerate() {
         println!(

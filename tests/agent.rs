@@ -4,91 +4,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-// ---------- an OpenAI-compatible mock ----------
-
-fn chunk(delta: Value, finish: Option<&str>) -> Value {
-    json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1763800000, "model": "gpt-test",
-           "system_fingerprint": "fp_test", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-           "usage": null})
-}
-
-fn usage_chunk(prompt: u32, completion: u32) -> Value {
-    json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1763800000, "model": "gpt-test",
-           "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}})
-}
-
-fn sse(chunks: &[Value]) -> ResponseTemplate {
-    let mut body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
-    body.push_str("data: [DONE]\n\n");
-    ResponseTemplate::new(200)
-        .insert_header("content-type", "text/event-stream")
-        .set_body_raw(body, "text/event-stream")
-}
-
-/// A streamed reply calling tools: each call's id and name first, then its arguments in two
-/// pieces, as OpenAI streams them.
-fn tool_calls(calls: &[(&str, &str, &str)]) -> ResponseTemplate {
-    let mut chunks = Vec::new();
-    for (i, (id, name, args)) in calls.iter().enumerate() {
-        chunks.push(chunk(
-            json!({"role": "assistant", "content": null,
-                   "tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-            None,
-        ));
-        let mid = args.len() / 2;
-        let mid = (0..=mid).rev().find(|m| args.is_char_boundary(*m)).unwrap();
-        for piece in [&args[..mid], &args[mid..]] {
-            chunks.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}), None));
-        }
-    }
-    chunks.push(chunk(json!({}), Some("tool_calls")));
-    chunks.push(usage_chunk(300, 20));
-    sse(&chunks)
-}
-
-/// A streamed text reply, in the given pieces.
-fn text(pieces: &[&str]) -> ResponseTemplate {
-    let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-    chunks.extend(pieces.iter().map(|p| chunk(json!({"content": p}), None)));
-    chunks.push(chunk(json!({}), Some("stop")));
-    chunks.push(usage_chunk(500, 40));
-    sse(&chunks)
-}
-
-/// Replies in order; the last one repeats.
-struct Script {
-    replies: Vec<ResponseTemplate>,
-    next: AtomicUsize,
-}
-
-impl Respond for Script {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        let n = self.next.fetch_add(1, Ordering::SeqCst);
-        self.replies[n.min(self.replies.len() - 1)].clone()
-    }
-}
-
-async fn llm(replies: Vec<ResponseTemplate>) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(Script { replies, next: AtomicUsize::new(0) })
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn requests(server: &MockServer) -> Vec<Value> {
-    server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
-}
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn llm_app(server: &MockServer, tweak: impl FnOnce(&mut tutor::config::Config)) -> App {
     let base = format!("{}/v1", server.uri());
@@ -456,12 +378,7 @@ async fn an_injection_inside_content_does_not_get_the_answer_out() {
         c.agent.llm_api_key = Some("sk-test".into());
     })
     .await;
-    for _ in 0..600 {
-        if get(&format!("{}/readyz", app.base)).await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&app.base).await;
 
     let events =
         chat_sse(&app, json!({"learner_id": "eve", "component_id": "mini-ex", "message": "What is 7 x 6?"})).await;

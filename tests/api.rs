@@ -7,19 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-async fn wait_ready(app: &App) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let (status, body) = get(&format!("{}/readyz", app.base)).await;
-        if status == 200 {
-            return body;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(started.elapsed() < Duration::from_secs(60), "never ready: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn serve_ingests_the_content_at_start_and_becomes_ready() {
     let content = tree(&[
@@ -31,7 +18,7 @@ async fn serve_ingests_the_content_at_start_and_becomes_ready() {
     let app = spawn_app(|c| c.content_dir = dir).await;
 
     let (status, health) = get(&format!("{}/healthz", app.base)).await;
-    let ready = wait_ready(&app).await;
+    let ready = wait_ready(&app.base).await;
 
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     assert_eq!(ready["status"], "ready");
@@ -84,7 +71,7 @@ async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
         c.data_dir = data_dir;
     })
     .await;
-    let first = wait_ready(&app).await;
+    let first = wait_ready(&app.base).await;
     write_files(
         content.path(),
         &[("mini/b.md", explanation("mini-b", "mini.b", "intro", "B", "All about B.").as_bytes())],
@@ -101,7 +88,7 @@ async fn a_running_server_picks_up_an_ingest_made_by_another_process() {
 
     let started = Instant::now();
     loop {
-        let ready = wait_ready(&app).await;
+        let ready = wait_ready(&app.base).await;
         if ready["index"]["generation"] != first["index"]["generation"] {
             assert_eq!(ready["index"]["components"], 2);
             break;

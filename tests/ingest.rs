@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tutor::content::{Format, Level, SkillId};
-use tutor::retrieval::{SearchFilter, open_current};
+use tutor::retrieval::{EdgeIndex, IndexBackend, SearchFilter};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -74,12 +74,7 @@ async fn ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time() {
 
     let first = ingest_with(&cfg, &lib, Some(embedder.clone())).await;
     let requests_after_first = server.received_requests().await.unwrap().len();
-    let count_first = {
-        use tutor::retrieval::VectorStore;
-        open_current(&cfg.index_dir()).unwrap().unwrap().payloads()
-    }
-    .unwrap()
-    .len();
+    let count_first = { open_current(&cfg).payloads() }.unwrap().len();
     let second = ingest_with(&cfg, &lib, Some(embedder)).await;
 
     assert!(first.rebuilt && first.embedded_chunks == first.chunks && first.chunks >= 5, "{first:?}");
@@ -91,12 +86,7 @@ async fn ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time() {
         requests_after_first,
         "second ingest called the embeddings endpoint"
     );
-    let count_second = {
-        use tutor::retrieval::VectorStore;
-        open_current(&cfg.index_dir()).unwrap().unwrap().payloads()
-    }
-    .unwrap()
-    .len();
+    let count_second = { open_current(&cfg).payloads() }.unwrap().len();
     assert_eq!(count_first, count_second);
     assert_eq!(count_first, first.chunks);
 }
@@ -148,10 +138,7 @@ async fn a_deleted_component_is_gone_from_search() {
 }
 
 fn open_current_payloads(index_dir: &Path) -> Vec<serde_json::Value> {
-    {
-        use tutor::retrieval::VectorStore;
-        open_current(index_dir).unwrap().unwrap().payloads().unwrap()
-    }
+    { EdgeIndex::new(index_dir).open_current().unwrap().unwrap().payloads().unwrap() }
 }
 
 #[tokio::test]
@@ -171,7 +158,7 @@ async fn filters_return_only_matching_payloads() {
     let mut got = ids(&by_skill);
     got.sort();
     assert_eq!(got, ["mini-cherries", "mini-dates"]);
-    assert!(by_skill.iter().all(|h| h.skills.contains(&"mini.b".to_string())));
+    assert!(by_skill.iter().all(|h| h.skills.iter().any(|s| s == "mini.b")));
     let by_format =
         search(&r, q, SearchFilter { formats: vec![Format::Summary, Format::Scenario], ..Default::default() }, 10)
             .await;
@@ -270,9 +257,16 @@ async fn an_embedder_failure_mid_ingest_changes_nothing() {
         .mount(&server)
         .await;
     let embedder = embedder_for(&server, &mut cfg);
-    let err = tutor::retrieval::ingest(&cfg, &load(content.path()), Some(embedder), &indicatif::ProgressBar::hidden())
-        .await
-        .unwrap_err();
+    let index = tutor::app::index(&cfg);
+    let err = tutor::retrieval::ingest(
+        &cfg,
+        &index,
+        &load(content.path()),
+        Some(embedder),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap_err();
 
     assert!(err.to_string().contains("HTTP 500"), "{err}");
     assert_eq!(std::fs::read_to_string(cfg.index_dir().join("CURRENT")).unwrap(), current_before);

@@ -149,9 +149,11 @@ async fn flags_keep_one_open_flag_per_learner_and_skill(backend: Backend) {
     let Some((_app, url)) = app(backend, "flags").await else {
         return;
     };
-    let store = tutor::passport::SqlStore::connect(&url).await.unwrap();
+    let db = tutor::db::Database::connect(&url).await.unwrap();
+    let store = std::sync::Arc::new(tutor::flags::SqlFlagStore::new(db));
+    let learner = |id: &str| tutor::passport::LearnerId::parse(id).unwrap();
     let raise = |skill: &str, rule: &str, severity: Severity| Raise {
-        learner: "flo".into(),
+        learner: learner("flo"),
         skill: tutor::content::SkillId::parse(skill).unwrap(),
         course: "fractions".into(),
         component: None,
@@ -184,15 +186,15 @@ async fn flags_keep_one_open_flag_per_learner_and_skill(backend: Backend) {
         ids.insert(f.id);
     }
     store.raise(&raise("fractions.multiply", "wrong_streak", Severity::Medium)).await.unwrap();
-    let flags = store.flags_of("flo").await.unwrap();
+    let flags = store.flags_of(&learner("flo")).await.unwrap();
 
     assert_eq!((opened, ids.len()), (1, 1), "20 concurrent raises open one flag");
     assert_eq!(flags.len(), 2);
     let divide = flags.iter().find(|f| f.skill == "fractions.divide").unwrap();
     assert_eq!(divide.evidence.len(), 20);
     assert_eq!(divide.severity, Severity::High);
-    assert_eq!(divide.status, "open");
-    assert!(store.flags_of("someone-else").await.unwrap().is_empty());
+    assert_eq!(divide.status, tutor::flags::FlagStatus::Open);
+    assert!(store.flags_of(&learner("someone-else")).await.unwrap().is_empty());
 }
 
 async fn the_same_batch_twice_counts_duplicates_and_keeps_the_passport(backend: Backend) {

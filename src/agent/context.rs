@@ -3,11 +3,12 @@
 //! far (oldest turns dropped first, folded into a running summary), the message, and the tool
 //! results of this turn (each trimmed; older ones shrunk when the budget runs out).
 
+use super::Conversation;
+use super::prompts::Prompts;
+use super::transcript::{Role, Turn};
+use crate::config::{Config, PassportConfig};
 use crate::content::{Component, Library, SkillId, count_tokens, tokenizer};
 use crate::passport::{Band, LearnerState, name_in_sentence};
-
-use super::transcript::Turn;
-use crate::config::PassportConfig;
 
 /// Tokens a chat message costs beyond its text (role, separators), as OpenAI counts them.
 pub const MESSAGE_OVERHEAD: usize = 4;
@@ -101,6 +102,46 @@ pub fn passport_block(lib: &Library, cfg: &PassportConfig, state: &LearnerState,
     format!("What this learner knows:\n{}", lines.join("\n"))
 }
 
+/// The conversation for a turn, within the budget: the system prompt with the page and the
+/// learner's passport first, then as much history as fits (the rest folded into the returned
+/// running summary), then the message; room is kept for tool definitions and results.
+pub fn conversation(
+    prompts: &Prompts,
+    config: &Config,
+    lib: &Library,
+    page: Option<&Component>,
+    state: &LearnerState,
+    history: &[Turn],
+    message: &str,
+) -> (Conversation, Option<String>) {
+    let skills = page.map(|p| p.skills.clone()).unwrap_or_default();
+    let budget = config.agent.context_tokens;
+    let tutor = prompts.get("tutor");
+    let about = format!("\n\n{}\n\n{}", page_block(page), passport_block(lib, &config.passport, state, &skills));
+    let system = format!("{}{about}", tutor.text);
+    // the fixed prompt is counted once at start; a token may merge across the join
+    let system_tokens = tutor.tokens + count_tokens(&about) + 1;
+    let message_tokens = count_tokens(message);
+    let fixed = system_tokens + message_tokens + 2 * MESSAGE_OVERHEAD;
+    // room kept for tool definitions and this turn's tool results
+    let tools_room = (budget / 3).min(1500);
+    let fitted = fit_history(history, budget.saturating_sub(fixed + tools_room), "");
+    let tokens = fixed
+        + fitted.turns.iter().map(|t| t.tokens + MESSAGE_OVERHEAD).sum::<usize>()
+        + fitted.summary.as_deref().map_or(0, |s| count_tokens(s) + MESSAGE_OVERHEAD);
+    let convo = Conversation {
+        system,
+        system_tokens,
+        message_tokens,
+        summary: fitted.summary.clone(),
+        history: fitted.turns,
+        message: message.to_owned(),
+        budget,
+        tokens,
+    };
+    (convo, fitted.summary)
+}
+
 /// The history that fits, oldest first, and the summary of what was dropped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fitted {
@@ -125,13 +166,13 @@ pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitt
         start -= 1;
     }
     // never start on a tutor reply without its question
-    while start < turns.len() && turns[start].role != "learner" {
+    while start < turns.len() && turns[start].role != Role::Learner {
         start += 1;
     }
     let dropped = &turns[..start];
     let mut asked: Vec<String> = dropped
         .iter()
-        .filter(|t| t.role == "learner")
+        .filter(|t| t.role == Role::Learner)
         .map(|t| t.content.split_whitespace().take(20).collect::<Vec<_>>().join(" "))
         .collect();
     let mut summary = None;
@@ -163,10 +204,10 @@ pub fn fit_history(turns: &[Turn], budget: usize, earlier_summary: &str) -> Fitt
 mod tests {
     use super::*;
 
-    fn turn(role: &str, content: &str) -> Turn {
+    fn turn(role: Role, content: &str) -> Turn {
         Turn {
             seq: 0,
-            role: role.into(),
+            role,
             content: content.into(),
             tokens: count_tokens(content),
             meta: serde_json::Value::Null,
@@ -179,9 +220,9 @@ mod tests {
         let turns: Vec<Turn> = (0..200)
             .map(|i| {
                 if i % 2 == 0 {
-                    turn("learner", &format!("question number {i} about fractions and pizza slices"))
+                    turn(Role::Learner, &format!("question number {i} about fractions and pizza slices"))
                 } else {
-                    turn("tutor", &"an answer with many words ".repeat(20))
+                    turn(Role::Tutor, &"an answer with many words ".repeat(20))
                 }
             })
             .collect();
@@ -190,7 +231,7 @@ mod tests {
         let summary = f.summary.unwrap();
         assert!(used + count_tokens(&summary) + MESSAGE_OVERHEAD <= 2000, "{used}");
         assert!(f.dropped > 100 && f.turns.len() >= 2);
-        assert_eq!(f.turns[0].role, "learner");
+        assert_eq!(f.turns[0].role, Role::Learner);
         assert!(summary.contains(&format!("question number {}", f.dropped - 2)), "{summary}");
         assert!(count_tokens(&summary) <= SUMMARY_TOKENS);
     }

@@ -1,16 +1,48 @@
-//! Sessions, transcripts and the cache of generated renders, in the learner database.
+//! Sessions, transcripts and the cache of generated renders: the [`AgentStore`] trait and its
+//! tables in the learner database.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::passport::{SqlStore, StoreError, now_ms};
+use crate::db::{Database, Erased, LearnerData, StoreError, Tx, delete_rows};
+use crate::ids::{new_id, now_ms};
+use crate::passport::LearnerId;
+
+/// Who wrote a message of a transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Learner,
+    Tutor,
+}
+
+impl Role {
+    /// The role as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Learner => "learner",
+            Role::Tutor => "tutor",
+        }
+    }
+
+    /// Parses a stored role; an unknown one is an error.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "learner" => Ok(Role::Learner),
+            "tutor" => Ok(Role::Tutor),
+            other => Err(format!("unknown transcript role '{other}'")),
+        }
+    }
+}
 
 /// A tutoring session of one learner.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Session {
     pub id: String,
-    pub learner: String,
+    pub learner: LearnerId,
     pub component: Option<String>,
     /// What earlier, dropped turns were about (kept for long sessions).
     pub summary: String,
@@ -22,8 +54,7 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
     pub seq: i64,
-    /// `learner` or `tutor`.
-    pub role: String,
+    pub role: Role,
     pub content: String,
     /// `o200k_base` tokens of `content`, counted once when stored.
     pub tokens: usize,
@@ -34,12 +65,12 @@ pub struct Turn {
 
 /// Where the agent keeps sessions, transcripts and generated renders.
 #[async_trait]
-pub trait AgentStore: Send + Sync {
+pub trait AgentStore: LearnerData {
     /// The learner's session `id`, or a new one when `id` is `None`. `Ok(None)` when `id` is
     /// not a session of this learner (which is all another learner may learn about it).
     async fn open_session(
         &self,
-        learner: &str,
+        learner: &LearnerId,
         id: Option<&str>,
         component: Option<&str>,
     ) -> Result<Option<Session>, StoreError>;
@@ -47,8 +78,13 @@ pub trait AgentStore: Send + Sync {
     async fn turns(&self, session: &str, limit: usize) -> Result<Vec<Turn>, StoreError>;
     /// Appends turns (their `seq` is assigned here) and updates the session's summary; stores
     /// nothing when the session is gone (its learner was erased while the turn ran).
-    async fn append_turns(&self, session: &str, learner: &str, turns: &[Turn], summary: &str)
-    -> Result<(), StoreError>;
+    async fn append_turns(
+        &self,
+        session: &str,
+        learner: &LearnerId,
+        turns: &[Turn],
+        summary: &str,
+    ) -> Result<(), StoreError>;
     /// A cached render.
     async fn render(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Caches a render.
@@ -58,32 +94,36 @@ pub trait AgentStore: Send + Sync {
     async fn forget_renders(&self) -> Result<(), StoreError>;
 }
 
-/// A fresh random-enough id (hash of the time, the process and a counter).
-pub fn new_id(prefix: &str, salt: &str) -> String {
-    use sha2::Digest;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let h = sha2::Sha256::digest(format!("{salt}\n{n}\n{}\n{:?}", std::process::id(), std::time::SystemTime::now()));
-    format!("{prefix}-{}", h.iter().take(10).map(|b| format!("{b:02x}")).collect::<String>())
+/// The `sessions`, `turns` and `renders` tables in the learner database, written through its
+/// relaxed-durability pool.
+pub struct SqlAgentStore {
+    db: Arc<Database>,
+}
+
+impl SqlAgentStore {
+    /// The store over `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
+    }
 }
 
 #[async_trait]
-impl AgentStore for SqlStore {
+impl AgentStore for SqlAgentStore {
     async fn open_session(
         &self,
-        learner: &str,
+        learner: &LearnerId,
         id: Option<&str>,
         component: Option<&str>,
     ) -> Result<Option<Session>, StoreError> {
         if let Some(id) = id {
             let row = sqlx::query("SELECT id, learner, component, summary FROM sessions WHERE id = $1")
                 .bind(id.to_owned())
-                .fetch_optional(self.relaxed_pool())
+                .fetch_optional(self.db.relaxed_pool())
                 .await?;
             return Ok(match row {
-                Some(r) if r.try_get::<String, _>("learner")? == learner => Some(Session {
+                Some(r) if r.try_get::<String, _>("learner")? == learner.as_str() => Some(Session {
                     id: r.try_get("id")?,
-                    learner: learner.to_owned(),
+                    learner: learner.clone(),
                     component: r.try_get("component")?,
                     summary: r.try_get("summary")?,
                     created: false,
@@ -91,20 +131,20 @@ impl AgentStore for SqlStore {
                 _ => None,
             });
         }
-        let id = new_id("s", learner);
+        let id = new_id("s", learner.as_str());
         let now = now_ms();
-        let _writer = self.write_guard().await;
+        let _writer = self.db.write_guard().await;
         sqlx::query("INSERT INTO sessions (id, learner, component, summary, created_at, updated_at) VALUES ($1, $2, $3, '', $4, $5)")
             .bind(id.clone())
-            .bind(learner.to_owned())
+            .bind(learner.as_str().to_owned())
             .bind(component.map(str::to_owned))
             .bind(now)
             .bind(now)
-            .execute(self.relaxed_pool())
+            .execute(self.db.relaxed_pool())
             .await?;
         Ok(Some(Session {
             id,
-            learner: learner.to_owned(),
+            learner: learner.clone(),
             component: component.map(str::to_owned),
             summary: String::new(),
             created: true,
@@ -117,13 +157,14 @@ impl AgentStore for SqlStore {
         )
         .bind(session.to_owned())
         .bind(limit as i64)
-        .fetch_all(self.relaxed_pool())
+        .fetch_all(self.db.relaxed_pool())
         .await?
         .iter()
         .map(|r| {
+            let role: String = r.try_get("role")?;
             Ok(Turn {
                 seq: r.try_get("seq")?,
-                role: r.try_get("role")?,
+                role: Role::parse(&role).map_err(|message| StoreError::Corrupt { learner: String::new(), message })?,
                 content: r.try_get("content")?,
                 tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
                 meta: serde_json::Value::Null,
@@ -138,17 +179,17 @@ impl AgentStore for SqlStore {
     async fn append_turns(
         &self,
         session: &str,
-        learner: &str,
+        learner: &LearnerId,
         turns: &[Turn],
         summary: &str,
     ) -> Result<(), StoreError> {
-        let _writer = self.write_guard().await;
-        let mut tx = self.relaxed_pool().begin().await?;
-        self.lock_learner(&mut tx, learner).await?;
+        let _writer = self.db.write_guard().await;
+        let mut tx = self.db.relaxed_pool().begin().await?;
+        self.db.lock_learner(&mut tx, learner.as_str()).await?;
         // the learner may have been erased while the turn ran: then nothing is stored
         let alive = sqlx::query("SELECT 1 AS one FROM sessions WHERE id = $1 AND learner = $2")
             .bind(session.to_owned())
-            .bind(learner.to_owned())
+            .bind(learner.as_str().to_owned())
             .fetch_optional(&mut *tx)
             .await?
             .is_some();
@@ -167,8 +208,8 @@ impl AgentStore for SqlStore {
             sqlx::query("INSERT INTO turns (session_id, seq, learner, role, content, meta, tokens, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(session.to_owned())
                 .bind(next + 1 + i as i64)
-                .bind(learner.to_owned())
-                .bind(t.role.clone())
+                .bind(learner.as_str().to_owned())
+                .bind(t.role.as_str())
                 .bind(t.content.clone())
                 .bind(t.meta.to_string())
                 .bind(t.tokens as i64)
@@ -189,26 +230,35 @@ impl AgentStore for SqlStore {
     async fn render(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query("SELECT content FROM renders WHERE key = $1")
             .bind(key.to_owned())
-            .fetch_optional(self.relaxed_pool())
+            .fetch_optional(self.db.relaxed_pool())
             .await?
             .map(|r| r.try_get::<String, _>(0))
             .transpose()?)
     }
 
     async fn put_render(&self, key: &str, content: &str) -> Result<(), StoreError> {
-        let _writer = self.write_guard().await;
+        let _writer = self.db.write_guard().await;
         sqlx::query("INSERT INTO renders (key, content, created_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
             .bind(key.to_owned())
             .bind(content.to_owned())
             .bind(now_ms())
-            .execute(self.relaxed_pool())
+            .execute(self.db.relaxed_pool())
             .await?;
         Ok(())
     }
 
     async fn forget_renders(&self) -> Result<(), StoreError> {
-        let _writer = self.write_guard().await;
-        sqlx::query("DELETE FROM renders").execute(self.relaxed_pool()).await?;
+        let _writer = self.db.write_guard().await;
+        sqlx::query("DELETE FROM renders").execute(self.db.relaxed_pool()).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LearnerData for SqlAgentStore {
+    async fn erase_in(&self, tx: &mut Tx, learner: &LearnerId, erased: &mut Erased) -> Result<(), StoreError> {
+        erased.sessions += delete_rows(tx, "sessions", learner).await?;
+        erased.turns += delete_rows(tx, "turns", learner).await?;
         Ok(())
     }
 }

@@ -6,13 +6,13 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{ApiError, AppState};
-use crate::agent::{AgentError, MAX_MESSAGE_CHARS, TurnEvent, TurnRequest};
+use super::{ApiError, AppState, library};
+use crate::agent::{MAX_MESSAGE_CHARS, TurnEvent, TurnRequest};
 use crate::content::ComponentId;
 use crate::passport::LearnerId;
 
@@ -25,29 +25,6 @@ pub(super) struct ChatBody {
     #[serde(default)]
     component_id: Option<String>,
     message: String,
-}
-
-fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message)
-}
-
-fn agent_error(e: AgentError) -> ApiError {
-    match e {
-        AgentError::UnknownSession(s) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_session", format!("no session '{s}' for this learner"))
-        }
-        AgentError::UnknownComponent(c) => {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("no component '{c}'"))
-        }
-        AgentError::Store(e) => {
-            tracing::error!(error = %e, "store failed during a turn");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the learner store is unavailable; retry later",
-            )
-        }
-    }
 }
 
 pub(super) async fn chat(
@@ -66,34 +43,30 @@ async fn chat_inner(
     headers: HeaderMap,
     body: Result<Json<ChatBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|rej| match rej {
-        JsonRejection::MissingJsonContentType(_) => bad("not_json", "send the body as application/json"),
-        JsonRejection::JsonSyntaxError(e) => bad("malformed_json", e.body_text()),
-        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", other.body_text()),
-    })?;
-    let learner = LearnerId::parse(&body.learner_id).map_err(|e| bad("invalid_learner", e.0))?;
+    let Json(body) = body?;
+    let learner = LearnerId::parse(&body.learner_id).map_err(ApiError::invalid("invalid_learner"))?;
     let message = body.message.trim().to_owned();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
-        return Err(bad("invalid_message", format!("message must be 1 to {MAX_MESSAGE_CHARS} characters")));
+        return Err(ApiError::bad("invalid_message", format!("message must be 1 to {MAX_MESSAGE_CHARS} characters")));
     }
     if message.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
-        return Err(bad("invalid_message", "message must not contain control characters"));
+        return Err(ApiError::bad("invalid_message", "message must not contain control characters"));
     }
     let component = body
         .component_id
         .as_deref()
-        .map(|c| ComponentId::parse(c).map_err(|e| bad("invalid_component", e.0)))
+        .map(|c| ComponentId::parse(c).map_err(ApiError::invalid("invalid_component")))
         .transpose()?;
     if let Some(sid) = &body.session_id
         && (sid.is_empty() || sid.len() > 128 || !sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     {
-        return Err(bad("invalid_session", "session_id must be 1 to 128 letters, digits or -"));
+        return Err(ApiError::bad("invalid_session", "session_id must be 1 to 128 letters, digits or -"));
     }
-    let lib = s.library()?;
+    let lib = library(&s)?;
     if let Some(c) = &component
         && !lib.components.contains_key(c)
     {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("no component '{c}'")));
+        return Err(ApiError::not_found("unknown_component", format!("no component '{c}'")));
     }
     let req = TurnRequest { learner, session_id: body.session_id, component, message };
     let wants_json = headers
@@ -105,11 +78,7 @@ async fn chat_inner(
         let agent = s.agent.clone();
         let r = tokio::spawn(async move { agent.turn(lib, req, None).await })
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "a turn failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "turn_failed", "the turn failed; retry")
-            })?
-            .map_err(agent_error)?;
+            .map_err(|e| ApiError::TurnFailed(e.to_string()))??;
         return Ok(Json(r).into_response());
     }
     // stream: the turn runs on its own task, so it completes (and is stored) even if the
@@ -119,7 +88,7 @@ async fn chat_inner(
     let agent = s.agent.clone();
     tokio::spawn(async move {
         if let Err(e) = agent.turn(lib, req, Some(tx)).await {
-            let _ = failed_tx.send(agent_error(e));
+            let _ = failed_tx.send(ApiError::from(e));
         }
     });
     // a turn fails only before its first event: then the reply is a JSON error, not a stream

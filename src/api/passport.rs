@@ -9,9 +9,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, library};
 use crate::content::ComponentId;
-use crate::passport::{self, LearnerId, Recorded, Store, StoreError, now_ms, validate_batch};
+use crate::ids::now_ms;
+use crate::passport::{self, LearnerId, Recorded, validate_batch};
 
 /// The largest events body accepted.
 pub const MAX_EVENTS_BODY: usize = 1024 * 1024;
@@ -26,13 +27,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/learners/{id}", delete(erase_learner))
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "store failed");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the learner store is unavailable; retry later")
-}
-
 fn learner_id(raw: &str) -> Result<LearnerId, ApiError> {
-    LearnerId::parse(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_learner", e.0))
+    LearnerId::parse(raw).map_err(ApiError::invalid("invalid_learner"))
 }
 
 async fn post_events(
@@ -41,46 +37,39 @@ async fn post_events(
 ) -> Result<Json<Recorded>, ApiError> {
     let body = body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the body is over {MAX_EVENTS_BODY} bytes; send at most {MAX_BATCH} statements per batch"),
-            )
+            ApiError::TooLarge {
+                code: "body_too_large",
+                message: format!(
+                    "the body is over {MAX_EVENTS_BODY} bytes; send at most {MAX_BATCH} statements per batch"
+                ),
+            }
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rej.body_text())
+            ApiError::bad("unreadable_body", rej.body_text())
         }
     })?;
     let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
+        .map_err(|e| ApiError::bad("malformed_json", format!("the body is not JSON: {e}")))?;
     let statements = match value {
         Value::Array(v) => v,
         obj @ Value::Object(_) => vec![obj],
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "not_a_batch",
-                "expected a JSON array of statements",
-            ));
-        }
+        _ => return Err(ApiError::unprocessable("not_a_batch", "expected a JSON array of statements")),
     };
     if statements.is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_batch", "the batch has no statements"));
+        return Err(ApiError::unprocessable("empty_batch", "the batch has no statements"));
     }
     if statements.len() > MAX_BATCH {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("{} statements; send at most {MAX_BATCH} per batch", statements.len()),
-        ));
+        return Err(ApiError::TooLarge {
+            code: "batch_too_large",
+            message: format!("{} statements; send at most {MAX_BATCH} per batch", statements.len()),
+        });
     }
-    let lib = s.library()?;
-    let events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| ApiError {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
+    let lib = library(&s)?;
+    let events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| ApiError::Unprocessable {
         code: "invalid_statements",
         message: format!("{} of {} statement(s) are invalid; nothing was stored", bad.len(), statements.len()),
         details: Some(json!(bad)),
     })?;
-    let recorded = s.store.record(&events, &lib).await.map_err(store_error)?;
+    let recorded = s.stores.passports.record(&events, &lib).await?;
     tracing::info!(accepted = recorded.accepted, duplicates = recorded.duplicates, "events recorded");
     if recorded.accepted > 0 {
         watch_for_struggle(&s, &lib, &events).await;
@@ -90,8 +79,8 @@ async fn post_events(
 
 async fn get_passport(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<passport::Passport>, ApiError> {
     let learner = learner_id(&id)?;
-    let lib = s.library()?;
-    let state = s.store.learner(&learner).await.map_err(store_error)?;
+    let lib = library(&s)?;
+    let state = s.stores.passports.learner(&learner).await?;
     Ok(Json(passport::passport(&lib, &s.config.passport, &learner, &state)))
 }
 
@@ -106,22 +95,22 @@ async fn get_plan(
     Query(q): Query<PlanQuery>,
 ) -> Result<Json<passport::Plan>, ApiError> {
     let learner = learner_id(&id)?;
-    let raw = q.component.ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "missing_component", "add ?component=ID: the component the page shows")
-    })?;
-    let component_id =
-        ComponentId::parse(&raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", e.0))?;
-    let lib = s.library()?;
-    let component = lib.components.get(&component_id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("no component '{component_id}'"))
-    })?;
-    let state = s.store.learner(&learner).await.map_err(store_error)?;
+    let raw = q
+        .component
+        .ok_or_else(|| ApiError::bad("missing_component", "add ?component=ID: the component the page shows"))?;
+    let component_id = ComponentId::parse(&raw).map_err(ApiError::invalid("invalid_component"))?;
+    let lib = library(&s)?;
+    let component = lib
+        .components
+        .get(&component_id)
+        .ok_or_else(|| ApiError::not_found("unknown_component", format!("no component '{component_id}'")))?;
+    let state = s.stores.passports.learner(&learner).await?;
     Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component)))
 }
 
 async fn erase_learner(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let learner = learner_id(&id)?;
-    let erased = s.store.erase(&learner).await.map_err(store_error)?;
+    let erased = s.stores.erase(&learner).await?;
     tracing::info!(events = erased.events, "learner erased");
     Ok(Json(json!({"learner": learner, "erased": erased})))
 }
@@ -130,39 +119,5 @@ async fn erase_learner(State(s): State<AppState>, Path(id): Path<String>) -> Res
 /// educator hears of a learner stuck on exercises even if they never open the tutor. Best
 /// effort: the batch is already stored, and a failure here is logged.
 async fn watch_for_struggle(s: &AppState, lib: &crate::content::Library, events: &[passport::Event]) {
-    use std::collections::BTreeMap;
-
-    use crate::flags::{FlagStore, Observation, detect};
-    let mut touched: BTreeMap<&LearnerId, Vec<crate::content::SkillId>> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.verb == passport::Verb::Answered) {
-        let skills = touched.entry(&e.learner).or_default();
-        for sk in lib.components.get(&e.component).map(|c| c.skills.as_slice()).unwrap_or_default() {
-            if !skills.contains(sk) {
-                skills.push(sk.clone());
-            }
-        }
-    }
-    for (learner, skills) in touched {
-        let state = match s.store.learner(learner).await {
-            Ok(st) => st,
-            Err(e) => {
-                tracing::warn!(error = %e, "struggle check skipped");
-                continue;
-            }
-        };
-        let obs = Observation {
-            learner: learner.as_str(),
-            state: &state,
-            skills: &skills,
-            component: None,
-            message: None,
-            earlier: &[],
-            new_answers: true,
-        };
-        for r in detect(lib, &s.config.flags, &obs) {
-            if let Err(e) = s.store.raise(&r).await {
-                tracing::warn!(error = %e, "could not store a struggle flag");
-            }
-        }
-    }
+    crate::flags::watch_answers(lib, &s.config.flags, &*s.stores.passports, &*s.stores.flags, events).await;
 }

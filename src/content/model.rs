@@ -86,6 +86,30 @@ impl<'de> Deserialize<'de> for ComponentId {
     }
 }
 
+/// Ids compare with their text, so `hit.component_id == "fractions-divide-ex-1"` reads as it
+/// should.
+macro_rules! id_eq_text {
+    ($name:ident) => {
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+    };
+}
+id_eq_text!(SkillId);
+id_eq_text!(ComponentId);
+
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -155,6 +179,18 @@ text_enum!(
         Reasoning => "reasoning",
     }
 );
+
+impl Level {
+    /// The position of the level, from `intro` (0) to `advanced` (3).
+    pub fn rank(self) -> i32 {
+        Level::ALL.iter().position(|l| *l == self).unwrap_or(0) as i32
+    }
+
+    /// How many levels apart two levels are.
+    pub fn distance(self, other: Level) -> i32 {
+        (self.rank() - other.rank()).abs()
+    }
+}
 
 /// Bayesian Knowledge Tracing parameters of a skill.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -278,6 +314,12 @@ impl Library {
     /// The answer key of one exercise item, for grading.
     pub fn answer_key(&self, component: &ComponentId, item: &str) -> Option<&AnswerKey> {
         self.answer_keys.get(&(component.clone(), item.to_owned()))
+    }
+
+    /// The BKT parameters of a skill: its authored ones, else the defaults. Every mastery
+    /// computation asks here, so that parameters learned from data plug in in one place.
+    pub fn bkt(&self, skill: &SkillId) -> BktParams {
+        self.skills.get(skill).and_then(|s| s.bkt).unwrap_or_default()
     }
 
     /// Every answer key, for checks that they never leak.

@@ -17,12 +17,13 @@ use sha2::Digest;
 
 use super::case::Case;
 use super::score::{Check, Observed, checks, dimensions};
-use crate::agent::{Agent, LlmClient, Prompts, TurnEvent, TurnRequest, guard};
+use crate::agent::{TurnEvent, TurnRequest, guard};
+use crate::app::App;
 use crate::config::Config;
 use crate::content::{ComponentId, Format, Library, SkillId};
-use crate::flags::FlagStore;
-use crate::passport::{Band, LearnerId, SqlStore, Store, now_ms, validate_statement};
-use crate::retrieval::{Retriever, ingest, open_current};
+use crate::flags::FlagStatus;
+use crate::ids::now_ms;
+use crate::passport::{Band, LearnerId, validate_statement};
 
 /// Which engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -226,11 +227,9 @@ pub struct RunOptions {
 
 /// Where one engine's run keeps its state, and what it runs with.
 pub struct Runner {
-    agent: Agent,
-    store: Arc<SqlStore>,
+    app: Arc<App>,
     lib: Arc<Library>,
     recorder: Option<Arc<Recorder>>,
-    config: Arc<Config>,
     judge: bool,
     _data: tempfile::TempDir,
 }
@@ -240,43 +239,15 @@ fn setup_err(e: impl std::fmt::Display) -> RunError {
 }
 
 impl Runner {
-    /// Indexes the content into a fresh data dir and builds the agent for the engine.
+    /// Builds the application for the engine on a fresh data dir (SQLite, no dense vectors)
+    /// and indexes the content into it.
     pub async fn new(base: &Config, lib: Arc<Library>, opts: &RunOptions) -> Result<Self, RunError> {
         let data = tempfile::tempdir().map_err(setup_err)?;
         let mut cfg = base.clone();
         cfg.data_dir = data.path().to_owned();
         cfg.database_url = None;
         cfg.embed.base_url = None;
-        ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden()).await.map_err(setup_err)?;
-        let dir = cfg.index_dir();
-        let index =
-            tokio::task::spawn_blocking(move || open_current(&dir)).await.map_err(setup_err)?.map_err(setup_err)?;
-        let retriever = Arc::new(Retriever::new(None));
-        retriever.set_store(Arc::new(index.ok_or_else(|| setup_err("no index"))?));
-        let store = SqlStore::connect(&cfg.database_url()).await.map_err(setup_err)?;
-
-        let upstream = match opts.engine {
-            Engine::Live => Some((
-                base.agent.llm_base_url.clone().unwrap_or_else(|| crate::agent::llm::OPENAI_BASE.into()),
-                base.agent
-                    .llm_api_key
-                    .clone()
-                    .ok_or_else(|| setup_err("live mode needs TUTOR_LLM_API_KEY or OPENAI_API_KEY"))?,
-            )),
-            _ => None,
-        };
-        let recorder = match opts.engine {
-            Engine::Offline => None,
-            engine => Some(Arc::new(Recorder {
-                engine,
-                dir: opts.replays.clone(),
-                case: Mutex::new((String::new(), Recording::default())),
-                misses: Mutex::new(Vec::new()),
-                upstream,
-                record: opts.record,
-                http: reqwest::Client::new(),
-            })),
-        };
+        let recorder = Self::recorder(base, opts)?;
         cfg.agent.llm_base_url = None;
         cfg.agent.llm_api_key = None;
         if let Some(r) = &recorder {
@@ -293,22 +264,40 @@ impl Runner {
                 cfg.agent.llm_timeout_secs = 10;
             }
         }
-        let config = Arc::new(cfg);
-        let prompts = Prompts::from_config(config.prompts_dir.as_deref()).map_err(setup_err)?;
-        let llm = LlmClient::from_config(&config.agent).map(Arc::new);
-        let agent = Agent {
-            config: config.clone(),
-            retriever,
-            passports: store.clone(),
-            flags: store.clone(),
-            store: store.clone(),
-            prompts: Arc::new(prompts),
-            llm,
-        };
-        if opts.judge && agent.llm.is_none() {
+        let app = App::open(cfg).await.map_err(setup_err)?;
+        app.ingest(&lib, &indicatif::ProgressBar::hidden()).await.map_err(setup_err)?;
+        app.open_index().await.map_err(setup_err)?;
+        if opts.judge && app.agent.llm.is_none() {
             return Err(setup_err("--judge needs an LLM engine (replay or live)"));
         }
-        Ok(Self { agent, store, lib, recorder, config, judge: opts.judge, _data: data })
+        Ok(Self { app, lib, recorder, judge: opts.judge, _data: data })
+    }
+
+    /// The in-process model server of an LLM engine: replaying recordings, or forwarding to
+    /// the live endpoint.
+    fn recorder(base: &Config, opts: &RunOptions) -> Result<Option<Arc<Recorder>>, RunError> {
+        let upstream = match opts.engine {
+            Engine::Live => Some((
+                base.agent.llm_base_url.clone().unwrap_or_else(|| crate::agent::llm::OPENAI_BASE.into()),
+                base.agent
+                    .llm_api_key
+                    .clone()
+                    .ok_or_else(|| setup_err("live mode needs TUTOR_LLM_API_KEY or OPENAI_API_KEY"))?,
+            )),
+            _ => None,
+        };
+        Ok(match opts.engine {
+            Engine::Offline => None,
+            engine => Some(Arc::new(Recorder {
+                engine,
+                dir: opts.replays.clone(),
+                case: Mutex::new((String::new(), Recording::default())),
+                misses: Mutex::new(Vec::new()),
+                upstream,
+                record: opts.record,
+                http: reqwest::Client::new(),
+            })),
+        })
     }
 
     /// Answers on `skill`'s exercises until its mastery reaches the named band.
@@ -319,7 +308,7 @@ impl Runner {
         target: &str,
         t: &mut i64,
     ) -> Result<Vec<serde_json::Value>, RunError> {
-        let cfg = &self.config.passport;
+        let cfg = &self.app.config.passport;
         let (goal, right) = match target {
             "low" | "intro" => (cfg.developing / 2.0, false),
             "developing" => ((cfg.developing + cfg.proficient) / 2.0, true),
@@ -336,12 +325,12 @@ impl Runner {
             .find(|c| c.format == Format::Exercise && c.skills.first() == Some(skill))
             .or_else(|| self.lib.components.values().find(|c| c.format == Format::Exercise && c.skills.contains(skill)))
             .ok_or_else(|| setup_err(format!("no exercise on {skill} to set its mastery")))?;
-        let params = self.lib.skills.get(skill).and_then(|k| k.bkt).unwrap_or_default();
+        let params = self.lib.bkt(skill);
         let mut m = params.prior;
         let mut out = Vec::new();
         // right answers climb to the goal; for low, wrong answers, but fewer in a row than
         // the struggle rule counts (a case that wants a struggling learner posts its own)
-        let wrong = self.config.flags.wrong_streak.saturating_sub(1).max(1) as usize;
+        let wrong = self.app.config.flags.wrong_streak.saturating_sub(1).max(1) as usize;
         let mut n = 0;
         while (right && m < goal) || (!right && n < wrong) {
             let item = &exercise.items[n % exercise.items.len()];
@@ -363,7 +352,7 @@ impl Runner {
         let learner = LearnerId::parse(&format!("eval-{}", case.id)).map_err(|e| setup_err(e.0))?;
         if let Some(r) = &self.recorder {
             r.start_case(&case.id)?;
-            crate::agent::AgentStore::forget_renders(&*self.store).await.map_err(setup_err)?;
+            self.app.stores.sessions.forget_renders().await.map_err(setup_err)?;
         }
         // setup: events as posted, then mastery per skill; fixed times, so runs are identical
         let mut t = 1_763_000_000;
@@ -391,7 +380,7 @@ impl Runner {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if !events.is_empty() {
-            self.store.record(&events, &self.lib).await.map_err(setup_err)?;
+            self.app.stores.passports.record(&events, &self.lib).await.map_err(setup_err)?;
         }
         let page = match &case.page {
             Some(p) => Some(
@@ -403,29 +392,9 @@ impl Runner {
             None => None,
         };
         // the answers to the learner's earlier exercises raise flags as the API would
-        let state = self.store.learner(&learner).await.map_err(setup_err)?;
-        let touched: Vec<SkillId> = events
-            .iter()
-            .filter_map(|e| self.lib.components.get(&e.component))
-            .flat_map(|c| c.skills.clone())
-            .fold(Vec::new(), |mut v, s| {
-                if !v.contains(&s) {
-                    v.push(s);
-                }
-                v
-            });
-        let obs = crate::flags::Observation {
-            learner: learner.as_str(),
-            state: &state,
-            skills: &touched,
-            component: None,
-            message: None,
-            earlier: &[],
-            new_answers: true,
-        };
-        for r in crate::flags::detect(&self.lib, &self.config.flags, &obs) {
-            self.store.raise(&r).await.map_err(setup_err)?;
-        }
+        let stores = &self.app.stores;
+        crate::flags::watch_answers(&self.lib, &self.app.config.flags, &*stores.passports, &*stores.flags, &events)
+            .await;
 
         let mut o = Observed::default();
         let mut session = None;
@@ -446,36 +415,37 @@ impl Runner {
                 }
                 tools
             });
-            let result = self.agent.turn(self.lib.clone(), req, Some(tx)).await.map_err(setup_err)?;
+            let result = self.app.agent.turn(self.lib.clone(), req, Some(tx)).await.map_err(setup_err)?;
             o.tools.extend(collect.await.map_err(setup_err)?);
             session = Some(result.session_id.clone());
             o.answers.push(result.answer.clone());
-            o.citations = result.citations.clone();
+            o.citations = result.citations.iter().map(ToString::to_string).collect();
             o.peak_prompt = o.peak_prompt.max(result.tokens.peak_prompt);
-            o.engines.push(result.engine.to_owned());
+            o.engines.push(result.engine.as_str().to_owned());
         }
         let judge = if self.judge { Some(self.judge(case, &o).await) } else { None };
         if let Some(r) = &self.recorder {
             r.finish_case()?;
         }
 
-        let state = self.store.learner(&learner).await.map_err(setup_err)?;
+        let state = self.app.stores.passports.learner(&learner).await.map_err(setup_err)?;
         o.flags_open = self
-            .store
-            .flags_of(learner.as_str())
+            .app
+            .stores
+            .flags
+            .flags_of(&learner)
             .await
             .map_err(setup_err)?
             .into_iter()
-            .filter(|f| f.status == "open")
+            .filter(|f| f.status == FlagStatus::Open)
             .map(|f| f.skill)
             .collect();
         let page_component = page.as_ref().and_then(|p| self.lib.components.get(p));
         if let Some(c) = page_component {
-            let plan = crate::passport::plan(&self.lib, &self.config.passport, &learner, &state, c);
+            let plan = crate::passport::plan(&self.lib, &self.app.config.passport, &learner, &state, c);
             o.skip_offer = Some(plan.skip_offer.offered);
             let skill = &c.skills[0];
-            let m = state.skills.get(skill).map_or(0.0, |s| s.mastery);
-            o.band = Some(Band::of(m, &self.config.passport));
+            o.band = Some(Band::of(state.mastery(&self.lib, skill), &self.app.config.passport));
             o.keys = guard::page_exercise_keys(&self.lib, Some(c));
         } else {
             o.band = Some(Band::Intro);
@@ -499,7 +469,7 @@ impl Runner {
     /// The model's scores of the last answer, with `prompts/judge.md`; a reply that is not the
     /// JSON asked for scores nothing (every dimension `None`).
     async fn judge(&self, case: &Case, o: &Observed) -> BTreeMap<String, Option<bool>> {
-        let llm = self.agent.llm.as_ref().expect("checked in new");
+        let llm = self.app.agent.llm.as_ref().expect("checked in new");
         let mut convo = String::new();
         for (turn, answer) in case.turns.iter().zip(&o.answers) {
             convo.push_str(&format!("Learner: {turn}\n\nTutor: {answer}\n\n"));
@@ -510,7 +480,7 @@ impl Runner {
             case.page.as_deref().unwrap_or("none"),
             if o.diagnoses.is_empty() { "none".into() } else { o.diagnoses.join("; ") }
         );
-        let reply = llm.complete(&self.agent.prompts.get("judge").text, &user, 200).await.unwrap_or_default();
+        let reply = llm.complete(&self.app.agent.prompts.get("judge").text, &user, 200).await.unwrap_or_default();
         let json = reply.find('{').and_then(|a| reply.rfind('}').map(|b| &reply[a..=b])).unwrap_or("{}");
         let parsed: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
         super::score::DIMENSIONS

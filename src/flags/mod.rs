@@ -1,40 +1,65 @@
 //! Struggle flags: the rules that notice a learner struggling (the same for every engine, and
-//! independent of any model), and where flags are kept. At most one open flag per (learner,
-//! skill); new evidence is appended to it.
+//! independent of any model), and where flags are kept ([`FlagStore`]). At most one open flag
+//! per (learner, skill); new evidence is appended to it.
 
-use async_trait::async_trait;
+mod store;
+
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+
+pub use store::{FlagStore, MAX_EVIDENCE, SqlFlagStore};
 
 use crate::content::{ComponentId, Library, SkillId};
-use crate::passport::{LearnerState, SqlStore, StoreError, name_in_sentence, normalize_answer, now_ms};
+use crate::ids::now_ms;
+use crate::passport::{LearnerId, LearnerState, name_in_sentence, normalize_answer};
+use crate::text::contains_any;
 
-/// How serious a flag is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
+/// A value stored as text that this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{value}'")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
 }
 
-impl Severity {
-    fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
+macro_rules! stored_enum {
+    ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
 
-    fn parse(s: &str) -> Self {
-        match s {
-            "high" => Severity::High,
-            "medium" => Severity::Medium,
-            _ => Severity::Low,
+        impl $name {
+            /// The value as stored and sent.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses a stored value; an unknown one is an error, never a guess.
+            pub fn parse(s: &str) -> Result<Self, UnknownValue> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue { what: $what, value: s.to_owned() }),
+                }
+            }
         }
-    }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
+
+stored_enum!(
+    /// How serious a flag is.
+    Severity, "severity" { Low => "low", Medium => "medium", High => "high" }
+);
+
+stored_enum!(
+    /// Where a flag is in its review: `open → acknowledged → resolved`.
+    FlagStatus, "flag status" { Open => "open", Acknowledged => "acknowledged", Resolved => "resolved" }
+);
 
 /// One piece of evidence behind a flag.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +79,7 @@ pub struct Evidence {
 /// A request to open a flag or add to the open one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Raise {
-    pub learner: String,
+    pub learner: LearnerId,
     pub skill: SkillId,
     pub course: String,
     pub component: Option<ComponentId>,
@@ -66,139 +91,17 @@ pub struct Raise {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Flag {
     pub id: String,
-    pub learner: String,
+    pub learner: LearnerId,
     pub skill: String,
     pub course: String,
     pub component: Option<String>,
     /// The rule of the first evidence.
     pub reason: String,
     pub severity: Severity,
-    /// `open`, `acknowledged` or `resolved`.
-    pub status: String,
+    pub status: FlagStatus,
     pub evidence: Vec<Evidence>,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-/// Evidence kept per flag (the oldest are dropped beyond this).
-pub const MAX_EVIDENCE: usize = 50;
-
-/// Where flags live.
-#[async_trait]
-pub trait FlagStore: Send + Sync {
-    /// Opens a flag for (learner, skill), or appends the evidence to the open one (raising its
-    /// severity if this is worse). Returns the flag and whether it was opened now.
-    async fn raise(&self, raise: &Raise) -> Result<(Flag, bool), StoreError>;
-    /// A learner's flags, newest first.
-    async fn flags_of(&self, learner: &str) -> Result<Vec<Flag>, StoreError>;
-}
-
-fn flag_from_row(r: &sqlx::any::AnyRow) -> Result<Flag, StoreError> {
-    let evidence: String = r.try_get("evidence")?;
-    let learner: String = r.try_get("learner")?;
-    Ok(Flag {
-        id: r.try_get("id")?,
-        skill: r.try_get("skill")?,
-        course: r.try_get("course")?,
-        component: r.try_get("component")?,
-        reason: r.try_get("reason")?,
-        severity: Severity::parse(&r.try_get::<String, _>("severity")?),
-        status: r.try_get("status")?,
-        evidence: serde_json::from_str(&evidence)
-            .map_err(|e| StoreError::Corrupt { learner: learner.clone(), message: format!("flag evidence: {e}") })?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        learner,
-    })
-}
-
-const FLAG_COLUMNS: &str =
-    "id, learner, skill, course, component, reason, severity, status, evidence, created_at, updated_at";
-
-#[async_trait]
-impl FlagStore for SqlStore {
-    async fn raise(&self, raise: &Raise) -> Result<(Flag, bool), StoreError> {
-        let _writer = self.write_guard().await;
-        let mut tx = self.pool().begin().await?;
-        self.lock_learner(&mut tx, &raise.learner).await?;
-        let open = sqlx::query(&format!(
-            "SELECT {FLAG_COLUMNS} FROM flags WHERE learner = $1 AND skill = $2 AND status = 'open'"
-        ))
-        .bind(raise.learner.clone())
-        .bind(raise.skill.as_str().to_owned())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let now = now_ms();
-        let (flag, created) = match open {
-            Some(row) => {
-                let mut flag = flag_from_row(&row)?;
-                flag.evidence.push(raise.evidence.clone());
-                if flag.evidence.len() > MAX_EVIDENCE {
-                    flag.evidence.remove(0);
-                }
-                flag.severity = flag.severity.max(raise.severity);
-                flag.updated_at = now;
-                sqlx::query("UPDATE flags SET evidence = $1, severity = $2, updated_at = $3 WHERE id = $4")
-                    .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
-                    .bind(flag.severity.as_str())
-                    .bind(now)
-                    .bind(flag.id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                (flag, false)
-            }
-            None => {
-                let flag = Flag {
-                    id: flag_id(&raise.learner, raise.skill.as_str(), now),
-                    learner: raise.learner.clone(),
-                    skill: raise.skill.to_string(),
-                    course: raise.course.clone(),
-                    component: raise.component.as_ref().map(|c| c.to_string()),
-                    reason: raise.evidence.rule.clone(),
-                    severity: raise.severity,
-                    status: "open".into(),
-                    evidence: vec![raise.evidence.clone()],
-                    created_at: now,
-                    updated_at: now,
-                };
-                sqlx::query(&format!(
-                    "INSERT INTO flags ({FLAG_COLUMNS}, notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]')"
-                ))
-                .bind(flag.id.clone())
-                .bind(flag.learner.clone())
-                .bind(flag.skill.clone())
-                .bind(flag.course.clone())
-                .bind(flag.component.clone())
-                .bind(flag.reason.clone())
-                .bind(flag.severity.as_str())
-                .bind(flag.status.clone())
-                .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                (flag, true)
-            }
-        };
-        tx.commit().await?;
-        Ok((flag, created))
-    }
-
-    async fn flags_of(&self, learner: &str) -> Result<Vec<Flag>, StoreError> {
-        sqlx::query(&format!("SELECT {FLAG_COLUMNS} FROM flags WHERE learner = $1 ORDER BY updated_at DESC, id"))
-            .bind(learner.to_owned())
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(flag_from_row)
-            .collect()
-    }
-}
-
-fn flag_id(learner: &str, skill: &str, now: i64) -> String {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("{learner}\n{skill}\n{now}\n{:?}", std::time::Instant::now()));
-    format!("flag-{}", h.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Thresholds of the struggle rules.
@@ -243,7 +146,7 @@ const CONFUSION: &[&str] = &[
 
 /// What the rules look at for one turn or one batch of events.
 pub struct Observation<'a> {
-    pub learner: &'a str,
+    pub learner: &'a LearnerId,
     pub state: &'a LearnerState,
     /// The skills in view (the page's, or those the events touched).
     pub skills: &'a [SkillId],
@@ -268,7 +171,7 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
                     mastery: Option<f64>,
                     excerpt: Option<String>| {
         out.push(Raise {
-            learner: o.learner.to_owned(),
+            learner: o.learner.clone(),
             skill: skill.clone(),
             course: lib.skills.get(skill).map(|s| s.course.clone()).unwrap_or_default(),
             component: o.component.cloned(),
@@ -315,10 +218,9 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
         }
     }
     if let (Some(msg), Some(skill)) = (o.message, o.skills.first()) {
-        let lower = msg.to_lowercase().replace('’', "'");
         let mastery = o.state.skills.get(skill).map(|s| s.mastery);
         let excerpt: String = msg.chars().take(280).collect();
-        if CONFUSION.iter().any(|p| lower.contains(p)) {
+        if contains_any(msg, CONFUSION) {
             push(
                 skill,
                 Severity::Low,
@@ -341,4 +243,49 @@ pub fn detect(lib: &Library, cfg: &FlagConfig, o: &Observation<'_>) -> Vec<Raise
         }
     }
     out
+}
+
+/// Runs the answer rules on the skills a batch of answers touched, per learner, so an educator
+/// hears of a learner stuck on exercises even if they never open the tutor. Best effort: the
+/// batch is already stored, and a failure here is logged.
+pub async fn watch_answers(
+    lib: &Library,
+    cfg: &FlagConfig,
+    passports: &dyn crate::passport::PassportStore,
+    flags: &dyn FlagStore,
+    events: &[crate::passport::Event],
+) {
+    use std::collections::BTreeMap;
+    let mut touched: BTreeMap<&LearnerId, Vec<SkillId>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.verb == crate::passport::Verb::Answered) {
+        let skills = touched.entry(&e.learner).or_default();
+        for sk in lib.components.get(&e.component).map(|c| c.skills.as_slice()).unwrap_or_default() {
+            if !skills.contains(sk) {
+                skills.push(sk.clone());
+            }
+        }
+    }
+    for (learner, skills) in touched {
+        let state = match passports.learner(learner).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!(error = %e, "struggle check skipped");
+                continue;
+            }
+        };
+        let obs = Observation {
+            learner,
+            state: &state,
+            skills: &skills,
+            component: None,
+            message: None,
+            earlier: &[],
+            new_answers: true,
+        };
+        for r in detect(lib, cfg, &obs) {
+            if let Err(e) = flags.raise(&r).await {
+                tracing::warn!(error = %e, "could not store a struggle flag");
+            }
+        }
+    }
 }

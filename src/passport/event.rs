@@ -301,11 +301,6 @@ pub fn validate_batch(values: &[Value], lib: &Library, now_ms: i64) -> Result<Ve
     if bad.is_empty() { Ok(events) } else { Err(bad) }
 }
 
-/// The current time in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[cfg(test)]
 mod tests {
     use super::parse_iso_duration;

@@ -1,6 +1,6 @@
 //! The skill passport: learner events, the mastery model (Bayesian Knowledge Tracing) with its
-//! evidence, format preference, the stores that keep them (SQLite, PostgreSQL), and the views
-//! the API serves (passport, plan).
+//! evidence, format preference, the store that keeps them (in the learner database, SQLite or
+//! PostgreSQL), and the views the API serves (passport, plan).
 
 pub mod bkt;
 mod event;
@@ -9,10 +9,10 @@ mod store;
 mod view;
 
 pub use event::{
-    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, now_ms, validate_batch, validate_statement,
+    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, validate_batch, validate_statement,
 };
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
-pub use store::{Erased, Recorded, SqlStore, Store, StoreError};
+pub use store::{PassportStore, Recorded, SqlPassportStore};
 pub use view::{
     Band, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence, passport, plan,
     skill_view,

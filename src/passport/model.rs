@@ -147,7 +147,7 @@ impl LearnerState {
                     })
                 });
                 for skill in &component.skills {
-                    let params = lib.skills.get(skill).and_then(|s| s.bkt).unwrap_or_default();
+                    let params = lib.bkt(skill);
                     let st = self.skills.entry(skill.clone()).or_insert_with(|| SkillState::new(params.prior));
                     st.mastery = bkt::update(st.mastery, correct, &params);
                     st.evidence += 1;
@@ -184,6 +184,17 @@ impl LearnerState {
             }
             Verb::Skipped | Verb::Asked => Vec::new(),
         }
+    }
+
+    /// The learner's state on `skill`: what the evidence says, or the skill's prior when there
+    /// is none yet.
+    pub fn skill_or_prior(&self, lib: &Library, skill: &SkillId) -> SkillState {
+        self.skills.get(skill).cloned().unwrap_or_else(|| SkillState::new(lib.bkt(skill).prior))
+    }
+
+    /// The mastery of `skill`: the estimate from the evidence, or the skill's prior.
+    pub fn mastery(&self, lib: &Library, skill: &SkillId) -> f64 {
+        self.skills.get(skill).map_or_else(|| lib.bkt(skill).prior, |s| s.mastery)
     }
 
     /// The format this learner engages with best, once there is enough signal.

@@ -1,30 +1,18 @@
-//! Where events and passports live: the [`Store`] trait, and its SQL implementation for
-//! SQLite (the embedded default) and PostgreSQL, through `sqlx`.
+//! Where events and passports live: the [`PassportStore`] trait, and its SQL implementation
+//! for SQLite (the embedded default) and PostgreSQL, in the learner [`Database`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::event::{Event, LearnerId, Verb};
 use super::model::{LearnerState, SkillState};
 use crate::content::{ComponentId, Library, SkillId};
-
-/// A store failure. The message is for logs; the API answers with a generic 503.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("migrating the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL (expected sqlite: or postgres://)")]
-    UnsupportedUrl,
-    #[error("stored state of {learner} is unreadable: {message}")]
-    Corrupt { learner: String, message: String },
-}
+use crate::db::{Database, Erased, LearnerData, StoreError, Tx, delete_rows, placeholders};
+use crate::ids::now_ms;
 
 /// What a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -33,72 +21,22 @@ pub struct Recorded {
     pub duplicates: usize,
 }
 
-/// What an erase removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Erased {
-    pub events: u64,
-    pub skills: u64,
-    pub flags: u64,
-    pub sessions: u64,
-    pub turns: u64,
-}
-
-/// Learner state storage. Implementations serialize the updates of one learner, so that
-/// concurrent batches never lose an update, and commit a batch before returning.
+/// Learner events and the passports derived from them. Implementations serialize the updates
+/// of one learner, so that concurrent batches never lose an update, and commit a batch before
+/// returning. Erasure goes through [`LearnerData`], with the other stores, in one transaction.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait PassportStore: LearnerData {
     /// Appends the events not seen before and updates the passports they touch, in one
     /// transaction. Ids already stored (or repeated in the batch) count as duplicates.
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError>;
     /// The learner's model; empty for a learner with no events.
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError>;
-    /// Deletes everything kept about the learner: events, passport, flags, transcripts.
-    async fn erase(&self, learner: &LearnerId) -> Result<Erased, StoreError>;
-    /// `sqlite` or `postgres`.
-    fn backend(&self) -> &'static str;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
+/// The passport tables (`events`, `skill_states`, `learners`) in the learner database.
+pub struct SqlPassportStore {
+    db: Arc<Database>,
 }
-
-/// The SQL store, on SQLite or PostgreSQL (picked by the URL).
-pub struct SqlStore {
-    pool: AnyPool,
-    relaxed: AnyPool,
-    backend: Backend,
-    /// SQLite has one writer at a time; queueing writers here avoids its busy-wait polling.
-    write_lock: Option<tokio::sync::Mutex<()>>,
-}
-
-/// The migrations, embedded in the binary.
-fn migrator() -> Migrator {
-    Migrator {
-        migrations: std::borrow::Cow::Owned(vec![
-            Migration::new(
-                1,
-                "passport".into(),
-                MigrationType::Simple,
-                include_str!("../../migrations/0001_passport.sql").into(),
-                false,
-            ),
-            Migration::new(
-                2,
-                "agent".into(),
-                MigrationType::Simple,
-                include_str!("../../migrations/0002_agent.sql").into(),
-                false,
-            ),
-        ]),
-        ..Migrator::DEFAULT
-    }
-}
-
-/// Serializes one learner's writes on PostgreSQL until the transaction ends. (Selecting a
-/// constant: the Any driver cannot decode the function's `void`.)
-const ADVISORY_LOCK: &str = "SELECT 1 FROM pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 const EVENT_COLUMNS: &str =
     "learner, id, verb, component, item, success, score, response, hints_used, duration_ms, ts, received_at";
@@ -106,104 +44,15 @@ const EVENT_COLUMNS: &str =
 /// and PostgreSQL's 65,535.
 const INSERT_ROWS: usize = 500;
 
-impl SqlStore {
-    /// Connects, creating the SQLite file if needed, and runs the migrations.
-    #[tracing::instrument(skip_all, fields(backend))]
-    pub async fn connect(url: &str) -> Result<Arc<Self>, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::UnsupportedUrl);
-        };
-        tracing::Span::current().record("backend", format!("{backend:?}"));
-        if backend == Backend::Sqlite
-            && let Some(path) = sqlite_path(url)
-            && let Some(dir) = std::path::Path::new(&path).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
-        let pool = Self::pool_with(url, backend, "FULL", if backend == Backend::Sqlite { 4 } else { 8 }).await?;
-        migrator().run(&pool).await?;
-        let write_lock = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
-        // transcripts and caches need not survive a power cut: on SQLite they commit without
-        // waiting for the disk (WAL, synchronous NORMAL: still safe against a crash of the
-        // process), so a busy tutor does not queue behind fsyncs
-        let relaxed = match backend {
-            Backend::Sqlite => Self::pool_with(url, backend, "NORMAL", 2).await?,
-            Backend::Postgres => pool.clone(),
-        };
-        Ok(Arc::new(Self { pool, relaxed, backend, write_lock }))
-    }
-
-    async fn pool_with(
-        url: &str,
-        backend: Backend,
-        synchronous: &'static str,
-        max: u32,
-    ) -> Result<AnyPool, StoreError> {
-        Ok(AnyPoolOptions::new()
-            .max_connections(max)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL syncs every commit, so
-                        // an acknowledged batch survives a power cut
-                        conn.execute(
-                            format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;")
-                                .as_str(),
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?)
-    }
-
-    /// The pool for data that may be lost to a power cut (transcripts, caches); on
-    /// PostgreSQL the same pool.
-    pub(crate) fn relaxed_pool(&self) -> &AnyPool {
-        &self.relaxed
-    }
-
-    /// The connection pool, for the other stores kept in the same database.
-    pub(crate) fn pool(&self) -> &AnyPool {
-        &self.pool
-    }
-
-    /// Whether this is PostgreSQL (else SQLite).
-    pub(crate) fn is_postgres(&self) -> bool {
-        self.backend == Backend::Postgres
-    }
-
-    /// Serializes writers on SQLite (a no-op guard on PostgreSQL).
-    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.write_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        }
-    }
-
-    /// Takes the per-learner transaction lock on PostgreSQL.
-    pub(crate) async fn lock_learner(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        learner: &str,
-    ) -> Result<(), StoreError> {
-        if self.is_postgres() {
-            sqlx::query(ADVISORY_LOCK).bind(learner.to_owned()).execute(&mut **tx).await?;
-        }
-        Ok(())
+impl SqlPassportStore {
+    /// The store over `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db }
     }
 
     /// Inserts the events, returning the `(learner, id)` pairs that were new.
     async fn insert_events(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx,
         events: &[&Event],
         received_at: i64,
     ) -> Result<BTreeSet<(String, String)>, StoreError> {
@@ -238,17 +87,11 @@ impl SqlStore {
         Ok(inserted)
     }
 
-    async fn load_state(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        learner: &LearnerId,
-    ) -> Result<LearnerState, StoreError> {
+    async fn load_state(tx: &mut Tx, learner: &LearnerId) -> Result<LearnerState, StoreError> {
         load_state(tx, learner).await
     }
 
-    async fn all_events(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        learner: &LearnerId,
-    ) -> Result<Vec<Event>, StoreError> {
+    async fn all_events(tx: &mut Tx, learner: &LearnerId) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE learner = $1 ORDER BY ts, id"))
             .bind(learner.as_str())
             .fetch_all(&mut **tx)
@@ -257,7 +100,7 @@ impl SqlStore {
     }
 
     async fn save(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut Tx,
         learner: &LearnerId,
         state: &LearnerState,
         skills: &BTreeSet<SkillId>,
@@ -296,30 +139,6 @@ impl SqlStore {
         .await?;
         Ok(())
     }
-}
-
-/// `($1, …, $cols), ($cols+1, …), …` for `rows` rows: numbered placeholders, which both SQLite
-/// and PostgreSQL read (the Any driver's query builder writes `?`, which PostgreSQL does not).
-fn placeholders(rows: usize, cols: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        out.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push('$');
-            out.push_str(&(r * cols + c + 1).to_string());
-        }
-        out.push(')');
-    }
-    out
-}
-
-fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && path != ":memory:").then(|| path.to_owned())
 }
 
 fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, StoreError> {
@@ -370,13 +189,10 @@ async fn load_state(conn: &mut sqlx::AnyConnection, learner: &LearnerId) -> Resu
 }
 
 #[async_trait]
-impl Store for SqlStore {
-    #[tracing::instrument(skip_all, fields(events = events.len(), backend = self.backend()))]
+impl PassportStore for SqlPassportStore {
+    #[tracing::instrument(skip_all, fields(events = events.len(), backend = self.db.backend().as_str()))]
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError> {
-        let _writer = match &self.write_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
+        let _writer = self.db.write_guard().await;
         // repeated ids within the batch are duplicates too
         let mut seen = BTreeSet::new();
         let unique: Vec<&Event> = events.iter().filter(|e| seen.insert((e.learner.as_str(), e.id.as_str()))).collect();
@@ -384,14 +200,12 @@ impl Store for SqlStore {
         for e in &unique {
             by_learner.entry(&e.learner).or_default().push(e);
         }
-        let now = super::event::now_ms();
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            // one learner's batches are applied one at a time; locks taken in id order, so two
-            // batches touching the same learners cannot deadlock
-            for learner in by_learner.keys() {
-                sqlx::query(ADVISORY_LOCK).bind(learner.as_str()).execute(&mut *tx).await?;
-            }
+        let now = now_ms();
+        let mut tx = self.db.pool().begin().await?;
+        // one learner's batches are applied one at a time; locks taken in id order, so two
+        // batches touching the same learners cannot deadlock
+        for learner in by_learner.keys() {
+            self.db.lock_learner(&mut tx, learner.as_str()).await?;
         }
         let inserted = Self::insert_events(&mut tx, &unique, now).await?;
         for (learner, evs) in by_learner {
@@ -422,39 +236,19 @@ impl Store for SqlStore {
 
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError> {
         // one connection, one snapshot: the learner row and its skill rows agree
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.pool().begin().await?;
         let state = load_state(&mut tx, learner).await;
         tx.commit().await?;
         state
     }
+}
 
-    #[tracing::instrument(skip_all, fields(backend = self.backend()))]
-    async fn erase(&self, learner: &LearnerId) -> Result<Erased, StoreError> {
-        let _writer = match &self.write_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query(ADVISORY_LOCK).bind(learner.as_str()).execute(&mut *tx).await?;
-        }
-        let mut counts = [0u64; 6];
-        // everything kept about the learner: events and passport, flags, tutor transcripts
-        for (n, table) in ["events", "skill_states", "flags", "sessions", "turns", "learners"].iter().enumerate() {
-            counts[n] = sqlx::query(&format!("DELETE FROM {table} WHERE learner = $1"))
-                .bind(learner.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(Erased { events: counts[0], skills: counts[1], flags: counts[2], sessions: counts[3], turns: counts[4] })
-    }
-
-    fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
+#[async_trait]
+impl LearnerData for SqlPassportStore {
+    async fn erase_in(&self, tx: &mut Tx, learner: &LearnerId, erased: &mut Erased) -> Result<(), StoreError> {
+        erased.events += delete_rows(tx, "events", learner).await?;
+        erased.skills += delete_rows(tx, "skill_states", learner).await?;
+        delete_rows(tx, "learners", learner).await?;
+        Ok(())
     }
 }

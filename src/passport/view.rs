@@ -296,10 +296,6 @@ pub struct Plan {
     pub review: Vec<Review>,
 }
 
-fn level_rank(l: Level) -> i32 {
-    Level::ALL.iter().position(|x| *x == l).unwrap_or(0) as i32
-}
-
 /// The best component teaching `skill` at `level` in `format` (exercises excluded): the
 /// nearest level (a level below costing a little more than one above, and material whose main
 /// skill is another a little more than a level), then the format, then the page's own component.
@@ -323,7 +319,7 @@ pub fn best_material<'a>(
             // step: a skill's own material a level off beats it, two levels off does not
             let secondary = i32::from(c.skills.first() != Some(skill));
             (
-                (level_rank(c.level) - level_rank(level)).abs() * 4 + i32::from(c.level < level) + secondary * 6,
+                c.level.distance(level) * 4 + i32::from(c.level < level) + secondary * 6,
                 secondary,
                 i32::from(c.format != format),
                 i32::from(Some(&c.id) != own),
@@ -340,9 +336,8 @@ pub fn plan(
     state: &LearnerState,
     component: &Component,
 ) -> Plan {
-    let empty = |s: &SkillId| SkillState::new(lib.skills.get(s).and_then(|k| k.bkt).unwrap_or_default().prior);
     let states: Vec<(&SkillId, SkillState)> =
-        component.skills.iter().map(|s| (s, state.skills.get(s).cloned().unwrap_or_else(|| empty(s)))).collect();
+        component.skills.iter().map(|s| (s, state.skill_or_prior(lib, s))).collect();
 
     // skip offer: every skill mastered, each with enough evidence
     let not_yet: Vec<String> = states

@@ -1,6 +1,9 @@
-//! The embedded vector store: one `qdrant-edge` shard per index generation, read-only once built.
+//! The embedded index backend: [`EdgeIndex`], one `qdrant-edge` shard per generation folder
+//! under `data/index/`, and [`EdgeStore`], one generation open for search (read-only once
+//! built).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use qdrant_edge::external::serde_json::{self as qjson, json};
 use qdrant_edge::{
@@ -11,7 +14,9 @@ use qdrant_edge::{
     WithVector,
 };
 
-use super::{Hit, Manifest, RetrievalError, StoreQuery, VectorStore};
+use super::generations::{self, IngestLock};
+use super::index::{IndexBackend, IndexPoint, Manifest, VectorStore, WriterLock};
+use super::{Hit, RetrievalError, StoreQuery};
 
 const SPARSE: &str = "bm25";
 const DENSE: &str = "dense";
@@ -22,12 +27,60 @@ const BATCH: usize = 512;
 /// Optimize while building every so many points: BM25 inserts slow down as segments grow.
 const OPTIMIZE_EVERY: usize = 10_000;
 
-/// One chunk to store.
-pub struct IndexPoint {
-    pub id: u64,
-    pub payload: serde_json::Value,
-    pub sparse: super::Sparse,
-    pub dense: Option<Vec<f32>>,
+/// Index generations as folders under one directory (`data/index/`), switched by `CURRENT`.
+pub struct EdgeIndex {
+    dir: PathBuf,
+}
+
+impl EdgeIndex {
+    /// The index kept under `dir` (created on the first build).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+}
+
+impl IndexBackend for EdgeIndex {
+    fn current_generation(&self) -> Result<Option<String>, RetrievalError> {
+        generations::current(&self.dir)
+    }
+
+    fn current_manifest(&self) -> Result<Option<Manifest>, RetrievalError> {
+        generations::current_manifest(&self.dir)
+    }
+
+    fn open_current(&self) -> Result<Option<Arc<dyn VectorStore>>, RetrievalError> {
+        match generations::current(&self.dir)? {
+            Some(name) => Ok(Some(
+                Arc::new(EdgeStore::open(&generations::generation_dir(&self.dir, &name))?) as Arc<dyn VectorStore>
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn lock_writer(&self) -> Result<WriterLock, RetrievalError> {
+        Ok(Box::new(IngestLock::take(&self.dir)?))
+    }
+
+    fn build(
+        &self,
+        manifest: Manifest,
+        points: Vec<IndexPoint>,
+        on_progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(), RetrievalError> {
+        let name = manifest.generation.clone();
+        let dir = generations::generation_dir(&self.dir, &name);
+        EdgeStore::build(&dir, manifest, points, on_progress).map(drop).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&dir);
+        })?;
+        // the switch: CURRENT names the new generation only once it is complete and durable
+        generations::set_current(&self.dir, &name)?;
+        tracing::info!(generation = name, "index switched");
+        Ok(())
+    }
+
+    fn cleanup(&self) {
+        generations::cleanup(&self.dir);
+    }
 }
 
 /// A built index generation, open for search.
@@ -121,7 +174,7 @@ impl EdgeStore {
         store.flush()?;
         shard.optimize().map_err(|e| store_err("optimize", e))?;
         store.flush()?;
-        write_json_durably(&dir.join(super::ingest::MANIFEST_FILE), &store.manifest)?;
+        generations::write_manifest(dir, &store.manifest)?;
         Ok(store)
     }
 
@@ -137,7 +190,7 @@ impl EdgeStore {
 
     /// Opens a complete generation.
     pub fn open(dir: &Path) -> Result<Self, RetrievalError> {
-        let manifest = super::ingest::read_manifest(dir)?.ok_or_else(|| {
+        let manifest = generations::read_manifest(dir)?.ok_or_else(|| {
             RetrievalError::Store(format!("{}: incomplete index generation (no manifest)", dir.display()))
         })?;
         let shard = EdgeShard::load(dir, None).map_err(|e| {
@@ -158,20 +211,6 @@ impl EdgeStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-pub(crate) fn write_json_durably(path: &Path, value: &impl serde::Serialize) -> Result<(), RetrievalError> {
-    use std::io::Write;
-    let io = |e| RetrievalError::io(path, e);
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&serde_json::to_vec_pretty(value).expect("serialisable")).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
 }
 
 fn edge_filter(q: &StoreQuery) -> Result<Option<Filter>, RetrievalError> {

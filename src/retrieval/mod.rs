@@ -1,8 +1,11 @@
-//! Retrieval: BM25 and dense embeddings, the [`VectorStore`] trait with its embedded
-//! `qdrant-edge` backend, hybrid search with filters, and the ingest that builds the index.
+//! Retrieval: BM25 and dense embeddings, the index seam ([`IndexBackend`] builds generations,
+//! [`VectorStore`] serves one) with its embedded `qdrant-edge` backend, hybrid search with
+//! filters ([`Retriever`]), and the ingest that builds the index.
 
 mod edge;
 mod embed;
+mod generations;
+mod index;
 mod ingest;
 
 use std::path::Path;
@@ -13,11 +16,12 @@ use qdrant_edge::external::serde_json::json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use edge::EdgeStore;
+pub use edge::{EdgeIndex, EdgeStore};
 pub use embed::{Embedder, EmbeddingCache, OpenAiEmbedder};
-pub use ingest::{IndexSettings, IngestReport, Manifest, cleanup_generations, ingest, is_stale, open_current};
+pub use index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest, VectorStore, WriterLock};
+pub use ingest::{IngestReport, ingest, is_stale};
 
-use crate::content::{Format, Level, SkillId};
+use crate::content::{ComponentId, Format, Level, SkillId};
 
 /// Why a retrieval operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +90,10 @@ impl SearchFilter {
 /// One search result: the best chunk of a component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
-    pub component_id: String,
+    pub component_id: ComponentId,
     pub course: String,
     pub title: String,
-    pub skills: Vec<String>,
+    pub skills: Vec<SkillId>,
     pub level: Level,
     pub format: Format,
     pub chunk_index: usize,
@@ -112,18 +116,6 @@ pub struct StoreQuery {
     pub filter: SearchFilter,
     /// Chunks to return.
     pub limit: usize,
-}
-
-/// A vector index serving searches. Calls block (file I/O): run them in `spawn_blocking`.
-pub trait VectorStore: Send + Sync {
-    /// Chunks best matching the query, best first.
-    fn query(&self, q: &StoreQuery) -> Result<Vec<Hit>, RetrievalError>;
-    /// Number of chunks stored.
-    fn count(&self) -> Result<usize, RetrievalError>;
-    /// What this index was built from.
-    fn manifest(&self) -> &Manifest;
-    /// Every stored payload (for audits such as "no answer key is indexed").
-    fn payloads(&self) -> Result<Vec<serde_json::Value>, RetrievalError>;
 }
 
 /// BM25 as Qdrant computes it, so scores match a Qdrant server given the same config.

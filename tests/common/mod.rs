@@ -1,14 +1,34 @@
-//! Shared test helpers: temporary content trees, configs, a wiremock embeddings server.
+//! Shared test helpers (also used by the benches): temporary content trees, configs, the
+//! service on a free port and a wait until it is ready, a wiremock embeddings server, and
+//! OpenAI-shaped chat completion fixtures (streamed text and tool-call deltas). Set `TEST_LOG=1`
+//! to see the service's logs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use tutor::config::Config;
 use tutor::content::{Library, LoadOptions, load_library};
-use tutor::retrieval::{Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, ingest, open_current};
+use tutor::retrieval::{Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, VectorStore};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// Logs to the test's output when `TEST_LOG` is set (once per test binary).
+pub fn init_test_log() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,qdrant_edge=error".into());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
 
 pub const SKILLS: &str = "course:
   id: mini
@@ -69,13 +89,20 @@ pub async fn ingest_with(
     lib: &Library,
     embedder: Option<Arc<dyn Embedder>>,
 ) -> tutor::retrieval::IngestReport {
-    ingest(cfg, lib, embedder, &indicatif::ProgressBar::hidden()).await.expect("ingest")
+    tutor::retrieval::ingest(cfg, &tutor::app::index(cfg), lib, embedder, &indicatif::ProgressBar::hidden())
+        .await
+        .expect("ingest")
+}
+
+/// The current generation of the index in `cfg`'s data dir (closed again when dropped).
+pub fn open_current(cfg: &Config) -> Arc<dyn VectorStore> {
+    tutor::app::index(cfg).open_current().unwrap().expect("an index")
 }
 
 /// Opens the current index for search (closing it again when dropped).
 pub fn retriever(cfg: &Config, embedder: Option<Arc<dyn Embedder>>) -> Retriever {
     let r = Retriever::new(embedder);
-    r.set_store(Arc::new(open_current(&cfg.index_dir()).unwrap().expect("an index")));
+    r.set_store(open_current(cfg));
     r
 }
 
@@ -156,6 +183,7 @@ pub struct App {
 /// Starts `tutor::api::serve` on a free port with a fresh data dir, after `cfg_for` adjusts
 /// the config.
 pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
+    init_test_log();
     let data = tempfile::tempdir().unwrap();
     let mut cfg = Config { data_dir: data.path().to_owned(), port: 0, ..Config::default() };
     cfg_for(&mut cfg);
@@ -185,7 +213,7 @@ pub fn sample_data_dir() -> tempfile::TempDir {
             let cfg = Config { data_dir: dir.clone(), content_dir: sample_content(), ..Config::default() };
             let lib = load(&sample_content());
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(ingest(&cfg, &lib, None, &indicatif::ProgressBar::hidden())).expect("ingest of the samples");
+            rt.block_on(ingest_with(&cfg, &lib, None));
             dir
         })
         .join()
@@ -220,16 +248,26 @@ pub async fn spawn_sample_app(cfg_for: impl FnOnce(&mut Config)) -> App {
     })
     .await;
     app.data = data;
-    let started = std::time::Instant::now();
-    loop {
-        let (status, body) = get(&format!("{}/readyz", app.base)).await;
-        if status == 200 {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "never ready: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_ready(&app.base).await;
     app
+}
+
+/// Polls `GET {base}/readyz` until it answers 200 (at most a minute) and returns its body;
+/// until then it must answer 503.
+pub async fn wait_ready(base: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or_default();
+            if status == 200 {
+                return body;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert!(started.elapsed() < Duration::from_secs(60), "never ready: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Posts JSON and returns the status and JSON reply.
@@ -237,4 +275,103 @@ pub async fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json:
     let r = reqwest::Client::new().post(url).header("accept", "application/json").json(body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
+}
+
+// ---------- an OpenAI-compatible chat completions mock ----------
+
+/// One `chat.completion.chunk` with a delta, as OpenAI streams it.
+pub fn chunk(delta: Value, finish: Option<&str>) -> Value {
+    json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1763800000, "model": "gpt-test",
+           "system_fingerprint": "fp_test", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+           "usage": null})
+}
+
+/// The last chunk when `stream_options.include_usage` is set: no choices, the usage.
+pub fn usage_chunk(prompt: u32, completion: u32) -> Value {
+    json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1763800000, "model": "gpt-test",
+           "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}})
+}
+
+/// The body of a streamed reply: `data:` lines, ending in `data: [DONE]`.
+pub fn sse_body(chunks: &[Value]) -> String {
+    let mut body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    body
+}
+
+pub fn sse(chunks: &[Value]) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/event-stream")
+        .set_body_raw(sse_body(chunks), "text/event-stream")
+}
+
+/// The chunks of a reply calling tools: each call's id and name first, then its arguments in
+/// two pieces, as OpenAI streams them.
+pub fn tool_call_chunks(calls: &[(&str, &str, &str)]) -> Vec<Value> {
+    let mut chunks = Vec::new();
+    for (i, (id, name, args)) in calls.iter().enumerate() {
+        chunks.push(chunk(
+            json!({"role": "assistant", "content": null,
+                   "tool_calls": [{"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            None,
+        ));
+        let mid = args.len() / 2;
+        let mid = (0..=mid).rev().find(|m| args.is_char_boundary(*m)).unwrap();
+        for piece in [&args[..mid], &args[mid..]] {
+            chunks.push(chunk(json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}), None));
+        }
+    }
+    chunks.push(chunk(json!({}), Some("tool_calls")));
+    chunks
+}
+
+/// A streamed reply calling tools, with usage.
+pub fn tool_calls(calls: &[(&str, &str, &str)]) -> ResponseTemplate {
+    let mut chunks = tool_call_chunks(calls);
+    chunks.push(usage_chunk(300, 20));
+    sse(&chunks)
+}
+
+/// The chunks of a text reply, in the given pieces.
+pub fn text_chunks(pieces: &[&str]) -> Vec<Value> {
+    let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    chunks.extend(pieces.iter().map(|p| chunk(json!({"content": p}), None)));
+    chunks.push(chunk(json!({}), Some("stop")));
+    chunks
+}
+
+/// A streamed text reply, in the given pieces, with usage.
+pub fn text(pieces: &[&str]) -> ResponseTemplate {
+    let mut chunks = text_chunks(pieces);
+    chunks.push(usage_chunk(500, 40));
+    sse(&chunks)
+}
+
+/// Replies in order; the last one repeats.
+pub struct Script {
+    pub replies: Vec<ResponseTemplate>,
+    pub next: AtomicUsize,
+}
+
+impl Respond for Script {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        self.replies[n.min(self.replies.len() - 1)].clone()
+    }
+}
+
+/// A chat completions endpoint at `{uri}/v1` answering with `replies` in order.
+pub async fn llm(replies: Vec<ResponseTemplate>) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Script { replies, next: AtomicUsize::new(0) })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The request bodies the mock received, in order.
+pub async fn requests(server: &MockServer) -> Vec<Value> {
+    server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
 }

@@ -1,0 +1,177 @@
+//! The LLM engine: any OpenAI-compatible chat completions endpoint through `async-openai`,
+//! with tools and streaming. [`LlmClient`] is the endpoint (timeouts, retries, errors
+//! classified where they come in); [`LlmEngine`] runs the bounded tool-calling loop of a turn.
+//! 429 and 5xx replies are retried by the client (three retries, exponential backoff from
+//! 100 ms, honouring `Retry-After`); a request that stalls is abandoned after
+//! `llm_timeout_secs` and retried once. Any failure is returned to the caller, which falls back
+//! to the offline engine.
+
+mod engine;
+mod messages;
+
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionResponseStream, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
+};
+
+pub use engine::LlmEngine;
+
+use crate::config::AgentConfig;
+
+/// Why the LLM engine gave up, classified where the endpoint's errors come in, so that what
+/// to do next follows the class rather than status codes scattered around.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// Worth another try later: 429 and 5xx after the client's own retries, a connection
+    /// that failed or dropped.
+    #[error("the model endpoint failed: {0}")]
+    Transient(#[source] OpenAIError),
+    /// Will fail again as asked: another 4xx, or a request the client refused to build.
+    #[error("the model endpoint refused the request: {0}")]
+    Permanent(#[source] OpenAIError),
+    /// The prompt is longer than the model's context.
+    #[error("the prompt does not fit the model's context: {0}")]
+    ContextLength(#[source] OpenAIError),
+    #[error("the model endpoint did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the tutor reached its limit of {0} model calls")]
+    StepLimit(u32),
+    #[error("the model's reply was cut off or malformed: {0}")]
+    Malformed(String),
+}
+
+impl LlmError {
+    /// The class of an error from the client.
+    pub fn classify(e: OpenAIError) -> Self {
+        match &e {
+            OpenAIError::ApiError(r) => {
+                let status = r.status_code.as_u16();
+                let what = format!(
+                    "{} {} {}",
+                    r.api_error.code.as_deref().unwrap_or_default(),
+                    r.api_error.r#type.as_deref().unwrap_or_default(),
+                    r.api_error.message
+                )
+                .to_lowercase();
+                if what.contains("context_length") || what.contains("context size") || what.contains("context length") {
+                    LlmError::ContextLength(e)
+                } else if status == 429 || status >= 500 {
+                    LlmError::Transient(e)
+                } else {
+                    LlmError::Permanent(e)
+                }
+            }
+            OpenAIError::Reqwest(_) | OpenAIError::StreamError(_) => LlmError::Transient(e),
+            OpenAIError::JSONDeserialize(..) => LlmError::Malformed(e.to_string()),
+            _ => LlmError::Permanent(e),
+        }
+    }
+
+    /// Whether the request itself timed out (no bytes within the timeout).
+    fn is_timeout(e: &OpenAIError) -> bool {
+        matches!(e, OpenAIError::Reqwest(r) if r.is_timeout())
+    }
+
+    /// What the learner is told: the kind of failure, never the endpoint's own message (which
+    /// may name internal hosts or part of a key). The detail goes to the logs.
+    pub fn public(&self) -> String {
+        match self {
+            LlmError::Transient(_) | LlmError::Permanent(_) | LlmError::ContextLength(_) => {
+                "the model service is unavailable".into()
+            }
+            LlmError::Timeout(s) => format!("the model did not answer within {s} s"),
+            LlmError::StepLimit(n) => format!("the tutor reached its limit of {n} model calls"),
+            LlmError::Malformed(_) => "the model's reply was cut off".into(),
+        }
+    }
+}
+
+/// A client for one model.
+pub struct LlmClient {
+    client: Client<OpenAIConfig>,
+    model: String,
+    timeout: Duration,
+    timeout_secs: u64,
+}
+
+/// The default API base when only a key is configured.
+pub const OPENAI_BASE: &str = "https://api.openai.com/v1";
+
+impl LlmClient {
+    /// The configured client; `None` when no LLM is configured.
+    pub fn from_config(cfg: &AgentConfig) -> Option<Self> {
+        if !cfg.llm_enabled() {
+            return None;
+        }
+        let base = cfg.llm_base_url.clone().unwrap_or_else(|| OPENAI_BASE.into());
+        let oc = OpenAIConfig::new()
+            .with_api_base(base.trim_end_matches('/'))
+            .with_api_key(cfg.llm_api_key.clone().unwrap_or_default());
+        let timeout = Duration::from_secs(cfg.llm_timeout_secs);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            // per read, so a long stream is fine as long as bytes keep coming
+            .read_timeout(timeout)
+            .build()
+            .expect("an HTTP client with timeouts");
+        Some(Self {
+            client: Client::with_config(oc).with_http_client(http),
+            model: cfg.llm_model.clone(),
+            timeout,
+            timeout_secs: cfg.llm_timeout_secs,
+        })
+    }
+
+    /// The model's name, as sent.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// One non-streamed completion (used to generate renders and to judge evals).
+    pub async fn complete(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
+        let req = CreateChatCompletionRequestArgs::default()
+            .model(self.model.clone())
+            .messages(vec![messages::system(system), messages::user(user)])
+            .max_completion_tokens(max_tokens)
+            .build()
+            .map_err(LlmError::Permanent)?;
+        for attempt in 0..2 {
+            match tokio::time::timeout(self.timeout, self.client.chat().create(req.clone())).await {
+                Ok(Ok(r)) => {
+                    return r
+                        .choices
+                        .into_iter()
+                        .next()
+                        .and_then(|c| c.message.content)
+                        .filter(|t| !t.trim().is_empty())
+                        .ok_or_else(|| LlmError::Malformed("an empty reply".into()));
+                }
+                Ok(Err(e)) if LlmError::is_timeout(&e) => tracing::warn!(attempt, "model request timed out"),
+                Ok(Err(e)) => return Err(LlmError::classify(e)),
+                Err(_) => tracing::warn!(attempt, "model request timed out"),
+            }
+        }
+        Err(LlmError::Timeout(self.timeout_secs))
+    }
+
+    /// Opens a streamed completion; a request with no answer within the timeout is retried
+    /// once.
+    async fn open_stream(&self, req: CreateChatCompletionRequest) -> Result<ChatCompletionResponseStream, LlmError> {
+        for attempt in 0..2 {
+            match tokio::time::timeout(self.timeout, self.client.chat().create_stream(req.clone())).await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) if LlmError::is_timeout(&e) => {}
+                Ok(Err(e)) => return Err(LlmError::classify(e)),
+                Err(_) => {}
+            }
+            if attempt == 0 {
+                tracing::warn!("model request timed out; retrying once");
+            }
+        }
+        Err(LlmError::Timeout(self.timeout_secs))
+    }
+}

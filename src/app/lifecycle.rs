@@ -1,0 +1,196 @@
+//! The served index's lifecycle: at start, load the content and ingest it when the index is
+//! missing or stale (the learner routes are served as soon as the content loads); then follow
+//! the generation the backend marks current, so an operator's `tutor ingest` in another
+//! process goes live without a restart. [`Status`] says what `/readyz` reports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::App;
+use crate::content::load_library;
+use crate::retrieval::{Manifest, is_stale};
+
+/// Whether an index is served, and the last problem seen.
+#[derive(Default)]
+pub struct Status {
+    ready: AtomicBool,
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+/// What `/readyz` answers.
+pub enum Readiness {
+    /// An index is served; `warning` when the latest content could not be ingested.
+    Ready {
+        manifest: Manifest,
+        warning: Option<String>,
+    },
+    NotReady(String),
+}
+
+impl Status {
+    fn set_problem(&self, p: impl Into<String>) {
+        *self.problem.lock().expect("status lock") = Some(p.into());
+    }
+
+    /// Keeps the reason the ingest failed, which says more than "no index".
+    fn set_problem_unless_known(&self, p: &str) {
+        self.problem.lock().expect("status lock").get_or_insert_with(|| p.to_owned());
+    }
+
+    fn serving(&self, clear_problem: bool) {
+        self.ready.store(true, Ordering::Release);
+        if clear_problem {
+            *self.problem.lock().expect("status lock") = None;
+        }
+    }
+}
+
+impl App {
+    /// Ready with the served generation's manifest, or not ready with the reason.
+    pub fn readiness(&self) -> Readiness {
+        let problem = self.status.problem.lock().expect("status lock").clone();
+        match self.retriever.store() {
+            Some(store) if self.status.ready.load(Ordering::Acquire) => {
+                Readiness::Ready { manifest: store.manifest().clone(), warning: problem }
+            }
+            _ => Readiness::NotReady(problem.unwrap_or_else(|| "index is being prepared".into())),
+        }
+    }
+
+    /// Prepares the index in the background, then follows new generations until the runtime
+    /// stops.
+    pub fn start(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            app.prepare_index().await;
+            app.follow_new_generations().await;
+        });
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn prepare_index(&self) {
+        let content = self.config.content_dir.clone();
+        let opts = self.config.load_options();
+        let Some(lib) = blocking(move || load_library(&content, &opts)).await else {
+            self.status.set_problem("loading the content failed unexpectedly; see the logs");
+            return;
+        };
+        match lib {
+            Ok(lib) => self.ingest_if_stale(lib).await,
+            Err(e) => {
+                tracing::error!(
+                    problems = e.diagnostics.len(),
+                    "content does not validate; serving the previous index if any"
+                );
+                for d in &e.diagnostics {
+                    tracing::error!("{d}");
+                }
+                self.status.set_problem(format!(
+                    "content in {} has {} problem(s); run `tutor validate`",
+                    self.config.content_dir.display(),
+                    e.diagnostics.len()
+                ));
+            }
+        }
+        let index = self.index.clone();
+        let Some(opened) = blocking(move || index.open_current()).await else {
+            self.status.set_problem("opening the index failed unexpectedly; see the logs");
+            return;
+        };
+        match opened {
+            Ok(Some(store)) => {
+                self.retriever.set_store(store);
+                self.status.serving(false);
+                self.index.cleanup();
+            }
+            Ok(None) => self.status.set_problem_unless_known("no index: the content could not be ingested"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the index");
+                self.status.set_problem(format!("cannot open the index: {e}"));
+            }
+        }
+    }
+
+    /// Serves `lib` at once (the learner routes need the content, not the index), then ingests
+    /// it when the index is missing or was built from other content or settings.
+    async fn ingest_if_stale(&self, lib: crate::content::Library) {
+        let model = self.embedder.as_ref().map(|e| e.model().to_owned());
+        let lib = self.set_library(lib);
+        if let Ok(false) = is_stale(self.index.as_ref(), self.config.chunking(), &lib, model.as_deref()) {
+            tracing::info!("index is up to date");
+            return;
+        }
+        tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
+        match self.ingest(&lib, &indicatif::ProgressBar::hidden()).await {
+            Ok(r) => tracing::info!(chunks = r.chunks, ms = r.elapsed_ms, "ingest done"),
+            Err(e) => {
+                tracing::error!(error = %e, "ingest failed; serving the previous index if any");
+                self.status.set_problem(format!("ingest failed: {e}"));
+            }
+        }
+    }
+
+    /// Swaps in each new generation the backend marks current. In-flight searches finish on
+    /// the old one, which is then closed and swept by a later cleanup.
+    async fn follow_new_generations(&self) {
+        loop {
+            tokio::time::sleep(GENERATION_POLL).await;
+            let serving = self.retriever.store().map(|s| s.manifest().generation.clone());
+            let Ok(Some(named)) = self.index.current_generation() else {
+                continue;
+            };
+            if serving.as_deref() == Some(named.as_str()) {
+                continue;
+            }
+            let index = self.index.clone();
+            let Some(opened) = blocking(move || index.open_current()).await else {
+                return;
+            };
+            match opened {
+                Ok(Some(store)) => {
+                    tracing::info!(generation = %store.manifest().generation, "serving a new index generation");
+                    let content = self.config.content_dir.clone();
+                    let opts = self.config.load_options();
+                    match blocking(move || load_library(&content, &opts)).await {
+                        Some(Ok(lib)) => {
+                            self.set_library(lib);
+                        }
+                        None => return,
+                        Some(Err(e)) => tracing::warn!(
+                            problems = e.diagnostics.len(),
+                            "the content no longer validates; keeping the loaded one"
+                        ),
+                    }
+                    self.retriever.set_store(store);
+                    self.status.serving(true);
+                    // give in-flight searches on the old generation time to finish before sweeping
+                    let index = self.index.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(GENERATION_POLL).await;
+                        let _ = tokio::task::spawn_blocking(move || index.cleanup()).await;
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "a new index generation could not be opened; still serving the old one")
+                }
+            }
+        }
+    }
+}
+
+/// How often a running server looks for a generation built by `tutor ingest` in another process.
+const GENERATION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs blocking work off the async threads; `None` (logged) if it panicked or the runtime is
+/// shutting down, so that the caller can stop instead of taking the process down.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) if e.is_cancelled() => None,
+        Err(e) => {
+            tracing::error!(error = %e, "a background task failed");
+            None
+        }
+    }
+}

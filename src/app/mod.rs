@@ -1,0 +1,157 @@
+//! The composition root: [`App::open`] builds, from a [`Config`], everything the service runs
+//! on — the content library, the index backend and the retriever over it, the embedder, the
+//! learner stores, and the agent — and every entry point (`serve`, the CLI, `tutor eval`) uses
+//! it. New backends and features plug in here, once. [`lifecycle`] keeps the served index in
+//! step with the content and with builds made by other processes.
+
+pub mod lifecycle;
+
+use std::sync::{Arc, RwLock};
+
+pub use lifecycle::{Readiness, Status};
+
+use crate::agent::{Agent, AgentStore, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
+use crate::config::Config;
+use crate::content::{ContentError, Library, load_library};
+use crate::db::{Database, Erased, StoreError};
+use crate::flags::{FlagStore, SqlFlagStore};
+use crate::passport::{LearnerId, PassportStore, SqlPassportStore};
+use crate::retrieval::{EdgeIndex, Embedder, IndexBackend, OpenAiEmbedder, RetrievalError, Retriever};
+
+/// Why the application could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("opening the learner store: {0}")]
+    Store(#[from] StoreError),
+    #[error("loading the prompts: {0}")]
+    Prompts(#[from] PromptError),
+}
+
+/// The configured embedder, if any.
+pub fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
+    OpenAiEmbedder::from_config(&cfg.embed).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+}
+
+/// The configured index backend: the embedded `qdrant-edge` index in the data directory.
+pub fn index(cfg: &Config) -> Arc<dyn IndexBackend> {
+    Arc::new(EdgeIndex::new(cfg.index_dir()))
+}
+
+/// A retriever over the configured index's current generation, for commands that only search.
+pub async fn open_retriever(cfg: &Config) -> Result<Arc<Retriever>, RetrievalError> {
+    let retriever = Arc::new(Retriever::new(embedder(cfg)));
+    serve_current(&index(cfg), &retriever).await?;
+    Ok(retriever)
+}
+
+/// Opens the current generation of `index` and serves searches of `retriever` from it.
+pub async fn serve_current(index: &Arc<dyn IndexBackend>, retriever: &Retriever) -> Result<(), RetrievalError> {
+    let backend = index.clone();
+    let store = tokio::task::spawn_blocking(move || backend.open_current())
+        .await
+        .map_err(|e| RetrievalError::Store(format!("opening the index: {e}")))??
+        .ok_or(RetrievalError::NoIndex)?;
+    retriever.set_store(store);
+    Ok(())
+}
+
+/// The learner stores, each behind its trait, over one database.
+#[derive(Clone)]
+pub struct Stores {
+    pub db: Arc<Database>,
+    pub passports: Arc<dyn PassportStore>,
+    pub flags: Arc<dyn FlagStore>,
+    pub sessions: Arc<dyn AgentStore>,
+}
+
+impl Stores {
+    /// Connects to the configured database (the SQLite file in the data dir by default) and
+    /// runs its migrations.
+    pub async fn open(cfg: &Config) -> Result<Self, StoreError> {
+        let db = Database::connect(&cfg.database_url()).await?;
+        Ok(Self {
+            passports: Arc::new(SqlPassportStore::new(db.clone())),
+            flags: Arc::new(SqlFlagStore::new(db.clone())),
+            sessions: Arc::new(SqlAgentStore::new(db.clone())),
+            db,
+        })
+    }
+
+    /// Erases everything kept about `learner` (events, passport, flags, sessions,
+    /// transcripts), in one transaction: each store deletes what it owns.
+    pub async fn erase(&self, learner: &LearnerId) -> Result<Erased, StoreError> {
+        self.db.erase(learner, &[&*self.passports, &*self.flags, &*self.sessions]).await
+    }
+}
+
+/// The running application.
+pub struct App {
+    pub config: Arc<Config>,
+    pub index: Arc<dyn IndexBackend>,
+    pub embedder: Option<Arc<dyn Embedder>>,
+    pub retriever: Arc<Retriever>,
+    pub stores: Stores,
+    pub agent: Arc<Agent>,
+    /// What `/readyz` reports.
+    pub status: Status,
+    /// The content as last loaded; `None` until it validates.
+    library: RwLock<Option<Arc<Library>>>,
+}
+
+impl App {
+    /// Builds everything from `config`: stores (connected and migrated), the index backend and
+    /// a retriever with no generation open yet, the embedder, the prompts and the agent.
+    pub async fn open(config: Config) -> Result<Arc<Self>, AppError> {
+        let config = Arc::new(config);
+        let stores = Stores::open(&config).await?;
+        let embedder = embedder(&config);
+        let retriever = Arc::new(Retriever::new(embedder.clone()));
+        let prompts = Prompts::from_config(config.prompts_dir.as_deref())?;
+        let llm = LlmClient::from_config(&config.agent).map(Arc::new);
+        tracing::info!(engine = if llm.is_some() { "llm" } else { "offline" }, "tutor agent ready");
+        let agent = Arc::new(Agent::new(config.clone(), retriever.clone(), &stores, Arc::new(prompts), llm));
+        Ok(Arc::new(Self {
+            index: index(&config),
+            config,
+            embedder,
+            retriever,
+            stores,
+            agent,
+            status: Status::default(),
+            library: RwLock::default(),
+        }))
+    }
+
+    /// The loaded content, or `None` while there is none.
+    pub fn library(&self) -> Option<Arc<Library>> {
+        self.library.read().expect("library lock").clone()
+    }
+
+    /// Serves `lib` from now on.
+    pub fn set_library(&self, lib: Library) -> Arc<Library> {
+        let lib = Arc::new(lib);
+        *self.library.write().expect("library lock") = Some(lib.clone());
+        lib
+    }
+
+    /// Loads and validates the configured content tree, and serves it.
+    pub fn load_library(&self) -> Result<Arc<Library>, ContentError> {
+        Ok(self.set_library(load_library(&self.config.content_dir, &self.config.load_options())?))
+    }
+
+    /// Serves searches from the index's current generation (for the CLI and the eval suite;
+    /// `serve` follows generations through [`lifecycle`]).
+    pub async fn open_index(&self) -> Result<(), RetrievalError> {
+        serve_current(&self.index, &self.retriever).await
+    }
+
+    /// Builds the index for `lib` (unless it is already current) through the configured
+    /// backend and embedder.
+    pub async fn ingest(
+        &self,
+        lib: &Library,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<crate::retrieval::IngestReport, RetrievalError> {
+        crate::retrieval::ingest(&self.config, &self.index, lib, self.embedder.clone(), progress).await
+    }
+}
