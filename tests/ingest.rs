@@ -138,7 +138,7 @@ async fn a_deleted_component_is_gone_from_search() {
 }
 
 fn open_current_payloads(index_dir: &Path) -> Vec<serde_json::Value> {
-    { EdgeIndex::new(index_dir).open_current().unwrap().unwrap().payloads().unwrap() }
+    EdgeIndex::new(index_dir).open_current().unwrap().unwrap().payloads().unwrap()
 }
 
 #[tokio::test]
