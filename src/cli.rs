@@ -31,7 +31,7 @@ pub struct Cli {
 }
 
 fn env_help() -> String {
-    format!("Environment: {} (see README), RUST_LOG for log levels.", crate::config::ENV_VARS.join(", "))
+    format!("Environment: {} (see README), RUST_LOG for log levels.", crate::config::env_vars().join(", "))
 }
 
 /// The commands.

@@ -22,17 +22,25 @@ pub struct Config {
     /// Dense embeddings; off unless `base_url` is set.
     pub embed: EmbedConfig,
     /// `postgres://…` for PostgreSQL; unset means a SQLite file `tutor.db` in the data dir.
-    /// Not serialized: it may hold a password.
-    #[serde(skip_serializing)]
+    /// Serialized redacted: it may hold a password.
+    #[serde(serialize_with = "redacted")]
     pub database_url: Option<String>,
     /// Mastery bands and the evidence the plan asks for.
     pub passport: PassportConfig,
     /// The tutor agent: its LLM (off unless configured) and its bounds.
     pub agent: AgentConfig,
     /// Thresholds of the struggle rules.
-    pub flags: crate::flags::FlagConfig,
+    pub flags: FlagConfig,
     /// A folder overriding the built-in prompts (`tutor.md`, `tools/*.md`, `render/*.md`).
     pub prompts_dir: Option<PathBuf>,
+}
+
+/// A secret, serialized as `"(set)"` or `null`, never as itself.
+fn redacted<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("(set)"),
+        None => s.serialize_none(),
+    }
 }
 
 /// The tutor agent.
@@ -43,7 +51,7 @@ pub struct AgentConfig {
     /// an API key, the offline engine answers.
     pub llm_base_url: Option<String>,
     pub llm_model: String,
-    #[serde(skip_serializing)]
+    #[serde(serialize_with = "redacted")]
     pub llm_api_key: Option<String>,
     /// A request with no bytes for this long is abandoned (and retried once).
     pub llm_timeout_secs: u64,
@@ -85,6 +93,24 @@ impl AgentConfig {
     }
 }
 
+/// Thresholds of the struggle rules.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagConfig {
+    /// Wrong answers in a row on a skill.
+    pub wrong_streak: u32,
+    /// Mastery drop over the recent answers (with at least 3 answers).
+    pub falling_by: f64,
+    /// Hints per answer, with at least 3 answers.
+    pub hints_per_answer: f64,
+}
+
+impl Default for FlagConfig {
+    fn default() -> Self {
+        Self { wrong_streak: 3, falling_by: 0.2, hints_per_answer: 2.0 }
+    }
+}
+
 /// Where mastery bands start, and how much evidence a skip offer needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -115,7 +141,7 @@ pub struct EmbedConfig {
     /// Requested output dimensions; when unset, whatever the model returns.
     pub dimensions: Option<u32>,
     pub batch_size: usize,
-    #[serde(skip_serializing)]
+    #[serde(serialize_with = "redacted")]
     pub api_key: Option<String>,
     /// A request with no answer after this long is abandoned (and retried).
     pub timeout_secs: u64,
@@ -137,7 +163,7 @@ impl Default for Config {
             database_url: None,
             passport: PassportConfig::default(),
             agent: AgentConfig::default(),
-            flags: crate::flags::FlagConfig::default(),
+            flags: FlagConfig::default(),
             prompts_dir: None,
         }
     }
@@ -168,42 +194,98 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The environment variables read, for the README and `--help`.
-pub const ENV_VARS: &[&str] = &[
-    "TUTOR_CONFIG",
-    "TUTOR_DATA_DIR",
-    "TUTOR_CONTENT_DIR",
-    "TUTOR_HOST",
-    "TUTOR_PORT",
-    "TUTOR_CHUNK_TOKENS",
-    "TUTOR_CHUNK_OVERLAP",
-    "TUTOR_MAX_FILE_BYTES",
-    "TUTOR_EMBED_BASE_URL",
-    "TUTOR_EMBED_MODEL",
-    "TUTOR_EMBED_DIMENSIONS",
-    "TUTOR_EMBED_BATCH_SIZE",
-    "TUTOR_EMBED_API_KEY",
-    "TUTOR_EMBED_TIMEOUT_SECS",
-    "TUTOR_EMBED_TIMEOUT_RETRIES",
-    "OPENAI_API_KEY",
-    "TUTOR_DATABASE_URL",
-    "TUTOR_BAND_DEVELOPING",
-    "TUTOR_BAND_PROFICIENT",
-    "TUTOR_BAND_MASTERED",
-    "TUTOR_MIN_EVIDENCE",
-    "TUTOR_LLM_BASE_URL",
-    "TUTOR_LLM_MODEL",
-    "TUTOR_LLM_API_KEY",
-    "TUTOR_LLM_TIMEOUT_SECS",
-    "TUTOR_MAX_STEPS",
-    "TUTOR_MAX_TOOL_CALLS",
-    "TUTOR_MAX_COMPLETION_TOKENS",
-    "TUTOR_TURN_TIMEOUT_SECS",
-    "TUTOR_CONTEXT_TOKENS",
-    "TUTOR_TOOL_RESULT_TOKENS",
-    "TUTOR_FLAG_WRONG_STREAK",
-    "TUTOR_PROMPTS_DIR",
+/// One setting: its `tutor.toml` key, the environment variable that overrides it (and a
+/// fallback variable some settings also read), and how a variable's text sets it. [`KEYS`] is
+/// the one list of settings: the environment is applied from it, `--help` lists it, and tests
+/// check that every `tutor.toml` key is in it and that the README documents each one.
+pub struct Key {
+    /// The dotted `tutor.toml` key, e.g. `agent.max_steps`.
+    pub toml: &'static str,
+    pub var: &'static str,
+    /// Read when `var` is unset, e.g. `OPENAI_API_KEY`.
+    pub fallback: Option<&'static str>,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn parse<T: std::str::FromStr>(value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| e.to_string())
+}
+
+macro_rules! key {
+    ($toml:literal, $var:literal, else $fallback:literal, |$c:ident, $v:ident| $set:expr) => {
+        Key { fallback: Some($fallback), ..key!($toml, $var, |$c, $v| $set) }
+    };
+    ($toml:literal, $var:literal, |$c:ident, $v:ident| $set:expr) => {
+        Key {
+            toml: $toml,
+            var: $var,
+            fallback: None,
+            set: |$c, $v| {
+                $set;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every setting.
+pub const KEYS: &[Key] = &[
+    key!("data_dir", "TUTOR_DATA_DIR", |c, v| c.data_dir = v.into()),
+    key!("content_dir", "TUTOR_CONTENT_DIR", |c, v| c.content_dir = v.into()),
+    key!("host", "TUTOR_HOST", |c, v| c.host = v.to_owned()),
+    key!("port", "TUTOR_PORT", |c, v| c.port = parse(v)?),
+    key!("chunk_tokens", "TUTOR_CHUNK_TOKENS", |c, v| c.chunk_tokens = parse(v)?),
+    key!("chunk_overlap", "TUTOR_CHUNK_OVERLAP", |c, v| c.chunk_overlap = parse(v)?),
+    key!("max_file_bytes", "TUTOR_MAX_FILE_BYTES", |c, v| c.max_file_bytes = parse(v)?),
+    key!("embed.base_url", "TUTOR_EMBED_BASE_URL", |c, v| c.embed.base_url = Some(v.to_owned())),
+    key!("embed.model", "TUTOR_EMBED_MODEL", |c, v| c.embed.model = v.to_owned()),
+    key!("embed.dimensions", "TUTOR_EMBED_DIMENSIONS", |c, v| c.embed.dimensions = Some(parse(v)?)),
+    key!("embed.batch_size", "TUTOR_EMBED_BATCH_SIZE", |c, v| c.embed.batch_size = parse(v)?),
+    key!("embed.api_key", "TUTOR_EMBED_API_KEY", else "OPENAI_API_KEY", |c, v| c.embed.api_key = Some(v.to_owned())),
+    key!("embed.timeout_secs", "TUTOR_EMBED_TIMEOUT_SECS", |c, v| c.embed.timeout_secs = parse(v)?),
+    key!("embed.timeout_retries", "TUTOR_EMBED_TIMEOUT_RETRIES", |c, v| c.embed.timeout_retries = parse(v)?),
+    key!("database_url", "TUTOR_DATABASE_URL", |c, v| c.database_url = Some(v.to_owned())),
+    key!("passport.developing", "TUTOR_BAND_DEVELOPING", |c, v| c.passport.developing = parse(v)?),
+    key!("passport.proficient", "TUTOR_BAND_PROFICIENT", |c, v| c.passport.proficient = parse(v)?),
+    key!("passport.mastered", "TUTOR_BAND_MASTERED", |c, v| c.passport.mastered = parse(v)?),
+    key!("passport.min_evidence", "TUTOR_MIN_EVIDENCE", |c, v| c.passport.min_evidence = parse(v)?),
+    key!("agent.llm_base_url", "TUTOR_LLM_BASE_URL", |c, v| c.agent.llm_base_url =
+        Some(v.trim_end_matches('/').to_owned())),
+    key!("agent.llm_model", "TUTOR_LLM_MODEL", |c, v| c.agent.llm_model = v.to_owned()),
+    key!("agent.llm_api_key", "TUTOR_LLM_API_KEY", else "OPENAI_API_KEY", |c, v| c.agent.llm_api_key =
+        Some(v.to_owned())),
+    key!("agent.llm_timeout_secs", "TUTOR_LLM_TIMEOUT_SECS", |c, v| c.agent.llm_timeout_secs = parse(v)?),
+    key!("agent.max_steps", "TUTOR_MAX_STEPS", |c, v| c.agent.max_steps = parse(v)?),
+    key!("agent.max_tool_calls", "TUTOR_MAX_TOOL_CALLS", |c, v| c.agent.max_tool_calls = parse(v)?),
+    key!("agent.max_completion_tokens", "TUTOR_MAX_COMPLETION_TOKENS", |c, v| c.agent.max_completion_tokens =
+        parse(v)?),
+    key!("agent.turn_timeout_secs", "TUTOR_TURN_TIMEOUT_SECS", |c, v| c.agent.turn_timeout_secs = parse(v)?),
+    key!("agent.context_tokens", "TUTOR_CONTEXT_TOKENS", |c, v| c.agent.context_tokens = parse(v)?),
+    key!("agent.tool_result_tokens", "TUTOR_TOOL_RESULT_TOKENS", |c, v| c.agent.tool_result_tokens = parse(v)?),
+    key!("flags.wrong_streak", "TUTOR_FLAG_WRONG_STREAK", |c, v| c.flags.wrong_streak = parse(v)?),
+    key!("flags.falling_by", "TUTOR_FLAG_FALLING_BY", |c, v| c.flags.falling_by = parse(v)?),
+    key!("flags.hints_per_answer", "TUTOR_FLAG_HINTS_PER_ANSWER", |c, v| c.flags.hints_per_answer = parse(v)?),
+    key!("prompts_dir", "TUTOR_PROMPTS_DIR", |c, v| c.prompts_dir = Some(PathBuf::from(v))),
 ];
+
+/// The variable naming the configuration file (it has no `tutor.toml` key).
+pub const CONFIG_VAR: &str = "TUTOR_CONFIG";
+
+/// Every environment variable read, in the order of [`KEYS`], for `--help`.
+pub fn env_vars() -> Vec<&'static str> {
+    let mut out = vec![CONFIG_VAR];
+    for k in KEYS {
+        for v in std::iter::once(k.var).chain(k.fallback) {
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
 
 impl Config {
     /// Loads `file` (or `./tutor.toml` when it exists), then applies the process environment.
@@ -213,7 +295,7 @@ impl Config {
 
     /// As [`Config::load`], with the environment given as a function (for tests).
     pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let explicit = file.map(Path::to_path_buf).or_else(|| env("TUTOR_CONFIG").map(PathBuf::from));
+        let explicit = file.map(Path::to_path_buf).or_else(|| env(CONFIG_VAR).map(PathBuf::from));
         let path = explicit.clone().unwrap_or_else(|| PathBuf::from("tutor.toml"));
         let mut cfg = if explicit.is_some() || path.is_file() {
             let text = std::fs::read_to_string(&path)
@@ -228,105 +310,11 @@ impl Config {
     }
 
     fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            value.trim().parse().map_err(|e: T::Err| ConfigError::Env { name, value, message: e.to_string() })
-        }
-        let get = |name: &str| env(name).filter(|v| !v.is_empty());
-        if let Some(v) = get("TUTOR_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = get("TUTOR_CONTENT_DIR") {
-            self.content_dir = v.into();
-        }
-        if let Some(v) = get("TUTOR_HOST") {
-            self.host = v;
-        }
-        if let Some(v) = get("TUTOR_PORT") {
-            self.port = parsed("TUTOR_PORT", v)?;
-        }
-        if let Some(v) = get("TUTOR_CHUNK_TOKENS") {
-            self.chunk_tokens = parsed("TUTOR_CHUNK_TOKENS", v)?;
-        }
-        if let Some(v) = get("TUTOR_CHUNK_OVERLAP") {
-            self.chunk_overlap = parsed("TUTOR_CHUNK_OVERLAP", v)?;
-        }
-        if let Some(v) = get("TUTOR_MAX_FILE_BYTES") {
-            self.max_file_bytes = parsed("TUTOR_MAX_FILE_BYTES", v)?;
-        }
-        if let Some(v) = get("TUTOR_EMBED_BASE_URL") {
-            self.embed.base_url = Some(v);
-        }
-        if let Some(v) = get("TUTOR_EMBED_MODEL") {
-            self.embed.model = v;
-        }
-        if let Some(v) = get("TUTOR_EMBED_DIMENSIONS") {
-            self.embed.dimensions = Some(parsed("TUTOR_EMBED_DIMENSIONS", v)?);
-        }
-        if let Some(v) = get("TUTOR_EMBED_BATCH_SIZE") {
-            self.embed.batch_size = parsed("TUTOR_EMBED_BATCH_SIZE", v)?;
-        }
-        if let Some(v) = get("TUTOR_EMBED_TIMEOUT_SECS") {
-            self.embed.timeout_secs = parsed("TUTOR_EMBED_TIMEOUT_SECS", v)?;
-        }
-        if let Some(v) = get("TUTOR_EMBED_TIMEOUT_RETRIES") {
-            self.embed.timeout_retries = parsed("TUTOR_EMBED_TIMEOUT_RETRIES", v)?;
-        }
-        if let Some(v) = get("TUTOR_EMBED_API_KEY").or_else(|| get("OPENAI_API_KEY")) {
-            self.embed.api_key = Some(v);
-        }
-        if let Some(v) = get("TUTOR_DATABASE_URL") {
-            self.database_url = Some(v);
-        }
-        if let Some(v) = get("TUTOR_BAND_DEVELOPING") {
-            self.passport.developing = parsed("TUTOR_BAND_DEVELOPING", v)?;
-        }
-        if let Some(v) = get("TUTOR_BAND_PROFICIENT") {
-            self.passport.proficient = parsed("TUTOR_BAND_PROFICIENT", v)?;
-        }
-        if let Some(v) = get("TUTOR_BAND_MASTERED") {
-            self.passport.mastered = parsed("TUTOR_BAND_MASTERED", v)?;
-        }
-        if let Some(v) = get("TUTOR_MIN_EVIDENCE") {
-            self.passport.min_evidence = parsed("TUTOR_MIN_EVIDENCE", v)?;
-        }
-        if let Some(v) = get("TUTOR_LLM_BASE_URL") {
-            self.agent.llm_base_url = Some(v.trim_end_matches('/').to_owned());
-        }
-        if let Some(v) = get("TUTOR_LLM_MODEL") {
-            self.agent.llm_model = v;
-        }
-        if let Some(v) = get("TUTOR_LLM_API_KEY").or_else(|| get("OPENAI_API_KEY")) {
-            self.agent.llm_api_key = Some(v);
-        }
-        if let Some(v) = get("TUTOR_LLM_TIMEOUT_SECS") {
-            self.agent.llm_timeout_secs = parsed("TUTOR_LLM_TIMEOUT_SECS", v)?;
-        }
-        if let Some(v) = get("TUTOR_MAX_STEPS") {
-            self.agent.max_steps = parsed("TUTOR_MAX_STEPS", v)?;
-        }
-        if let Some(v) = get("TUTOR_MAX_TOOL_CALLS") {
-            self.agent.max_tool_calls = parsed("TUTOR_MAX_TOOL_CALLS", v)?;
-        }
-        if let Some(v) = get("TUTOR_MAX_COMPLETION_TOKENS") {
-            self.agent.max_completion_tokens = parsed("TUTOR_MAX_COMPLETION_TOKENS", v)?;
-        }
-        if let Some(v) = get("TUTOR_TURN_TIMEOUT_SECS") {
-            self.agent.turn_timeout_secs = parsed("TUTOR_TURN_TIMEOUT_SECS", v)?;
-        }
-        if let Some(v) = get("TUTOR_CONTEXT_TOKENS") {
-            self.agent.context_tokens = parsed("TUTOR_CONTEXT_TOKENS", v)?;
-        }
-        if let Some(v) = get("TUTOR_TOOL_RESULT_TOKENS") {
-            self.agent.tool_result_tokens = parsed("TUTOR_TOOL_RESULT_TOKENS", v)?;
-        }
-        if let Some(v) = get("TUTOR_FLAG_WRONG_STREAK") {
-            self.flags.wrong_streak = parsed("TUTOR_FLAG_WRONG_STREAK", v)?;
-        }
-        if let Some(v) = get("TUTOR_PROMPTS_DIR") {
-            self.prompts_dir = Some(PathBuf::from(v));
+        let get = |name: &'static str| env(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+        for k in KEYS {
+            if let Some((name, value)) = get(k.var).or_else(|| k.fallback.and_then(get)) {
+                (k.set)(self, &value).map_err(|message| ConfigError::Env { name, value, message })?;
+            }
         }
         Ok(())
     }
@@ -372,8 +360,15 @@ impl Config {
                 a.context_tokens
             )));
         }
-        if self.flags.wrong_streak == 0 {
+        let f = &self.flags;
+        if f.wrong_streak == 0 {
             return Err(ConfigError::Invalid("flags.wrong_streak must be at least 1".into()));
+        }
+        if !(f.falling_by > 0.0 && f.falling_by <= 1.0 && f.hints_per_answer > 0.0 && f.hints_per_answer.is_finite()) {
+            return Err(ConfigError::Invalid(format!(
+                "flags.falling_by ({}) must be in 0..1 and flags.hints_per_answer ({}) above 0",
+                f.falling_by, f.hints_per_answer
+            )));
         }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid("embed.batch_size must be at least 1".into()));
@@ -425,6 +420,75 @@ mod tests {
         assert_eq!(cfg.embed.model, "m1");
         assert_eq!(cfg.embed.api_key.as_deref(), Some("k"));
         assert_eq!(cfg.data_dir, PathBuf::from("data"));
+    }
+
+    /// The dotted paths of every leaf of a serialized value.
+    fn leaves(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaves(v, &p, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+
+    #[test]
+    fn every_toml_key_has_exactly_one_variable_and_sets_the_same_field() {
+        let mut toml_keys = Vec::new();
+        leaves(&serde_json::to_value(Config::default()).unwrap(), "", &mut toml_keys);
+        let mut table: Vec<String> = KEYS.iter().map(|k| k.toml.to_owned()).collect();
+        toml_keys.sort();
+        table.sort();
+        assert_eq!(toml_keys, table, "KEYS and the Config struct disagree");
+        let vars: std::collections::BTreeSet<&str> = KEYS.iter().map(|k| k.var).collect();
+        assert_eq!(vars.len(), KEYS.len(), "a variable is used twice");
+        // a sample value set through the variable and through the file gives the same config
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        for k in KEYS {
+            let (table, leaf) = k.toml.rsplit_once('.').map_or((None, k.toml), |(t, l)| (Some(t), l));
+            let string = if k.toml == "database_url" { "sqlite://x.db" } else { "sample-value" };
+            // the first sample of the key's type
+            let (sample, from_file) =
+                [n_sample(k.toml).to_string(), "0.33".into(), "0.5".into(), "0.8".into(), string.into()]
+                    .into_iter()
+                    .find_map(|sample| {
+                        let literal =
+                            if sample.parse::<f64>().is_ok() { sample.clone() } else { format!("{sample:?}") };
+                        let text = match table {
+                            Some(t) => format!("[{t}]\n{leaf} = {literal}\n"),
+                            None => format!("{leaf} = {literal}\n"),
+                        };
+                        std::fs::write(&file, text).unwrap();
+                        Config::load_with(Some(&file), env(&[])).ok().map(|c| (sample, c))
+                    })
+                    .unwrap_or_else(|| panic!("no sample value fits {}", k.toml));
+            let from_env = Config::load_with(None, env(&[(k.var, &sample)])).unwrap();
+            assert_eq!(from_file, from_env, "{} and {}", k.toml, k.var);
+            assert_ne!(from_env, Config::default(), "{} changes nothing", k.var);
+        }
+    }
+
+    /// A valid whole number for a key (the chunk overlap must stay below the chunk size).
+    fn n_sample(key: &str) -> u32 {
+        if key == "chunk_overlap" { 16 } else { 3000 }
+    }
+
+    #[test]
+    fn the_readme_documents_every_variable_with_its_key() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for k in KEYS {
+            let row = readme.lines().find(|l| l.starts_with(&format!("| `{}`", k.var)));
+            let row = row.unwrap_or_else(|| panic!("README has no row for {}", k.var));
+            assert!(row.contains(&format!("`{}`", k.toml)), "README's row for {} does not name `{}`", k.var, k.toml);
+        }
+        for line in readme.lines().filter(|l| l.starts_with("| `TUTOR_")) {
+            let var = line.split('`').nth(1).unwrap();
+            assert!(env_vars().contains(&var), "README documents {var}, which is not read");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
-use crate::passport::LearnerId;
+use crate::ids::LearnerId;
 
 /// A store failure. The message is for logs; the API answers with a generic 503.
 #[derive(Debug, thiserror::Error)]

@@ -629,3 +629,35 @@ fn cli_ask_streams_the_answer_and_prints_the_tool_trace() {
     assert!(stderr.contains("lookup_mastery") && stderr.contains("retrieve_components"), "{stderr}");
     assert!(stderr.contains("engine offline"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_unseen_skill_whose_prior_is_above_intro_gets_material_at_that_level() {
+    // mini.a's authored prior (0.8) puts a learner with no answers yet in the proficient band
+    let skills = "course:\n  id: mini\n  title: Mini course\nskills:\n  - id: mini.a\n    name: Skill A\n    description: The first skill.\n    prerequisites: []\n    bkt: { prior: 0.8, learn: 0.15, slip: 0.1, guess: 0.2 }\n";
+    let exercise = component(
+        "id: mini-ex\ntitle: \"Practice A\"\nskills: [mini.a]\nlevel: proficient\nformat: exercise\nitems:\n  - id: q1\n    prompt: \"What is 7 x 6?\"\n    demand: recall\n    answer: \"42\"\n    hints: [\"Six sevens.\"]",
+        "Answer the question.",
+    );
+    let worked = |id: &str, level: &str| {
+        component(
+            &format!("id: {id}\ntitle: \"Worked {level}\"\nskills: [mini.a]\nlevel: {level}\nformat: worked_example"),
+            "Seven groups of five make 35: count in fives seven times.",
+        )
+    };
+    let content = tree(&[
+        ("mini/skills.yaml", skills.as_bytes()),
+        ("mini/ex.md", exercise.as_bytes()),
+        ("mini/we-intro.md", worked("mini-we-intro", "intro").as_bytes()),
+        ("mini/we-pro.md", worked("mini-we-pro", "proficient").as_bytes()),
+    ]);
+    let dir = content.path().to_owned();
+    let app = spawn_app(move |c| c.content_dir = dir).await;
+    wait_ready(&app.base).await;
+
+    let d =
+        chat(&app, json!({"learner_id": "new", "component_id": "mini-ex", "message": "just tell me the answer"})).await;
+
+    let answer = d["answer"].as_str().unwrap();
+    assert!(answer.contains("[mini-we-pro]"), "{answer}");
+    assert!(!answer.contains("[mini-we-intro]"), "{answer}");
+}

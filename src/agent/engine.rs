@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 
-use super::llm::LlmError;
 use super::{Conversation, Emitter, TurnCtx};
 use crate::content::ComponentId;
 
@@ -56,9 +55,19 @@ pub struct Outcome {
     pub declined: bool,
 }
 
+/// Why an engine could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct EngineFailure {
+    /// What the learner is told: the kind of failure, never an endpoint's own message.
+    pub reason: String,
+    /// The full cause, for the logs.
+    pub detail: String,
+}
+
 /// An engine: answers the conversation in `ctx`, streaming through `emit`.
 #[async_trait::async_trait]
 pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
-    async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, LlmError>;
+    async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, EngineFailure>;
 }

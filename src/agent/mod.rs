@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 pub use emit::Emitter;
-pub use engine::{Engine, EngineKind, Outcome, Usage};
+pub use engine::{Engine, EngineFailure, EngineKind, Outcome, Usage};
 pub use llm::{LlmClient, LlmEngine, LlmError};
 pub use offline::OfflineEngine;
 pub use prompts::Prompts;
@@ -180,26 +180,24 @@ pub struct Agent {
     pub llm: Option<Arc<LlmClient>>,
 }
 
+/// The stores a turn reads and writes.
+pub struct AgentStores {
+    pub passports: Arc<dyn PassportStore>,
+    pub flags: Arc<dyn FlagStore>,
+    pub sessions: Arc<dyn AgentStore>,
+}
+
 impl Agent {
-    /// The agent over the application's stores and retriever, with `llm` when one is
-    /// configured.
+    /// The agent over these stores and retriever, with `llm` when one is configured.
     pub fn new(
         config: Arc<Config>,
         retriever: Arc<Retriever>,
-        stores: &crate::app::Stores,
+        stores: AgentStores,
         prompts: Arc<Prompts>,
         llm: Option<Arc<LlmClient>>,
     ) -> Self {
-        Self {
-            config,
-            retriever,
-            passports: stores.passports.clone(),
-            flags: stores.flags.clone(),
-            sessions: stores.sessions.clone(),
-            prompts,
-            tools: Arc::new(ToolSet::default()),
-            llm,
-        }
+        let AgentStores { passports, flags, sessions } = stores;
+        Self { config, retriever, passports, flags, sessions, prompts, tools: Arc::new(ToolSet::default()), llm }
     }
 }
 

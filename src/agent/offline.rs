@@ -4,8 +4,7 @@
 //! course does not cover, and never gives an exercise's answer. Its sentences are the sections
 //! of `prompts/offline.md`.
 
-use super::engine::{Engine, EngineKind, Outcome};
-use super::llm::LlmError;
+use super::engine::{Engine, EngineFailure, EngineKind, Outcome};
 use super::policy::{is_follow_up, is_on_topic, seeks_answer};
 use super::prompts::fill;
 use super::tools::{LookupMastery, LookupMasteryArgs, RenderArgs, RenderFormat, Retrieve, RetrieveArgs, authored};
@@ -22,7 +21,7 @@ impl Engine for OfflineEngine {
         EngineKind::Offline
     }
 
-    async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, LlmError> {
+    async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, EngineFailure> {
         Ok(answer(ctx, &convo.message, emit).await)
     }
 }

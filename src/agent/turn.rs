@@ -136,8 +136,8 @@ impl Agent {
         let reason = match tokio::time::timeout(limit, engine.answer(ctx, convo, emit)).await {
             Ok(Ok(outcome)) => return Answered { engine: EngineKind::Llm, fallback_reason: None, outcome },
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "LLM engine failed");
-                e.public()
+                tracing::warn!(error = %e.detail, "LLM engine failed");
+                e.reason
             }
             Err(_) => format!("the turn took longer than {} s", self.config.agent.turn_timeout_secs),
         };

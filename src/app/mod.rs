@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 pub use lifecycle::{Readiness, Status};
 
-use crate::agent::{Agent, AgentStore, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
+use crate::agent::{Agent, AgentStore, AgentStores, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
 use crate::config::Config;
 use crate::content::{ContentError, Library, load_library};
 use crate::db::{Database, Erased, StoreError};
@@ -109,7 +109,12 @@ impl App {
         let prompts = Prompts::from_config(config.prompts_dir.as_deref())?;
         let llm = LlmClient::from_config(&config.agent).map(Arc::new);
         tracing::info!(engine = if llm.is_some() { "llm" } else { "offline" }, "tutor agent ready");
-        let agent = Arc::new(Agent::new(config.clone(), retriever.clone(), &stores, Arc::new(prompts), llm));
+        let agent_stores = AgentStores {
+            passports: stores.passports.clone(),
+            flags: stores.flags.clone(),
+            sessions: stores.sessions.clone(),
+        };
+        let agent = Arc::new(Agent::new(config.clone(), retriever.clone(), agent_stores, Arc::new(prompts), llm));
         Ok(Arc::new(Self {
             index: index(&config),
             config,

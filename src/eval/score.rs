@@ -9,6 +9,7 @@ use super::case::{Case, ReadingLevel, ToolExpect};
 use crate::agent::ToolTrace;
 use crate::agent::guard;
 use crate::passport::Band;
+use crate::text::contains_any;
 
 /// What a case's run produced.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -143,11 +144,6 @@ pub fn language(text: &str) -> &'static str {
         .collect();
     let hits = words.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
     if !words.is_empty() && hits * 100 >= words.len() * 12 { "en" } else { "unknown" }
-}
-
-fn contains_any(text: &str, markers: &[&str]) -> bool {
-    let t = text.to_lowercase().replace('’', "'");
-    markers.iter().any(|m| t.contains(m))
 }
 
 const DECLINES: &[&str] = &[

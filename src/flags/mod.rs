@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 pub use store::{FlagStore, MAX_EVIDENCE, SqlFlagStore};
 
+pub use crate::config::FlagConfig;
+
 use crate::content::{ComponentId, Library, SkillId};
 use crate::ids::now_ms;
 use crate::passport::{LearnerId, LearnerState, name_in_sentence, normalize_answer};
@@ -102,24 +104,6 @@ pub struct Flag {
     pub evidence: Vec<Evidence>,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-/// Thresholds of the struggle rules.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlagConfig {
-    /// Wrong answers in a row on a skill.
-    pub wrong_streak: u32,
-    /// Mastery drop over the recent answers (with at least 3 answers).
-    pub falling_by: f64,
-    /// Hints per answer, with at least 3 answers.
-    pub hints_per_answer: f64,
-}
-
-impl Default for FlagConfig {
-    fn default() -> Self {
-        Self { wrong_streak: 3, falling_by: 0.2, hints_per_answer: 2.0 }
-    }
 }
 
 /// Phrases that say the learner is lost.

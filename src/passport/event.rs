@@ -1,44 +1,10 @@
 //! Learner events: the xAPI-shaped wire statement, and its validation into an [`Event`].
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::content::{ComponentId, Format, Library, ParseError};
-
-/// A learner's id as the host platform names them: 1–128 characters of letters, digits and
-/// `. _ - @ :`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct LearnerId(String);
-
-impl LearnerId {
-    /// Checks the id.
-    pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let ok = !s.is_empty()
-            && s.len() <= 128
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':'));
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(ParseError(format!(
-                "invalid learner id '{}': use 1 to 128 letters, digits or . _ - @ :",
-                s.chars().take(140).collect::<String>()
-            )))
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for LearnerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::content::{ComponentId, Format, Library};
+pub use crate::ids::LearnerId;
 
 /// What a learner did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

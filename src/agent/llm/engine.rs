@@ -14,7 +14,7 @@ use futures::StreamExt;
 use super::messages::{self, Call};
 use super::{LlmClient, LlmError};
 use crate::agent::context::{MESSAGE_OVERHEAD, trim_counted};
-use crate::agent::engine::{Engine, EngineKind, Outcome, Usage};
+use crate::agent::engine::{Engine, EngineFailure, EngineKind, Outcome, Usage};
 use crate::agent::tools::{ToolName, ToolOutcome};
 use crate::agent::transcript::Role;
 use crate::agent::{Conversation, Emitter, TurnCtx};
@@ -31,8 +31,10 @@ impl Engine for LlmEngine {
         EngineKind::Llm
     }
 
-    async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, LlmError> {
-        run(ctx, &self.client, convo, emit).await
+    async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, EngineFailure> {
+        run(ctx, &self.client, convo, emit)
+            .await
+            .map_err(|e| EngineFailure { reason: e.public(), detail: e.to_string() })
     }
 }
 
