@@ -2,37 +2,14 @@
 //! OpenAI-compatible endpoint) and the offline engine (template-based, the default and the
 //! fallback). Both call the same tools and return the same [`Outcome`].
 
-use serde::Serialize;
-
 use super::{Conversation, Emitter, TurnCtx};
-use crate::content::ComponentId;
+use crate::content::{ComponentId, text_enum};
 
-/// Which engine answered a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    Offline,
-    Llm,
-    /// The LLM failed and the offline engine answered instead.
-    OfflineFallback,
-}
-
-impl EngineKind {
-    /// The engine as reported.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineKind::Offline => "offline",
-            EngineKind::Llm => "llm",
-            EngineKind::OfflineFallback => "offline_fallback",
-        }
-    }
-}
-
-impl std::fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+text_enum!(
+    /// Which engine answered a turn (`offline_fallback`: the LLM failed and the offline engine
+    /// answered instead).
+    EngineKind, "engine" { Offline => "offline", Llm => "llm", OfflineFallback => "offline_fallback" }
+);
 
 /// Token counts of a model's turn, as the endpoint reported them (or as counted here).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

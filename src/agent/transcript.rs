@@ -7,36 +7,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::content::text_enum;
 use crate::db::{Database, Erased, LearnerData, StoreError, Tx, delete_rows};
 use crate::ids::{new_id, now_ms};
 use crate::passport::LearnerId;
 
-/// Who wrote a message of a transcript.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Learner,
-    Tutor,
-}
-
-impl Role {
-    /// The role as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Learner => "learner",
-            Role::Tutor => "tutor",
-        }
-    }
-
-    /// Parses a stored role; an unknown one is an error.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "learner" => Ok(Role::Learner),
-            "tutor" => Ok(Role::Tutor),
-            other => Err(format!("unknown transcript role '{other}'")),
-        }
-    }
-}
+text_enum!(
+    /// Who wrote a message of a transcript.
+    Role, "transcript role" { Learner => "learner", Tutor => "tutor" }
+);
 
 /// A tutoring session of one learner.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -164,7 +143,7 @@ impl AgentStore for SqlAgentStore {
             let role: String = r.try_get("role")?;
             Ok(Turn {
                 seq: r.try_get("seq")?,
-                role: Role::parse(&role).map_err(|message| StoreError::Corrupt { learner: String::new(), message })?,
+                role: role.parse::<Role>().map_err(|e| StoreError::Corrupt { learner: String::new(), message: e.0 })?,
                 content: r.try_get("content")?,
                 tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
                 meta: serde_json::Value::Null,

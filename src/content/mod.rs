@@ -8,3 +8,4 @@ mod model;
 pub use chunk::{ChunkSettings, Chunker, count_tokens, tokenizer};
 pub use load::{ContentError, Diagnostic, LoadOptions, SKILLS_FILE, load_library};
 pub use model::*;
+pub(crate) use model::text_enum;

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -110,28 +109,31 @@ macro_rules! id_eq_text {
 id_eq_text!(SkillId);
 id_eq_text!(ComponentId);
 
+/// An enum whose values are written as text (in content, on the wire, in the database): `ALL`,
+/// `as_str`, `FromStr` naming the choices when a value is unknown, `Display`, and serde as
+/// the same text.
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
         impl $name {
             /// Every value, in order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            /// The value as written in content and on the wire.
+            /// The value as written in content, on the wire and in the database.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
         }
 
-        impl FromStr for $name {
-            type Err = ParseError;
-            fn from_str(s: &str) -> Result<Self, ParseError> {
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::content::ParseError;
+            fn from_str(s: &str) -> Result<Self, $crate::content::ParseError> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(ParseError(format!(
+                    _ => Err($crate::content::ParseError(format!(
                         concat!("unknown ", $what, " '{}' (expected one of {})"),
                         s,
                         [$($text),+].join(", ")
@@ -140,13 +142,14 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+pub(crate) use text_enum;
 
 text_enum!(
     /// How far along a learner the material is pitched.

@@ -10,55 +10,17 @@ pub use store::{FlagStore, MAX_EVIDENCE, SqlFlagStore};
 
 pub use crate::config::FlagConfig;
 
-use crate::content::{ComponentId, Library, SkillId};
+use crate::content::{ComponentId, Library, SkillId, text_enum};
 use crate::ids::now_ms;
 use crate::passport::{LearnerId, LearnerState, name_in_sentence, normalize_answer};
 use crate::text::contains_any;
 
-/// A value stored as text that this version does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} '{value}'")]
-pub struct UnknownValue {
-    pub what: &'static str,
-    pub value: String,
-}
-
-macro_rules! stored_enum {
-    ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// The value as stored and sent.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// Parses a stored value; an unknown one is an error, never a guess.
-            pub fn parse(s: &str) -> Result<Self, UnknownValue> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue { what: $what, value: s.to_owned() }),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-stored_enum!(
+text_enum!(
     /// How serious a flag is.
     Severity, "severity" { Low => "low", Medium => "medium", High => "high" }
 );
 
-stored_enum!(
+text_enum!(
     /// Where a flag is in its review: `open → acknowledged → resolved`.
     FlagStatus, "flag status" { Open => "open", Acknowledged => "acknowledged", Resolved => "resolved" }
 );

@@ -21,49 +21,22 @@ use serde_json::{Value, json};
 
 pub use flag::{FlagArgs, FlagOutput, FlagStruggle};
 pub use lookup::{LookupMastery, LookupMasteryArgs, MasteryOutput, MasteryRow, page_skills_with_prerequisites};
-pub use render::{RenderArgs, RenderFormat, RenderOutput, authored};
+pub use render::{Material, RenderArgs, RenderFormat, RenderOutput, authored};
 pub use retrieve::{Retrieve, RetrieveArgs, RetrieveOutput, Retrieved};
 
 use super::prompts::Prompts;
 use super::{Emitter, TurnCtx};
-use crate::content::{ComponentId, Format, Level, SkillId};
+use crate::content::{ComponentId, Format, Level, SkillId, text_enum};
 
-/// The tools, in the order they are offered to a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToolName {
-    LookupMastery,
-    RetrieveComponents,
-    RenderFormat,
-    FlagStruggle,
-}
-
-impl ToolName {
-    /// Every tool, in order.
-    pub const ALL: [ToolName; 4] =
-        [ToolName::LookupMastery, ToolName::RetrieveComponents, ToolName::RenderFormat, ToolName::FlagStruggle];
-
-    /// The name a model calls it by.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ToolName::LookupMastery => "lookup_mastery",
-            ToolName::RetrieveComponents => "retrieve_components",
-            ToolName::RenderFormat => "render_format",
-            ToolName::FlagStruggle => "flag_struggle",
-        }
+text_enum!(
+    /// The tools, in the order they are offered to a model, by the names a model calls them.
+    ToolName, "tool" {
+        LookupMastery => "lookup_mastery",
+        RetrieveComponents => "retrieve_components",
+        RenderFormat => "render_format",
+        FlagStruggle => "flag_struggle",
     }
-
-    /// The tool a model named, if there is one.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for ToolName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+);
 
 /// What a tool call produced, typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,7 +188,7 @@ impl ToolSet {
     /// tool or bad arguments come back as an error outcome. (A `tracing` span per call.)
     #[tracing::instrument(skip(self, ctx, raw_args), fields(ok))]
     pub async fn call_json(&self, ctx: &TurnCtx, name: &str, raw_args: &str) -> ToolOutcome {
-        let outcome = match ToolName::parse(name).and_then(|t| self.tools.get(&t)) {
+        let outcome = match name.parse::<ToolName>().ok().and_then(|t| self.tools.get(&t)) {
             Some(t) => t.call_json(ctx, raw_args).await,
             None => {
                 let names: Vec<&str> = self.tools.keys().map(|t| t.as_str()).collect();

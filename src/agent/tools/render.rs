@@ -27,28 +27,26 @@ pub struct RenderArgs {
     pub format: String,
 }
 
+/// The course's own material, as `render_format` returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Material {
+    pub component_id: ComponentId,
+    pub title: String,
+    pub level: Level,
+    pub format: Format,
+    /// Says why this is not exactly what was asked for.
+    pub note: Option<String>,
+    pub text: String,
+}
+
 /// The result of `render_format`, by where the text came from.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum RenderOutput {
     /// The course's own material at exactly the level and format asked for.
-    Authored {
-        component_id: ComponentId,
-        title: String,
-        level: Level,
-        format: Format,
-        note: Option<String>,
-        text: String,
-    },
+    Authored(Material),
     /// The course's nearest material, when nothing fits exactly and nothing is generated.
-    NearestAuthored {
-        component_id: ComponentId,
-        title: String,
-        level: Level,
-        format: Format,
-        note: Option<String>,
-        text: String,
-    },
+    NearestAuthored(Material),
     /// Written by the model from the course's nearest material.
     Generated { based_on: Vec<ComponentId>, level: Level, format: Format, text: String },
 }
@@ -122,25 +120,16 @@ fn as_authored(chosen: &Component, exact: bool, level: Level, format: Format, te
             level
         )
     });
-    let (component_id, title) = (chosen.id.clone(), chosen.title.clone());
-    let (source, output) = if exact {
-        (
-            "authored",
-            RenderOutput::Authored { component_id, title, level: chosen.level, format: chosen.format, note, text },
-        )
-    } else {
-        (
-            "nearest_authored",
-            RenderOutput::NearestAuthored {
-                component_id,
-                title,
-                level: chosen.level,
-                format: chosen.format,
-                note,
-                text,
-            },
-        )
+    let m = Material {
+        component_id: chosen.id.clone(),
+        title: chosen.title.clone(),
+        level: chosen.level,
+        format: chosen.format,
+        note,
+        text,
     };
+    let (source, output) =
+        if exact { ("authored", RenderOutput::Authored(m)) } else { ("nearest_authored", RenderOutput::NearestAuthored(m)) };
     Done {
         summary: format!("{source}: {} ({}, {})", chosen.id, chosen.level, chosen.format.as_str()),
         output,
