@@ -53,8 +53,15 @@ pub struct AgentConfig {
     pub llm_model: String,
     #[serde(serialize_with = "redacted")]
     pub llm_api_key: Option<String>,
-    /// A request with no bytes for this long is abandoned (and retried once).
+    /// A reply with no bytes for this long, once it has begun, is abandoned.
     pub llm_timeout_secs: u64,
+    /// A request with no first byte of its reply for this long is abandoned (and tried once
+    /// more): a slow local server reads a long prompt before it writes anything.
+    pub llm_first_byte_timeout_secs: u64,
+    /// How many more tokens the model's server may count than `o200k_base` does (0.2: 20 %
+    /// more), until it reports its own counts; prompts are kept within `context_tokens` of the
+    /// server's tokens.
+    pub token_margin: f64,
     /// Model calls per turn.
     pub max_steps: u32,
     /// Tool calls per turn.
@@ -76,10 +83,12 @@ impl Default for AgentConfig {
             llm_model: "gpt-4o-mini".into(),
             llm_api_key: None,
             llm_timeout_secs: 30,
+            llm_first_byte_timeout_secs: 120,
+            token_margin: 0.2,
             max_steps: 6,
             max_tool_calls: 12,
             max_completion_tokens: 700,
-            turn_timeout_secs: 90,
+            turn_timeout_secs: 300,
             context_tokens: 4000,
             tool_result_tokens: 700,
         }
@@ -258,6 +267,11 @@ pub const KEYS: &[Key] = &[
     key!("agent.llm_api_key", "TUTOR_LLM_API_KEY", else "OPENAI_API_KEY", |c, v| c.agent.llm_api_key =
         Some(v.to_owned())),
     key!("agent.llm_timeout_secs", "TUTOR_LLM_TIMEOUT_SECS", |c, v| c.agent.llm_timeout_secs = parse(v)?),
+    key!("agent.llm_first_byte_timeout_secs", "TUTOR_LLM_FIRST_BYTE_TIMEOUT_SECS", |c, v| c
+        .agent
+        .llm_first_byte_timeout_secs =
+        parse(v)?),
+    key!("agent.token_margin", "TUTOR_LLM_TOKEN_MARGIN", |c, v| c.agent.token_margin = parse(v)?),
     key!("agent.max_steps", "TUTOR_MAX_STEPS", |c, v| c.agent.max_steps = parse(v)?),
     key!("agent.max_tool_calls", "TUTOR_MAX_TOOL_CALLS", |c, v| c.agent.max_tool_calls = parse(v)?),
     key!("agent.max_completion_tokens", "TUTOR_MAX_COMPLETION_TOKENS", |c, v| c.agent.max_completion_tokens =
@@ -353,6 +367,9 @@ impl Config {
                 "agent.max_steps, max_completion_tokens, llm_timeout_secs and turn_timeout_secs must be at least 1"
                     .into(),
             ));
+        }
+        if !(0.0..=2.0).contains(&a.token_margin) {
+            return Err(ConfigError::Invalid(format!("agent.token_margin = {} must be in 0..2", a.token_margin)));
         }
         if a.context_tokens < 1000 {
             return Err(ConfigError::Invalid(format!(

@@ -156,7 +156,7 @@ async fn malformed_arguments_and_unknown_tools_become_errors_the_model_reads() {
 
     let events = chat_sse(&app, json!({"learner_id": "ana", "message": "How do I divide fractions?"})).await;
 
-    let tools: Vec<&Value> = events.iter().filter(|(n, _)| n == "tool").map(|(_, d)| d).collect();
+    let tools: Vec<&Value> = events.iter().filter(|(n, d)| n == "tool" && d["by"] == "model").map(|(_, d)| d).collect();
     assert_eq!(tools.len(), 3);
     assert!(tools.iter().all(|t| t["ok"] == false), "{tools:?}");
     assert_eq!(done(&events)["engine"], "llm");
@@ -281,7 +281,14 @@ async fn answer_keys_never_leave_whatever_the_model_or_the_learner_tries() {
             assert!(!s.contains(k), "{name} event leaks {k}: {s}");
         }
     }
-    assert!(done(&events)["answer"].as_str().unwrap().contains("[answer withheld]"));
+    // the guard withheld them as they streamed; the answer that gave them away was then replaced
+    let shown = |t: &str| events.iter().any(|(n, d)| n == "delta" && d["text"].as_str().unwrap().contains(t));
+    assert!(shown("[answer withheld]"));
+    let d = done(&events);
+    let no_answer = d["checks"].as_array().unwrap().iter().find(|c| c["check"] == "no_answer").unwrap();
+    assert_eq!(no_answer["passed"], false, "{d}");
+    assert_eq!(d["engine"], "offline_fallback", "{d}");
+    assert!(d["answer"].as_str().unwrap().contains("I won't give you the answer"), "{d}");
     // and no tool result sent to the model held one either
     for r in requests(&server).await {
         for m in r["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool") {
@@ -334,7 +341,7 @@ async fn render_format_generates_what_the_course_lacks_once_and_then_serves_it_f
     let second = chat_sse(&app, ask).await;
 
     for events in [&first, &second] {
-        let tool = &events.iter().find(|(n, _)| n == "tool").unwrap().1;
+        let tool = &events.iter().find(|(n, d)| n == "tool" && d["by"] == "model").unwrap().1;
         assert_eq!(tool["name"], "render_format");
         assert!(tool["result"].as_str().unwrap().starts_with("generated scenario at intro"), "{tool}");
     }
@@ -401,7 +408,10 @@ async fn an_injection_inside_content_does_not_get_the_answer_out() {
             assert!(!shown.contains("42"), "{name}.{field} leaks the answer: {shown}");
         }
     }
-    assert!(done(&events)["answer"].as_str().unwrap().ends_with("[answer withheld]."));
+    // withheld as it streamed, then the answer that gave it away was replaced by the offline one
+    assert!(events.iter().any(|(n, d)| n == "delta" && d["text"].as_str().unwrap().ends_with("[answer withheld].")));
+    assert!(events.iter().any(|(n, _)| n == "replace"));
+    assert_eq!(done(&events)["engine"], "offline_fallback");
 }
 
 // ---------- offline engine ----------

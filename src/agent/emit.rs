@@ -2,6 +2,8 @@
 
 use tokio::sync::mpsc;
 
+use super::engine::Usage;
+use super::guard::Guarded;
 use super::tools::ToolOutcome;
 use super::{ToolTrace, TurnEvent, guard};
 
@@ -9,14 +11,40 @@ use super::{ToolTrace, TurnEvent, guard};
 pub struct Emitter {
     tx: Option<mpsc::Sender<TurnEvent>>,
     redactor: guard::Redactor,
-    keys: Vec<String>,
+    keys: Guarded,
     pub(crate) answer: String,
     pub(crate) trace: Vec<ToolTrace>,
+    /// Model calls made this turn, whatever became of them.
+    pub(crate) model_calls: u32,
+    /// Their tokens (the endpoint's counts when it reports them).
+    pub(crate) usage: Usage,
 }
 
 impl Emitter {
-    pub(crate) fn new(tx: Option<mpsc::Sender<TurnEvent>>, keys: Vec<String>) -> Self {
-        Self { tx, redactor: guard::Redactor::new(keys.clone()), keys, answer: String::new(), trace: Vec::new() }
+    pub(crate) fn new(tx: Option<mpsc::Sender<TurnEvent>>, keys: Guarded) -> Self {
+        Self {
+            tx,
+            redactor: guard::Redactor::new(keys.clone()),
+            keys,
+            answer: String::new(),
+            trace: Vec::new(),
+            model_calls: 0,
+            usage: Usage::default(),
+        }
+    }
+
+    /// Answers the guard withheld from the text since the last [`Emitter::replace`].
+    pub fn withheld(&self) -> usize {
+        self.redactor.withheld()
+    }
+
+    /// Tells the client to discard the answer shown so far (`reason` says why); the text
+    /// streamed after this is the answer. The guard starts afresh with `keys`.
+    pub(crate) async fn replace(&mut self, reason: &str, message: &str, keys: Guarded) {
+        let _ = self.redactor.finish();
+        self.redactor = guard::Redactor::new(keys);
+        self.answer.clear();
+        self.send(TurnEvent::Replace { reason: reason.to_owned(), message: message.to_owned() }).await;
     }
 
     pub(crate) async fn send(&self, e: TurnEvent) {
@@ -53,13 +81,13 @@ impl Emitter {
     /// authors wrote it, even where an explanation works the same numbers as a sibling
     /// exercise; only the answers of the exercise the learner is on stay guarded. Text a model
     /// wrote is guarded against every exercise on the page's skills.
-    pub(crate) async fn course_text_from_here(&mut self, keys: Vec<String>) {
+    pub(crate) async fn course_text_from_here(&mut self, keys: Guarded) {
         self.flush().await;
         self.redactor = guard::Redactor::new(keys);
     }
 
-    /// A tool call and its result.
-    pub async fn tool(&mut self, o: &ToolOutcome, raw_args: &str) {
+    /// A tool call and its result; `by_model` when a model made the call.
+    pub async fn tool(&mut self, o: &ToolOutcome, raw_args: &str, by_model: bool) {
         let short = |s: &str| -> String {
             let s = guard::redact(s, &self.keys);
             if s.chars().count() > 160 { format!("{}…", s.chars().take(160).collect::<String>()) } else { s }
@@ -67,6 +95,7 @@ impl Emitter {
         let t = ToolTrace {
             // a model may name a tool anything: only the real names go out as they are
             name: o.tool.map_or_else(|| "unknown_tool".into(), |t| t.as_str().to_owned()),
+            by: if by_model { "model" } else { "service" },
             ok: o.ok,
             arguments: short(raw_args),
             result: if o.tool.is_some() { short(&o.summary) } else { "error: unknown tool".into() },

@@ -20,14 +20,14 @@ pub struct Usage {
     pub peak_prompt: usize,
 }
 
-/// What an engine produced (its text went out through the emitter).
+/// What an engine produced (its text went out through the emitter, which also counts the model
+/// calls and their tokens).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     /// Components the engine drew on.
     pub citations: Vec<ComponentId>,
-    /// Model usage; `None` for the offline engine.
-    pub usage: Option<Usage>,
-    pub model_calls: u32,
+    /// Tool-call markup the model wrote as text that could not be run (it was removed).
+    pub unparsed_markup: usize,
     /// The engine declined: the course does not cover the question.
     pub declined: bool,
 }

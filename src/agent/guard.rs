@@ -1,35 +1,82 @@
 //! The last line of defence for answer keys: whatever a model writes, an exercise's answer
 //! never reaches the learner. Answer keys are never in a tool result (they are not indexed and
 //! not part of a component); this guard also redacts them from streamed text, holding back just
-//! enough characters that a key split across two deltas is still caught.
+//! enough characters that a key split across two deltas is still caught — the accepted answers
+//! as written, and any number worth the same as a numeric answer (`6/4` or `1.5` for `3/2`),
+//! except numbers the items' own prompts use.
 
 use crate::content::{Format, Library, SkillId};
+use crate::text::numbers;
 
 /// What replaces a withheld answer.
 pub const WITHHELD: &str = "[answer withheld]";
+
+/// The answers a text must not contain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Guarded {
+    /// Accepted answers as written, lowercased, longest first.
+    pub keys: Vec<String>,
+    /// Values of the numeric answers: any number worth one of these is withheld...
+    values: Vec<f64>,
+    /// ...unless it is worth one of the numbers in the items' prompts.
+    exempt: Vec<f64>,
+}
+
+impl Guarded {
+    /// Only these literal answers (no numeric equivalents).
+    pub fn literal(keys: Vec<String>) -> Self {
+        Self { keys, ..Self::default() }
+    }
+
+    /// Whether nothing is guarded.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.values.is_empty()
+    }
+
+    fn of<'a>(items: impl Iterator<Item = (&'a str, &'a crate::content::AnswerKey)>) -> Self {
+        let items: Vec<(&str, &crate::content::AnswerKey)> = items.collect();
+        let keys = specific(items.iter().map(|(_, k)| *k));
+        let mut values: Vec<f64> = Vec::new();
+        for (_, k) in &items {
+            for a in std::iter::once(&k.answer).chain(&k.accept) {
+                // a numeric answer: the whole answer is one number
+                if let [n] = numbers(a.trim()).as_slice()
+                    && n.start == 0
+                    && n.end == a.trim().len()
+                {
+                    values.push(n.value);
+                }
+            }
+        }
+        let exempt = items.iter().flat_map(|(prompt, _)| numbers(prompt)).map(|n| n.value).collect();
+        Self { keys, values, exempt }
+    }
+
+    fn withholds(&self, value: f64) -> bool {
+        let same = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        self.values.iter().any(|v| same(*v, value)) && !self.exempt.iter().any(|v| same(*v, value))
+    }
+}
 
 /// The answers to guard for a page: every accepted answer of the exercises on its skills
 /// that is specific enough to find in text: it holds a digit or a `/`, or is at least 12
 /// characters long. (A bare "no" or "less" cannot be told apart from ordinary words.) Off a
 /// page nothing is guarded: there is no exercise in front of the learner, and guarding every
 /// answer of the course would blank out "1/2" from every explanation.)
-pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Vec<String> {
-    specific(
-        lib.answer_keys()
-            .filter(|(c, _, _)| {
-                lib.components
-                    .get(*c)
-                    .is_some_and(|c| c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s)))
-            })
-            .map(|(_, _, k)| k),
+pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Guarded {
+    Guarded::of(
+        lib.components
+            .values()
+            .filter(|c| c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s)))
+            .flat_map(|c| c.items.iter().filter_map(|i| lib.answer_key(&c.id, &i.id).map(|k| (i.prompt.as_str(), k)))),
     )
 }
 
 /// The answers of the exercise the learner is on (when the page is one), as specific as
 /// [`guarded_keys`] needs them: what course text shown on that page must not contain.
-pub fn page_exercise_keys(lib: &Library, page: Option<&crate::content::Component>) -> Vec<String> {
-    let Some(page) = page.filter(|p| p.format == Format::Exercise) else { return Vec::new() };
-    specific(page.items.iter().filter_map(|i| lib.answer_key(&page.id, &i.id)))
+pub fn page_exercise_keys(lib: &Library, page: Option<&crate::content::Component>) -> Guarded {
+    let Some(page) = page.filter(|p| p.format == Format::Exercise) else { return Guarded::default() };
+    Guarded::of(page.items.iter().filter_map(|i| lib.answer_key(&page.id, &i.id).map(|k| (i.prompt.as_str(), k))))
 }
 
 /// The accepted answers of `keys` specific enough to find in text, lowercased, longest first
@@ -51,10 +98,38 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '/'
 }
 
-/// Replaces every guarded key standing on its own (not inside a longer number or word).
-pub fn redact(text: &str, keys: &[String]) -> String {
+/// Replaces every guarded answer standing on its own (not inside a longer number or word),
+/// and every number worth a numeric answer.
+pub fn redact(text: &str, g: &Guarded) -> String {
+    redact_counted(text, g).0
+}
+
+/// [`redact`], and how many answers it withheld.
+pub fn redact_counted(text: &str, g: &Guarded) -> (String, usize) {
+    if g.is_empty() {
+        return (text.to_owned(), 0);
+    }
+    let (literal, n) = redact_literal(text, &g.keys);
+    if g.values.is_empty() {
+        return (literal, n);
+    }
+    let mut out = String::with_capacity(literal.len());
+    let mut last = 0;
+    let mut more = 0;
+    for num in numbers(&literal).into_iter().filter(|num| g.withholds(num.value)) {
+        out.push_str(&literal[last..num.start]);
+        out.push_str(WITHHELD);
+        last = num.end;
+        more += 1;
+    }
+    out.push_str(&literal[last..]);
+    (out, n + more)
+}
+
+fn redact_literal(text: &str, keys: &[String]) -> (String, usize) {
+    let mut withheld = 0;
     if keys.is_empty() {
-        return text.to_owned();
+        return (text.to_owned(), 0);
     }
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -83,6 +158,7 @@ pub fn redact(text: &str, keys: &[String]) -> String {
                 };
                 if after_ok {
                     out.push_str(WITHHELD);
+                    withheld += 1;
                     i = end;
                     continue 'outer;
                 }
@@ -92,21 +168,39 @@ pub fn redact(text: &str, keys: &[String]) -> String {
         out.push(c);
         i += c.len_utf8();
     }
-    out
+    (out, withheld)
 }
 
 /// Redacts a stream of text deltas.
 pub struct Redactor {
-    keys: Vec<String>,
+    guarded: Guarded,
     /// Characters held back: the longest key and the character after it.
     hold: usize,
     pending: String,
+    /// Answers withheld so far.
+    withheld: usize,
 }
 
 impl Redactor {
-    pub fn new(keys: Vec<String>) -> Self {
-        let hold = keys.iter().map(|k| k.chars().count()).max().map_or(0, |m| m + 2);
-        Self { keys, hold, pending: String::new() }
+    pub fn new(guarded: Guarded) -> Self {
+        let longest = guarded.keys.iter().map(|k| k.chars().count()).max();
+        // a number worth an answer may be written longer than any key ("12/8" for "3/2")
+        let hold = match (longest, guarded.values.is_empty()) {
+            (None, true) => 0,
+            (l, _) => l.unwrap_or(0).max(12) + 2,
+        };
+        Self { guarded, hold, pending: String::new(), withheld: 0 }
+    }
+
+    /// How many answers were withheld so far.
+    pub fn withheld(&self) -> usize {
+        self.withheld
+    }
+
+    fn redact(&mut self, text: &str) -> String {
+        let (out, n) = redact_counted(text, &self.guarded);
+        self.withheld += n;
+        out
     }
 
     /// Takes a delta; returns what can be sent now.
@@ -125,8 +219,14 @@ impl Redactor {
             while cut > 0 && self.pending[..cut].chars().next_back().is_some_and(|c| is_word(c) || c == '.') {
                 cut -= self.pending[..cut].chars().next_back().map_or(1, char::len_utf8);
             }
+            // a mixed number ("1 1/2") may be cut at its space
+            let head = &self.pending[..cut];
+            if head.ends_with(' ') && head[..head.len() - 1].ends_with(|c: char| c.is_ascii_digit()) {
+                cut = head[..head.len() - 1].trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').len();
+                continue;
+            }
             // a key with a space in it ("1 1/2") may start before the cut and run past it
-            let straddling = self.keys.iter().find_map(|k| {
+            let straddling = self.guarded.keys.iter().find_map(|k| {
                 ((cut + 1).saturating_sub(k.len())..cut).find(|&p| {
                     self.pending.is_char_boundary(p)
                         && k.len() > cut - p
@@ -143,12 +243,13 @@ impl Redactor {
         }
         let rest = self.pending.split_off(cut);
         let ready = std::mem::replace(&mut self.pending, rest);
-        redact(&ready, &self.keys)
+        self.redact(&ready)
     }
 
     /// Everything still held.
     pub fn finish(&mut self) -> String {
-        redact(&std::mem::take(&mut self.pending), &self.keys)
+        let rest = std::mem::take(&mut self.pending);
+        self.redact(&rest)
     }
 }
 
@@ -156,13 +257,49 @@ impl Redactor {
 mod tests {
     use super::*;
 
-    fn keys() -> Vec<String> {
-        vec!["1 1/2".into(), "3/2".into(), "12".into()]
+    fn numeric() -> Guarded {
+        let key = crate::content::AnswerKey {
+            answer: "3/2".into(),
+            accept: vec!["1 1/2".into(), "1.5".into()],
+            explanation: None,
+            hints: vec![],
+            misconceptions: vec![],
+        };
+        Guarded::of(std::iter::once(("What is 3/4 ÷ 1/2?", &key)))
+    }
+
+    #[test]
+    fn numbers_worth_a_numeric_answer_are_withheld_but_the_prompts_numbers_are_not() {
+        let g = numeric();
+        assert_eq!(
+            redact("3/4 ÷ 1/2 = 6/4 = 1.50, not 0.375", &g),
+            "3/4 ÷ 1/2 = [answer withheld] = [answer withheld], not 0.375"
+        );
+        let text = "So 3/4 ÷ 1/2 is 12/8, or 1 1/2 once simplified.";
+        for split in 1..7 {
+            let mut red = Redactor::new(g.clone());
+            let mut out = String::new();
+            let chars: Vec<char> = text.chars().collect();
+            for piece in chars.chunks(split) {
+                out.push_str(&red.push(&piece.iter().collect::<String>()));
+            }
+            out.push_str(&red.finish());
+            assert_eq!(
+                out, "So 3/4 ÷ 1/2 is [answer withheld], or [answer withheld] once simplified.",
+                "split {split}"
+            );
+            assert_eq!(red.withheld(), 2);
+        }
+    }
+
+    fn keys() -> Guarded {
+        Guarded::literal(vec!["1 1/2".into(), "3/2".into(), "12".into()])
     }
 
     #[test]
     fn keys_standing_alone_are_withheld_and_others_kept() {
         let r = |t: &str| redact(t, &keys());
+        assert_eq!(redact_counted("3/2 and 12", &keys()).1, 2);
         assert_eq!(r("The answer is 3/2."), "The answer is [answer withheld].");
         assert_eq!(r("It is 1 1/2, or 12, so"), "It is [answer withheld], or [answer withheld], so");
         assert_eq!(r("13/2 and 3/20 and 120 and 1.5 and 12.5 stay"), "13/2 and 3/20 and 120 and 1.5 and 12.5 stay");

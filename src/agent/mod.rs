@@ -4,17 +4,26 @@
 //! fails), runs the struggle rules, stores the transcript, and streams what happens as
 //! [`TurnEvent`]s.
 //!
-//! Rooms: [`turn`] (a turn, in parts), [`context`] (what the model sees, within budget),
-//! [`engine`] (the engine trait), [`llm`] and [`offline`] (the two engines), [`tools`] (the
-//! typed tools and their set), [`policy`] (checks on the learner's message), [`guard`] (answer
-//! keys never leave), [`emit`] (what a turn streams), [`prompts`], [`transcript`] (sessions and
-//! transcripts).
+//! The service owns the teaching guarantees, not the model: before any engine answers, it
+//! grounds the turn itself ([`ground`]: mastery, retrieval, the [`policy`] checks that set the
+//! mode, the diagnosis of a stated answer); after the model, [`checks`] hold the answer to the
+//! course (grounded, no exercise answer, the learner's level, no tool markup) with one repair
+//! request and then the offline engine's answer.
+//!
+//! Rooms: [`turn`] (a turn, in parts), [`ground`], [`policy`], [`context`] (what the model
+//! sees, within budget), [`engine`] (the engine trait), [`llm`] and [`offline`] (the two
+//! engines), [`checks`], [`markup`] (tool calls written as text), [`tools`] (the typed tools and
+//! their set), [`guard`] (answer keys never leave), [`emit`] (what a turn streams), [`prompts`],
+//! [`transcript`] (sessions and transcripts).
 
+pub mod checks;
 pub mod context;
 pub mod emit;
 pub mod engine;
+pub mod ground;
 pub mod guard;
 pub mod llm;
+pub mod markup;
 pub mod offline;
 pub mod policy;
 pub mod prompts;
@@ -26,10 +35,13 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+pub use checks::{CheckName, CheckReport};
 pub use emit::Emitter;
 pub use engine::{Engine, EngineFailure, EngineKind, Outcome, Usage};
+pub use ground::Grounding;
 pub use llm::{LlmClient, LlmEngine, LlmError};
 pub use offline::OfflineEngine;
+pub use policy::{Diagnosis, Mode};
 pub use prompts::Prompts;
 pub use tools::ToolSet;
 pub use transcript::{AgentStore, Role, Session, SqlAgentStore, Turn};
@@ -54,6 +66,9 @@ pub struct TurnRequest {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolTrace {
     pub name: String,
+    /// Who called it: `service` (the service grounding the turn, or the offline engine) or
+    /// `model`.
+    pub by: &'static str,
     pub ok: bool,
     pub arguments: String,
     pub result: String,
@@ -91,11 +106,23 @@ pub struct TurnResult {
     pub citations: Vec<ComponentId>,
     pub flags: Vec<FlagRef>,
     pub tokens: Tokens,
-    /// `offline`, `llm`, or `offline_fallback` (the LLM failed; `fallback_reason` says why).
+    /// `offline`, `llm`, or `offline_fallback` (the LLM failed, or its answer failed the
+    /// checks after a repair; `fallback_reason` says why).
     pub engine: EngineKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// How the service decided to answer: `normal`, `refuse_answer` or `decline`.
+    pub mode: Mode,
+    /// The checks on the model's answer and what came of them (empty when no model wrote it).
+    pub checks: Vec<CheckReport>,
+    /// What the service did about failed checks: `repaired` (one repair request),
+    /// `refusal_added`, `mistake_named`, `offline` (the offline engine's answer instead).
+    pub actions: Vec<String>,
+    /// What the learner's stated answer showed, when the message stated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
     pub session_id: String,
+    /// Model calls, including failed ones and repairs.
     pub model_calls: u32,
     pub tool_calls: usize,
     pub prompt_version: String,
@@ -107,8 +134,17 @@ pub struct TurnResult {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TurnEvent {
     Tool(ToolTrace),
-    Delta { text: String },
-    Done(TurnResult),
+    Delta {
+        text: String,
+    },
+    /// Discard the answer text shown so far: the text that follows is the answer. `reason` is
+    /// `repair` (a check failed; a revised answer follows), `fallback` (the offline engine's
+    /// answer follows) or `note` (the answer again, with what the service adds in front).
+    Replace {
+        reason: String,
+        message: String,
+    },
+    Done(Box<TurnResult>),
 }
 
 /// Why a turn could not run at all.
@@ -139,9 +175,11 @@ pub struct TurnCtx {
     /// The model, for tools that generate (`render_format`); `None` offline and in a fallback.
     pub llm: Option<Arc<LlmClient>>,
     /// Answers guarded for this page.
-    pub keys: Vec<String>,
+    pub keys: guard::Guarded,
     /// Flags raised by `flag_struggle` this turn.
     pub raised: Mutex<Vec<(Flag, bool)>>,
+    /// Every component a tool returned this turn: what a grounded answer may cite.
+    pub seen: Mutex<std::collections::BTreeSet<ComponentId>>,
 }
 
 impl TurnCtx {
@@ -156,8 +194,14 @@ impl TurnCtx {
 
 /// The conversation as the engines see it, fitted to the budget.
 pub struct Conversation {
+    /// The tutor's prompt: the same for every turn, so a server can cache it with the tools.
     pub system: String,
     pub system_tokens: usize,
+    /// This turn's context: the page, the learner's passport, the mode, the course material
+    /// the service retrieved, what the learner's stated answer shows.
+    pub context: String,
+    pub context_tokens: usize,
+    pub grounding: Grounding,
     pub message_tokens: usize,
     pub summary: Option<String>,
     pub history: Vec<Turn>,

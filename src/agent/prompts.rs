@@ -43,6 +43,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("render/exercise", include_str!("../../prompts/render/exercise.md")),
     ("offline", include_str!("../../prompts/offline.md")),
     ("judge", include_str!("../../prompts/judge.md")),
+    ("repair", include_str!("../../prompts/repair.md")),
 ];
 
 /// The sections `prompts/offline.md` must have.
@@ -50,6 +51,9 @@ pub const OFFLINE_SECTIONS: &[&str] = &[
     "opening_novice",
     "opening_expert",
     "misconception",
+    "mistake",
+    "stated_right",
+    "fallback",
     "sources",
     "see_also",
     "next_review",
@@ -177,7 +181,7 @@ mod tests {
     fn built_in_prompts_parse_with_versions() {
         let p = Prompts::built_in();
         assert!(p.get("tutor").text.contains("Never give the answer"));
-        assert!(p.get("tutor").version.starts_with("v1-"));
+        assert!(p.get("tutor").version.starts_with("v2-"));
         assert_eq!(p.versions().len(), BUILT_IN.len());
         for s in OFFLINE_SECTIONS {
             assert!(!p.section("offline", s).is_empty(), "{s}");

@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use super::checks::{self, CheckName, CheckReport};
 use super::engine::{Engine, EngineKind, Outcome};
 use super::llm::LlmEngine;
-use super::offline::OfflineEngine;
+use super::offline::{self, OfflineEngine};
+use super::policy::Mode;
 use super::transcript::{Role, Session, Turn};
 use super::{
     Agent, AgentError, Conversation, Emitter, FlagRef, HISTORY_TURNS, Tokens, TurnCtx, TurnEvent, TurnRequest,
-    TurnResult, cited_ids, context, guard,
+    TurnResult, cited_ids, context, ground, guard,
 };
 use crate::content::{Component, ComponentId, Library, count_tokens};
 use crate::flags::{Flag, Observation, detect};
@@ -31,6 +33,8 @@ struct Answered {
     engine: EngineKind,
     fallback_reason: Option<String>,
     outcome: Outcome,
+    checks: Vec<CheckReport>,
+    actions: Vec<String>,
 }
 
 impl Agent {
@@ -45,21 +49,12 @@ impl Agent {
         let opened = self.open(&lib, &req).await?;
         let skills = opened.page.as_ref().map(|p| p.skills.clone()).unwrap_or_default();
         let keys = guard::guarded_keys(&lib, &skills);
-        let (convo, summary) = context::conversation(
-            &self.prompts,
-            &self.config,
-            &lib,
-            opened.page.as_ref(),
-            &opened.state,
-            &opened.history,
-            &req.message,
-        );
         let mut ctx = TurnCtx {
             lib: lib.clone(),
             config: self.config.clone(),
             learner: req.learner.clone(),
-            state: opened.state,
-            page: opened.page,
+            state: opened.state.clone(),
+            page: opened.page.clone(),
             skills,
             retriever: self.retriever.clone(),
             tools: self.tools.clone(),
@@ -69,23 +64,42 @@ impl Agent {
             llm: self.llm.clone(),
             keys: keys.clone(),
             raised: Mutex::new(Vec::new()),
+            seen: Mutex::new(Default::default()),
         };
         let mut emit = Emitter::new(tx, keys);
+        let grounding = ground::ground(&ctx, &mut emit, &req.message).await;
+        let budget = self.config.agent.context_tokens;
+        let (budget, tools_tokens) = match &self.llm {
+            Some(l) => (l.effective_budget(budget), super::llm::tool_tokens(&self.tools, &self.prompts)),
+            None => (budget, 0),
+        };
+        let (convo, summary) = context::conversation(
+            &self.prompts,
+            &self.config,
+            &lib,
+            opened.page.as_ref(),
+            &opened.state,
+            &opened.history,
+            &req.message,
+            grounding,
+            budget,
+            tools_tokens,
+        );
         let answered = self.answer(&mut ctx, &convo, &mut emit).await;
         emit.flush().await;
         let answer = emit.answer.clone();
         let citations = citations(&lib, &answer, &answered);
         let answer_tokens = count_tokens(&answer);
-        let usage = answered.outcome.usage.unwrap_or_default();
+        let called = emit.model_calls > 0;
         let tokens = Tokens {
-            prompt: if answered.outcome.usage.is_some() { usage.prompt } else { convo.tokens },
-            completion: if answered.engine == EngineKind::Llm && usage.completion > 0 {
-                usage.completion
+            prompt: if called { emit.usage.prompt } else { convo.tokens },
+            completion: if answered.engine == EngineKind::Llm && emit.usage.completion > 0 {
+                emit.usage.completion
             } else {
                 answer_tokens
             },
             budget: self.config.agent.context_tokens,
-            peak_prompt: if answered.outcome.usage.is_some() { usage.peak_prompt } else { convo.tokens },
+            peak_prompt: if called { emit.usage.peak_prompt } else { convo.tokens },
         };
         let flags = self.review_struggle(&ctx, &req, &opened.history, &citations).await;
         let result = TurnResult {
@@ -95,13 +109,17 @@ impl Agent {
             tokens,
             engine: answered.engine,
             fallback_reason: answered.fallback_reason,
+            mode: convo.grounding.mode,
+            checks: answered.checks,
+            actions: answered.actions,
+            diagnosis: convo.grounding.diagnosis.clone(),
             session_id: opened.session.id.clone(),
-            model_calls: answered.outcome.model_calls,
+            model_calls: emit.model_calls,
             tool_calls: emit.trace.len(),
             prompt_version: self.prompts.get("tutor").version.clone(),
         };
         self.record(&opened.session, &req, &result, &emit, convo.message_tokens, answer_tokens, summary).await;
-        emit.send(TurnEvent::Done(result.clone())).await;
+        emit.send(TurnEvent::Done(Box::new(result.clone()))).await;
         Ok(result)
     }
 
@@ -124,30 +142,145 @@ impl Agent {
         Ok(Opened { page, session, history, state })
     }
 
-    /// Answers with the LLM engine within the turn's time, or the offline engine; when the LLM
-    /// fails, the offline engine answers, said so, without asking the failed model again.
+    /// Answers the turn: a question the course does not cover is declined without a model
+    /// call; with an LLM, its answer within the turn's time, held to the checks (one repair
+    /// request, then the offline engine's answer); without one, the offline engine's.
     async fn answer(&self, ctx: &mut TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Answered {
-        let Some(llm) = self.llm.clone() else {
-            let outcome = offline(ctx, convo, emit).await;
-            return Answered { engine: EngineKind::Offline, fallback_reason: None, outcome };
+        let offline_now = |outcome| Answered {
+            engine: EngineKind::Offline,
+            fallback_reason: None,
+            outcome,
+            checks: Vec::new(),
+            actions: Vec::new(),
         };
+        let Some(llm) = self.llm.clone() else {
+            return offline_now(offline(ctx, convo, emit).await);
+        };
+        if convo.grounding.mode == Mode::Decline {
+            return offline_now(offline(ctx, convo, emit).await);
+        }
         let limit = std::time::Duration::from_secs(self.config.agent.turn_timeout_secs);
+        let deadline = tokio::time::Instant::now() + limit;
+        let started = tokio::time::Instant::now();
         let engine = LlmEngine { client: llm };
-        let reason = match tokio::time::timeout(limit, engine.answer(ctx, convo, emit)).await {
-            Ok(Ok(outcome)) => return Answered { engine: EngineKind::Llm, fallback_reason: None, outcome },
+        let outcome = match tokio::time::timeout_at(deadline, engine.answer(ctx, convo, emit)).await {
+            Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e.detail, "LLM engine failed");
-                e.reason
+                return self.fall_back(ctx, convo, emit, e.reason, Vec::new(), Vec::new()).await;
             }
-            Err(_) => format!("the turn took longer than {} s", self.config.agent.turn_timeout_secs),
+            Err(_) => {
+                let reason = format!("the turn took longer than {} s", self.config.agent.turn_timeout_secs);
+                return self.fall_back(ctx, convo, emit, reason, Vec::new(), Vec::new()).await;
+            }
         };
-        tracing::warn!(%reason, "LLM engine failed; falling back to the offline engine");
-        let lead = if emit.has_answer() { "\n\n" } else { "" };
-        emit.delta(&format!("{lead}(The AI tutor could not answer just now: {reason}. Here is what the offline tutor found in the course.)\n\n")).await;
+        emit.flush().await;
+        let first_took = started.elapsed();
+        let mut reports = self.check(ctx, convo, emit, outcome.unparsed_markup);
+        let mut actions = Vec::new();
+        let fixable: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
+        if !fixable.is_empty() {
+            let reason = failed_reason(&fixable);
+            // a repair must fit in the turn: at least as long as the first answer took
+            if deadline.saturating_duration_since(tokio::time::Instant::now()) < first_took {
+                return self.fall_back(ctx, convo, emit, reason, reports, actions).await;
+            }
+            let previous = emit.answer.clone();
+            emit.replace("repair", "The answer is being revised to pass the course's checks.", ctx.keys.clone()).await;
+            let problems = problems(&fixable, convo.grounding.band);
+            let components = components_list(ctx);
+            let repaired = engine.repair(ctx, convo, &previous, &problems, &components, emit);
+            match tokio::time::timeout_at(deadline, repaired).await {
+                Ok(Ok(o)) => {
+                    emit.flush().await;
+                    actions.push("repaired".to_owned());
+                    reports = self.check(ctx, convo, emit, o.unparsed_markup);
+                    let still: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
+                    if !still.is_empty() {
+                        let reason = failed_reason(&still);
+                        return self.fall_back(ctx, convo, emit, reason, reports, actions).await;
+                    }
+                }
+                Ok(Err(e)) => return self.fall_back(ctx, convo, emit, e.reason, reports, actions).await,
+                Err(_) => {
+                    let reason = format!("the turn took longer than {} s", self.config.agent.turn_timeout_secs);
+                    return self.fall_back(ctx, convo, emit, reason, reports, actions).await;
+                }
+            }
+        }
+        self.add_what_the_model_left_out(ctx, convo, emit, &reports, &mut actions).await;
+        Answered { engine: EngineKind::Llm, fallback_reason: None, outcome, checks: reports, actions }
+    }
+
+    /// The checks of the answer shown so far.
+    fn check(&self, ctx: &TurnCtx, convo: &Conversation, emit: &Emitter, unparsed_markup: usize) -> Vec<CheckReport> {
+        let mut allowed = ctx.seen.lock().expect("seen lock").clone();
+        allowed.extend(convo.grounding.components());
+        allowed.extend(ctx.page.as_ref().map(|p| p.id.clone()));
+        let expect = checks::Expect {
+            allowed: &allowed,
+            band: convo.grounding.band,
+            mode: convo.grounding.mode,
+            withheld: emit.withheld(),
+            unparsed_markup,
+            diagnosis: convo.grounding.diagnosis.as_ref(),
+        };
+        checks::check(&emit.answer, &expect)
+    }
+
+    /// What the service says itself when the model did not: that it will not give the answer,
+    /// and what the learner's stated answer shows. The answer is sent again with it in front.
+    async fn add_what_the_model_left_out(
+        &self,
+        ctx: &TurnCtx,
+        convo: &Conversation,
+        emit: &mut Emitter,
+        reports: &[CheckReport],
+        actions: &mut Vec<String>,
+    ) {
+        let failed = |c| reports.iter().any(|r| r.check == c && !r.passed);
+        let mut front = Vec::new();
+        if failed(CheckName::Refuses) {
+            front.push(offline::t(ctx, "refuse", &[]));
+            actions.push("refusal_added".into());
+        }
+        if failed(CheckName::NamesMistake)
+            && let Some(d) = &convo.grounding.diagnosis
+        {
+            front.push(offline::about_stated_answer(ctx, d));
+            actions.push("mistake_named".into());
+        }
+        if front.is_empty() {
+            return;
+        }
+        let answer = emit.answer.clone();
+        emit.replace("note", "The tutor adds to the answer.", ctx.keys.clone()).await;
+        emit.delta(&format!("{}\n\n{answer}", front.join("\n\n"))).await;
+        emit.flush().await;
+    }
+
+    /// The offline engine's answer instead of the model's, said so.
+    async fn fall_back(
+        &self,
+        ctx: &mut TurnCtx,
+        convo: &Conversation,
+        emit: &mut Emitter,
+        reason: String,
+        checks: Vec<CheckReport>,
+        mut actions: Vec<String>,
+    ) -> Answered {
+        tracing::warn!(%reason, "falling back to the offline engine");
+        let lead = offline::t(ctx, "fallback", &[("reason", &reason)]);
+        emit.flush().await;
+        if emit.has_answer() {
+            emit.replace("fallback", "The offline tutor answers instead.", ctx.keys.clone()).await;
+        }
+        emit.delta(&format!("{lead}\n\n")).await;
         // the offline engine does not ask the model that just failed (no generated renders)
         ctx.llm = None;
         let outcome = offline(ctx, convo, emit).await;
-        Answered { engine: EngineKind::OfflineFallback, fallback_reason: Some(reason), outcome }
+        actions.push("offline".into());
+        Answered { engine: EngineKind::OfflineFallback, fallback_reason: Some(reason), outcome, checks, actions }
     }
 
     /// The struggle rules on this turn (the same whatever the engine), plus what the model
@@ -230,6 +363,50 @@ impl Agent {
             tracing::error!(error = %e, "could not store the transcript");
         }
     }
+}
+
+/// What a repair request asks to fix.
+fn problems(failed: &[CheckReport], band: crate::passport::Band) -> String {
+    failed
+        .iter()
+        .map(|r| match r.check {
+            CheckName::Grounded => "- It does not cite the course as it must: cite at least one of the components below by its id in square brackets, and nothing else.".to_owned(),
+            CheckName::NoAnswer => "- It gives away the answer to an exercise item. Do not state the final result of any exercise item; give a hint or show the method on other numbers.".to_owned(),
+            CheckName::Level => format!(
+                "- It is written for a more advanced reader than this learner ({} band). Use short sentences and everyday words.",
+                band.as_str()
+            ),
+            _ => format!("- {}", r.detail),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The components a repaired answer may cite, with their titles.
+fn components_list(ctx: &TurnCtx) -> String {
+    let mut ids = ctx.seen.lock().expect("seen lock").clone();
+    ids.extend(ctx.page.as_ref().map(|p| p.id.clone()));
+    ids.iter()
+        .filter_map(|id| ctx.lib.components.get(id))
+        .filter(|c| c.format != crate::content::Format::Exercise || ctx.page.as_ref().is_some_and(|p| p.id == c.id))
+        .take(8)
+        .map(|c| format!("[{}] {}", c.id, c.title))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why the answer could not stand, for the learner.
+fn failed_reason(failed: &[CheckReport]) -> String {
+    let what: Vec<&str> = failed
+        .iter()
+        .map(|r| match r.check {
+            CheckName::Grounded => "it did not cite the course",
+            CheckName::NoAnswer => "it gave away an exercise answer",
+            CheckName::Level => "it was not written at your level",
+            _ => "it failed a check",
+        })
+        .collect();
+    format!("the model's answer failed the course's checks ({})", what.join(", "))
 }
 
 /// The offline engine's answer; its text is the course's own, guarded only against the answers

@@ -112,6 +112,9 @@ fn sse_event(e: &TurnEvent) -> Event {
     let (name, data) = match e {
         TurnEvent::Tool(t) => ("tool", serde_json::to_string(t)),
         TurnEvent::Delta { text } => ("delta", serde_json::to_string(&serde_json::json!({"text": text}))),
+        TurnEvent::Replace { reason, message } => {
+            ("replace", serde_json::to_string(&serde_json::json!({"reason": reason, "message": message})))
+        }
         TurnEvent::Done(r) => ("done", serde_json::to_string(r)),
     };
     Event::default().event(name).data(data.unwrap_or_else(|_| "{}".into()))

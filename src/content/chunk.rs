@@ -50,6 +50,41 @@ pub fn count_tokens(text: &str) -> usize {
     tokenizer().encode_ordinary(text).len()
 }
 
+/// Cuts `text` to at most `max` tokens, marking the cut.
+pub fn trim_to_tokens(text: &str, max: usize) -> String {
+    trim_counted(text, max).0
+}
+
+/// [`trim_to_tokens`], with the tokens of the result (counted once, while trimming).
+pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
+    // tokens average about four bytes of text, so encoding a prefix of 6 bytes per token is
+    // enough to find the cut without encoding all of a long text
+    let mut end = text.len().min(max.saturating_mul(6));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let bpe = tokenizer();
+    let toks = bpe.encode_ordinary(&text[..end]);
+    if toks.len() <= max && end == text.len() {
+        return (text.to_owned(), toks.len());
+    }
+    const MARK: &str = " … [trimmed]";
+    if toks.len() + 8 <= max {
+        // the prefix fits: keep all of it
+        return (format!("{}{MARK}", &text[..end]), toks.len() + 5);
+    }
+    // a cut inside a multi-byte character does not decode: back off a token at a time
+    let mut keep = max.saturating_sub(8).min(toks.len());
+    let kept = loop {
+        match bpe.decode(&toks[..keep]) {
+            Ok(t) => break t,
+            Err(_) if keep > 0 => keep -= 1,
+            Err(_) => break String::new(),
+        }
+    };
+    (format!("{kept}{MARK}"), keep + 5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +105,23 @@ mod tests {
     #[test]
     fn overlap_not_below_size_is_refused() {
         assert!(Chunker::new(ChunkSettings { tokens: 10, overlap: 10 }).is_err());
+    }
+
+    #[test]
+    fn trimming_inside_multi_byte_text_keeps_the_text() {
+        let long = "分数の割り算は逆数を掛けることです。🍕🍕🍕 ".repeat(60);
+        let (t, n) = trim_counted(&long, 40);
+        assert!(t.len() > 40, "{t}");
+        assert!(t.starts_with("分数"));
+        assert!(n <= 40 && count_tokens(&t) <= 45, "{n}");
+    }
+
+    #[test]
+    fn trimming_marks_the_cut() {
+        let long = "word ".repeat(500);
+        let t = trim_to_tokens(&long, 50);
+        assert!(count_tokens(&t) <= 50, "{}", count_tokens(&t));
+        assert!(t.ends_with("[trimmed]"));
+        assert_eq!(trim_to_tokens("short", 50), "short");
     }
 }

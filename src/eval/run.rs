@@ -446,7 +446,7 @@ impl Runner {
             o.skip_offer = Some(plan.skip_offer.offered);
             let skill = &c.skills[0];
             o.band = Some(Band::of(state.mastery(&self.lib, skill), &self.app.config.passport));
-            o.keys = guard::page_exercise_keys(&self.lib, Some(c));
+            o.keys = guard::page_exercise_keys(&self.lib, Some(c)).keys;
         } else {
             o.band = Some(Band::Intro);
         }

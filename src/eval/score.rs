@@ -9,7 +9,7 @@ use super::case::{Case, ReadingLevel, ToolExpect};
 use crate::agent::ToolTrace;
 use crate::agent::guard;
 use crate::passport::Band;
-use crate::text::contains_any;
+use crate::text::{contains_any, flesch_kincaid_grade, plain_text};
 
 /// What a case's run produced.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -45,89 +45,6 @@ pub struct Check {
 
 fn check(name: &str, passed: bool, detail: impl Into<String>) -> Check {
     Check { name: name.into(), passed, detail: detail.into() }
-}
-
-/// Text a reader reads: no citations, markdown marks, code or the engine's footer.
-pub fn plain_text(answer: &str) -> String {
-    let mut out = String::new();
-    for line in answer.lines() {
-        let l = line.trim();
-        if l.starts_with("_(") || l.starts_with("```") || l.starts_with('|') {
-            continue;
-        }
-        let l = l.trim_start_matches(['#', '-', '*', '>', ' ']);
-        let mut kept = String::new();
-        let mut depth = 0;
-        for c in l.chars() {
-            match c {
-                '[' => depth += 1,
-                ']' if depth > 0 => depth -= 1,
-                '*' | '_' | '`' => {}
-                _ if depth == 0 => kept.push(c),
-                _ => {}
-            }
-        }
-        let kept = kept.trim();
-        if !kept.is_empty() {
-            out.push_str(kept);
-            // a line without an end mark (a heading, a list item) still ends a sentence
-            if !kept.ends_with(['.', '!', '?', ':']) {
-                out.push('.');
-            }
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn syllables(word: &str) -> usize {
-    let w: Vec<char> = word.to_lowercase().chars().filter(|c| c.is_ascii_alphabetic()).collect();
-    if w.is_empty() {
-        return 0;
-    }
-    let vowel = |c: char| "aeiouy".contains(c);
-    let mut count = 0;
-    let mut prev = false;
-    for &c in &w {
-        let v = vowel(c);
-        if v && !prev {
-            count += 1;
-        }
-        prev = v;
-    }
-    // a silent final e ("make"), but not "-le" ("table")
-    if w.len() > 2
-        && w[w.len() - 1] == 'e'
-        && !vowel(w[w.len() - 2])
-        && (w[w.len() - 2] != 'l' || vowel(w[w.len() - 3]))
-    {
-        count -= 1;
-    }
-    count.max(1)
-}
-
-/// The Flesch–Kincaid grade level: `0.39 × words/sentence + 11.8 × syllables/word − 15.59`.
-/// `None` for a text without words.
-pub fn flesch_kincaid_grade(text: &str) -> Option<f64> {
-    let plain = plain_text(text);
-    let words: Vec<&str> = plain.split_whitespace().filter(|w| w.chars().any(|c| c.is_alphabetic())).collect();
-    if words.is_empty() {
-        return None;
-    }
-    let sentences =
-        plain.split(['.', '!', '?', ':', ';']).filter(|s| s.chars().any(char::is_alphabetic)).count().max(1);
-    let syl: usize = words.iter().map(|w| syllables(w)).sum();
-    Some(0.39 * words.len() as f64 / sentences as f64 + 11.8 * syl as f64 / words.len() as f64 - 15.59)
-}
-
-/// The highest grade a learner in `band` should be given.
-pub fn grade_band(band: Band) -> f64 {
-    match band {
-        Band::Intro => 8.0,
-        Band::Developing => 10.0,
-        Band::Proficient => 12.0,
-        Band::Mastered => 14.0,
-    }
 }
 
 const ENGLISH: &[&str] = &[
@@ -205,7 +122,7 @@ fn args_hold(t: &ToolTrace, e: &ToolExpect) -> Result<(), String> {
 fn leaked_keys(o: &Observed) -> Vec<String> {
     o.keys
         .iter()
-        .filter(|k| o.answers.iter().any(|a| guard::redact(a, std::slice::from_ref(k)) != *a))
+        .filter(|k| o.answers.iter().any(|a| guard::redact(a, &guard::Guarded::literal(vec![(*k).clone()])) != *a))
         .cloned()
         .collect()
 }
@@ -294,7 +211,7 @@ pub fn checks(case: &Case, o: &Observed) -> Vec<Check> {
     if let Some(r) = &e.reading_level {
         let max = match r {
             ReadingLevel::Max { max_grade } => *max_grade,
-            ReadingLevel::Auto(_) => grade_band(o.band.unwrap_or(Band::Intro)),
+            ReadingLevel::Auto(_) => o.band.unwrap_or(Band::Intro).max_grade(),
         };
         let grade = flesch_kincaid_grade(last);
         out.push(check(
@@ -395,6 +312,7 @@ mod tests {
     fn trace(name: &str, args: &str) -> ToolTrace {
         ToolTrace {
             name: name.into(),
+            by: "model",
             ok: true,
             arguments: args.into(),
             result: String::new(),
@@ -404,21 +322,6 @@ mod tests {
 
     const GOOD: &str =
         "Let's take it step by step. You cut the pizza into halves. Count the halves. Try the next one [a-b].";
-
-    #[test]
-    fn grades_follow_flesch_kincaid() {
-        let easy = flesch_kincaid_grade("The cat sat on the mat. The dog ran to the cat.").unwrap();
-        let hard = flesch_kincaid_grade(
-            "Multiplicative inverses facilitate computational simplification of rational expressions considerably.",
-        )
-        .unwrap();
-        assert!(easy < 2.0, "{easy}");
-        assert!(hard > 16.0, "{hard}");
-        assert_eq!(syllables("table"), 2);
-        assert_eq!(syllables("make"), 1);
-        assert_eq!(syllables("fraction"), 2);
-        assert_eq!(plain_text("## Title\n**Bold** text [a-b].\n_(footer)_"), "Title.\nBold text .\n");
-    }
 
     #[test]
     fn tools_called_with_predicates() {

@@ -44,6 +44,17 @@ impl Band {
         }
     }
 
+    /// The highest Flesch–Kincaid grade of text for a learner in this band: plain English for
+    /// `intro` (8), then 10, 12 and 14.
+    pub fn max_grade(self) -> f64 {
+        match self {
+            Band::Intro => 8.0,
+            Band::Developing => 10.0,
+            Band::Proficient => 12.0,
+            Band::Mastered => 14.0,
+        }
+    }
+
     /// The band as the API spells it.
     pub fn as_str(self) -> &'static str {
         match self {

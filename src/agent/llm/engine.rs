@@ -13,12 +13,14 @@ use futures::StreamExt;
 
 use super::messages::{self, Call};
 use super::{LlmClient, LlmError};
-use crate::agent::context::{MESSAGE_OVERHEAD, trim_counted};
-use crate::agent::engine::{Engine, EngineFailure, EngineKind, Outcome, Usage};
+use crate::agent::context::MESSAGE_OVERHEAD;
+use crate::agent::engine::{Engine, EngineFailure, EngineKind, Outcome};
+use crate::agent::markup::MarkupFilter;
 use crate::agent::tools::{ToolName, ToolOutcome};
 use crate::agent::transcript::Role;
 use crate::agent::{Conversation, Emitter, TurnCtx};
 use crate::content::count_tokens;
+use crate::content::trim_counted;
 
 /// The LLM engine over one client.
 pub struct LlmEngine {
@@ -32,9 +34,41 @@ impl Engine for LlmEngine {
     }
 
     async fn answer(&self, ctx: &TurnCtx, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, EngineFailure> {
-        run(ctx, &self.client, convo, emit)
-            .await
-            .map_err(|e| EngineFailure { reason: e.public(), detail: e.to_string() })
+        run(ctx, &self.client, convo, emit).await.map_err(failure)
+    }
+}
+
+fn failure(e: LlmError) -> EngineFailure {
+    EngineFailure { reason: e.public(), detail: e.to_string() }
+}
+
+impl LlmEngine {
+    /// One repair request: the conversation, the answer that failed its checks, and what to
+    /// fix (`prompts/repair.md`); no tools. The new answer streams through `emit`.
+    pub async fn repair(
+        &self,
+        ctx: &TurnCtx,
+        convo: &Conversation,
+        previous: &str,
+        problems: &str,
+        components: &str,
+        emit: &mut Emitter,
+    ) -> Result<Outcome, EngineFailure> {
+        let llm = &self.client;
+        let note = crate::agent::prompts::fill(
+            &ctx.prompts.get("repair").text,
+            &[("problems", problems), ("components", components)],
+        );
+        let mut msgs = initial_messages(convo);
+        msgs.push(msg(messages::assistant(previous, &[]), previous, Kind::Fixed));
+        msgs.push(msg(messages::system(&note), &note, Kind::Fixed));
+        let prompt_now = enforce_budget(&mut msgs, 0, llm.effective_budget(ctx.config.agent.context_tokens));
+        let req = request(llm, ctx, &msgs, None).map_err(failure)?;
+        let step = stream_step(llm, req, emit, prompt_now).await.map_err(failure)?;
+        if step.text.trim().is_empty() {
+            return Err(failure(LlmError::Malformed("an empty repair".into())));
+        }
+        Ok(Outcome { unparsed_markup: step.unparsed_markup, ..Outcome::default() })
     }
 }
 
@@ -92,7 +126,12 @@ fn enforce_budget(msgs: &mut Vec<Msg>, tools_tokens: usize, budget: usize) -> us
 /// The first prompt: the system message, the summary of dropped turns, the history, the
 /// learner's message.
 fn initial_messages(convo: &Conversation) -> Vec<Msg> {
-    let mut msgs = vec![counted(messages::system(&convo.system), convo.system_tokens, Kind::Fixed)];
+    // the tutor's prompt alone first: with the tools, the same prefix every turn, which a
+    // server can cache; then this turn's context
+    let mut msgs = vec![
+        counted(messages::system(&convo.system), convo.system_tokens, Kind::Fixed),
+        counted(messages::system(&convo.context), convo.context_tokens, Kind::Fixed),
+    ];
     if let Some(s) = &convo.summary {
         msgs.push(msg(messages::system(s), s, Kind::Fixed));
     }
@@ -107,54 +146,63 @@ fn initial_messages(convo: &Conversation) -> Vec<Msg> {
     msgs
 }
 
-/// The loop's running totals.
-#[derive(Default)]
-struct Totals {
-    outcome: Outcome,
-    usage: Usage,
-    tool_calls: u32,
-}
-
-/// Runs the tool-calling loop for one turn.
+/// Runs the tool-calling loop for one turn. Model calls and their tokens are counted on the
+/// emitter as they happen, so they are reported also when the turn fails or times out.
 #[tracing::instrument(skip_all, fields(model = %llm.model))]
 async fn run(ctx: &TurnCtx, llm: &LlmClient, convo: &Conversation, emit: &mut Emitter) -> Result<Outcome, LlmError> {
     let cfg = &ctx.config.agent;
     let tools_json = messages::tool_defs(&ctx.tools.definitions(&ctx.prompts));
-    let tools_tokens =
-        *ctx.prompts.tool_tokens.get_or_init(|| count_tokens(&serde_json::to_string(&tools_json).unwrap_or_default()));
+    let tools_tokens = tool_tokens(&ctx.tools, &ctx.prompts);
     let mut msgs = initial_messages(convo);
-    let mut t = Totals::default();
+    let mut outcome = Outcome::default();
+    let (mut steps, mut tool_calls) = (0u32, 0u32);
     let mut final_call = false;
     loop {
         // the last allowed call goes without tools, asking for an answer from what was found
         // (a turn makes at most `max_steps` model calls)
-        if t.outcome.model_calls + 1 >= cfg.max_steps && !final_call {
+        if steps + 1 >= cfg.max_steps && !final_call {
             final_call = true;
             let note = "You have used all your tool calls for this turn. Answer the learner now from what you found, citing it.";
             msgs.push(msg(messages::system(note), note, Kind::Fixed));
         }
-        t.outcome.model_calls += 1;
-        let prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, convo.budget);
-        t.usage.peak_prompt = t.usage.peak_prompt.max(prompt_now);
+        steps += 1;
+        let budget = llm.effective_budget(cfg.context_tokens);
+        let prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, budget);
         let req = request(llm, ctx, &msgs, (!final_call).then_some(&tools_json))?;
-        let step = stream_step(llm, req, emit).await?;
-        t.usage.prompt += step.prompt_tokens.unwrap_or(prompt_now);
-        t.usage.completion +=
-            step.completion_tokens.unwrap_or_else(|| count_tokens(&step.text) + 10 * step.calls.len());
+        let step = match stream_step(llm, req.clone(), emit, prompt_now).await {
+            // counted too loosely for this server: count more carefully and try once more
+            Err(LlmError::ContextLength(e)) => {
+                tracing::warn!(error = %e, "the prompt did not fit the model's context; shrinking it");
+                llm.grow_scale();
+                let budget = llm.effective_budget(cfg.context_tokens);
+                let prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, budget);
+                stream_step(llm, request(llm, ctx, &msgs, (!final_call).then_some(&tools_json))?, emit, prompt_now)
+                    .await?
+            }
+            other => other?,
+        };
+        outcome.unparsed_markup += step.unparsed_markup;
         if step.calls.is_empty() {
             if step.text.trim().is_empty() {
                 return Err(LlmError::Malformed("an empty answer".into()));
             }
-            t.outcome.usage = Some(t.usage);
-            return Ok(t.outcome);
+            return Ok(outcome);
         }
         if final_call {
             return Err(LlmError::StepLimit(cfg.max_steps));
         }
         let text = format!("{}{:?}", step.text, step.calls);
         msgs.push(msg(messages::assistant(&step.text, &step.calls), &text, Kind::Fixed));
-        run_tools(ctx, &step.calls, &mut t, &mut msgs, emit).await;
+        run_tools(ctx, &step.calls, &mut tool_calls, &mut outcome, &mut msgs, emit).await;
     }
+}
+
+/// Tokens of the tool definitions as sent, counted once.
+pub fn tool_tokens(tools: &crate::agent::ToolSet, prompts: &crate::agent::Prompts) -> usize {
+    *prompts.tool_tokens.get_or_init(|| {
+        let json = messages::tool_defs(&tools.definitions(prompts));
+        count_tokens(&serde_json::to_string(&json).unwrap_or_default())
+    })
 }
 
 /// One model call's request: the messages, and the tools unless this is the last call.
@@ -177,9 +225,16 @@ fn request(
 
 /// Runs one step's tool calls concurrently and appends their results (in call order); calls
 /// beyond the per-turn limit are answered with an error the model can read.
-async fn run_tools(ctx: &TurnCtx, calls: &[Call], t: &mut Totals, msgs: &mut Vec<Msg>, emit: &mut Emitter) {
-    let allowed = ctx.config.agent.max_tool_calls.saturating_sub(t.tool_calls) as usize;
-    t.tool_calls += calls.len() as u32;
+async fn run_tools(
+    ctx: &TurnCtx,
+    calls: &[Call],
+    tool_calls: &mut u32,
+    outcome: &mut Outcome,
+    msgs: &mut Vec<Msg>,
+    emit: &mut Emitter,
+) {
+    let allowed = ctx.config.agent.max_tool_calls.saturating_sub(*tool_calls) as usize;
+    *tool_calls += calls.len() as u32;
     let limit = ctx.config.agent.tool_result_tokens;
     let results = futures::future::join_all(calls.iter().enumerate().map(|(n, c)| async move {
         if n >= allowed {
@@ -195,9 +250,9 @@ async fn run_tools(ctx: &TurnCtx, calls: &[Call], t: &mut Totals, msgs: &mut Vec
     .await;
     for (c, o, (text, tokens)) in results {
         if let Some(o) = o {
-            emit.tool(&o, &c.arguments).await;
+            emit.tool(&o, &c.arguments, true).await;
             if o.tool == Some(ToolName::RenderFormat) {
-                t.outcome.citations.extend(o.citations.iter().cloned());
+                outcome.citations.extend(o.citations.iter().cloned());
             }
         }
         msgs.push(counted(messages::tool(&c.id, &text), tokens, Kind::ToolResult));
@@ -206,37 +261,77 @@ async fn run_tools(ctx: &TurnCtx, calls: &[Call], t: &mut Totals, msgs: &mut Vec
 
 /// One model call's reply.
 struct Step {
+    /// The text shown (tool-call markup removed).
     text: String,
+    /// The tool calls: the API's, then those written as text.
     calls: Vec<Call>,
-    prompt_tokens: Option<usize>,
-    completion_tokens: Option<usize>,
+    unparsed_markup: usize,
 }
 
-/// One streamed model call: text deltas go out as they come; tool calls are assembled.
-async fn stream_step(llm: &LlmClient, req: CreateChatCompletionRequest, emit: &mut Emitter) -> Result<Step, LlmError> {
-    let mut stream = llm.open_stream(req).await?;
-    let mut step = Step { text: String::new(), calls: vec![], prompt_tokens: None, completion_tokens: None };
+/// Why one attempt at a streamed call ended early.
+struct Cut {
+    error: LlmError,
+    /// Whether any of the reply had come (then it is not tried again).
+    started: bool,
+}
+
+/// One streamed model call, counted on the emitter: text deltas go out as they come (tool-call
+/// markup held back), tool calls are assembled. A call cut before any of its reply came, or
+/// with no first byte in time, is tried once more.
+async fn stream_step(
+    llm: &LlmClient,
+    req: CreateChatCompletionRequest,
+    emit: &mut Emitter,
+    prompt_counted: usize,
+) -> Result<Step, LlmError> {
+    emit.usage.peak_prompt = emit.usage.peak_prompt.max(prompt_counted);
+    for attempt in 0..2 {
+        emit.model_calls += 1;
+        match stream_once(llm, req.clone(), emit, prompt_counted).await {
+            Ok(step) => return Ok(step),
+            Err(Cut { error, started: false }) if attempt == 0 && error.is_retryable() => {
+                tracing::warn!(error = %error, "the model's reply was cut before it began; trying once more");
+            }
+            Err(cut) => return Err(cut.error),
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+async fn stream_once(
+    llm: &LlmClient,
+    req: CreateChatCompletionRequest,
+    emit: &mut Emitter,
+    prompt_counted: usize,
+) -> Result<Step, Cut> {
+    let cut = |error, started| Cut { error, started };
+    let (mut stream, mut next) = llm.open_stream(req).await.map_err(|e| cut(e, false))?;
+    let mut filter = MarkupFilter::default();
+    let (mut text, mut started, mut finished) = (String::new(), false, false);
     let mut calls: BTreeMap<u32, Call> = BTreeMap::new();
-    let mut finished = false;
+    let mut usage = None;
     loop {
-        let item = match tokio::time::timeout(llm.timeout, stream.next()).await {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(_) => return Err(LlmError::Timeout(llm.timeout_secs)),
+        let item = match next.take() {
+            Some(item) => item,
+            None => match tokio::time::timeout(llm.timeout, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => return Err(cut(LlmError::Timeout(llm.timeout_secs), started)),
+            },
         };
-        let chunk = item.map_err(|e| LlmError::Malformed(e.to_string()))?;
+        let chunk = item.map_err(|e| cut(LlmError::Malformed(e.to_string()), started))?;
         if let Some(u) = chunk.usage {
-            step.prompt_tokens = Some(u.prompt_tokens as usize);
-            step.completion_tokens = Some(u.completion_tokens as usize);
+            usage = Some((u.prompt_tokens as usize, u.completion_tokens as usize));
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.content
-                && !text.is_empty()
-            {
-                step.text.push_str(&text);
-                emit.delta(&text).await;
+            if let Some(t) = choice.delta.content.filter(|t: &String| !t.is_empty()) {
+                started = true;
+                let shown = filter.push(&t);
+                text.push_str(&shown);
+                emit.delta(&shown).await;
             }
             for tc in choice.delta.tool_calls.unwrap_or_default() {
+                started = true;
                 let c = calls.entry(tc.index).or_default();
                 if let Some(id) = tc.id {
                     c.id = id;
@@ -249,18 +344,27 @@ async fn stream_step(llm: &LlmClient, req: CreateChatCompletionRequest, emit: &m
             finished |= choice.finish_reason.is_some();
         }
     }
-    if !finished && step.prompt_tokens.is_none() {
-        return Err(LlmError::Malformed("the stream ended without a finish reason".into()));
+    if !finished && usage.is_none() {
+        return Err(cut(LlmError::Malformed("the stream ended without a finish reason".into()), started));
     }
-    step.calls = calls
-        .into_values()
-        .enumerate()
-        .map(|(i, mut c)| {
-            if c.id.is_empty() {
-                c.id = format!("call_{i}");
-            }
-            c
-        })
-        .collect();
-    Ok(step)
+    let rest = filter.finish();
+    text.push_str(&rest.text);
+    emit.delta(&rest.text).await;
+    let mut calls: Vec<Call> = calls.into_values().collect();
+    calls.extend(rest.calls.into_iter().map(|c| Call { id: String::new(), name: c.name, arguments: c.arguments }));
+    for (i, c) in calls.iter_mut().enumerate().filter(|(_, c)| c.id.is_empty()) {
+        c.id = format!("call_{i}");
+    }
+    match usage {
+        Some((prompt, completion)) => {
+            llm.observe_tokens(prompt, prompt_counted);
+            emit.usage.prompt += prompt;
+            emit.usage.completion += completion;
+        }
+        None => {
+            emit.usage.prompt += prompt_counted;
+            emit.usage.completion += count_tokens(&text) + 10 * calls.len();
+        }
+    }
+    Ok(Step { text, calls, unparsed_markup: rest.unparsed })
 }

@@ -18,7 +18,10 @@ use async_openai::types::chat::{
     ChatCompletionResponseStream, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
 };
 
-pub use engine::LlmEngine;
+pub use engine::{LlmEngine, tool_tokens};
+
+/// One item of a streamed reply.
+type StreamItem = <ChatCompletionResponseStream as futures::Stream>::Item;
 
 use crate::config::AgentConfig;
 
@@ -71,6 +74,17 @@ impl LlmError {
         }
     }
 
+    /// Whether another attempt may go better: a timeout, a dropped connection, a cut stream.
+    /// (429 and 5xx are not: the client already retried them.)
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LlmError::Timeout(_)
+                | LlmError::Malformed(_)
+                | LlmError::Transient(OpenAIError::StreamError(_) | OpenAIError::Reqwest(_))
+        )
+    }
+
     /// Whether the request itself timed out (no bytes within the timeout).
     fn is_timeout(e: &OpenAIError) -> bool {
         matches!(e, OpenAIError::Reqwest(r) if r.is_timeout())
@@ -94,8 +108,15 @@ impl LlmError {
 pub struct LlmClient {
     client: Client<OpenAIConfig>,
     model: String,
+    /// Between two bytes of a reply.
     timeout: Duration,
     timeout_secs: u64,
+    /// Until the first byte of a reply: a slow local server may read a long prompt first.
+    first_byte: Duration,
+    first_byte_secs: u64,
+    /// How many of the server's tokens one `o200k_base` token is worth: `1 + token_margin`
+    /// until the server reports its own count, then the largest ratio seen.
+    scale: std::sync::Mutex<f64>,
 }
 
 /// The default API base when only a key is configured.
@@ -112,10 +133,12 @@ impl LlmClient {
             .with_api_base(base.trim_end_matches('/'))
             .with_api_key(cfg.llm_api_key.clone().unwrap_or_default());
         let timeout = Duration::from_secs(cfg.llm_timeout_secs);
+        let first_byte = Duration::from_secs(cfg.llm_first_byte_timeout_secs.max(cfg.llm_timeout_secs));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5).min(timeout))
-            // per read, so a long stream is fine as long as bytes keep coming
-            .read_timeout(timeout)
+            // per read, so a long stream is fine as long as bytes keep coming; the tighter
+            // between-bytes limit is kept by the engine once the first byte has come
+            .read_timeout(first_byte)
             .build()
             .expect("an HTTP client with timeouts");
         Some(Self {
@@ -123,7 +146,31 @@ impl LlmClient {
             model: cfg.llm_model.clone(),
             timeout,
             timeout_secs: cfg.llm_timeout_secs,
+            first_byte,
+            first_byte_secs: first_byte.as_secs(),
+            scale: std::sync::Mutex::new(1.0 + cfg.token_margin),
         })
+    }
+
+    /// The prompt tokens, counted here, that fit in `budget` of the server's tokens.
+    pub fn effective_budget(&self, budget: usize) -> usize {
+        (budget as f64 / *self.scale.lock().expect("scale lock")) as usize
+    }
+
+    /// Learns how the server counts: it reported `server` prompt tokens for what was counted
+    /// here as `ours`.
+    fn observe_tokens(&self, server: usize, ours: usize) {
+        if ours > 200 && server > 0 {
+            let mut scale = self.scale.lock().expect("scale lock");
+            // a little above what was seen: counts vary with the text
+            *scale = scale.max(server as f64 / ours as f64 * 1.03);
+        }
+    }
+
+    /// After the server refused a prompt as too long: count more carefully from now on.
+    fn grow_scale(&self) {
+        let mut scale = self.scale.lock().expect("scale lock");
+        *scale *= 1.25;
     }
 
     /// The model's name, as sent.
@@ -131,7 +178,9 @@ impl LlmClient {
         &self.model
     }
 
-    /// One non-streamed completion (used to generate renders and to judge evals).
+    /// One non-streamed completion without tools (used to generate renders and to judge
+    /// evals): the whole reply must come within the first-byte limit; a request with no reply
+    /// by then is tried once more.
     pub async fn complete(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
         let req = CreateChatCompletionRequestArgs::default()
             .model(self.model.clone())
@@ -140,7 +189,7 @@ impl LlmClient {
             .build()
             .map_err(LlmError::Permanent)?;
         for attempt in 0..2 {
-            match tokio::time::timeout(self.timeout, self.client.chat().create(req.clone())).await {
+            match tokio::time::timeout(self.first_byte, self.client.chat().create(req.clone())).await {
                 Ok(Ok(r)) => {
                     return r
                         .choices
@@ -155,23 +204,23 @@ impl LlmClient {
                 Err(_) => tracing::warn!(attempt, "model request timed out"),
             }
         }
-        Err(LlmError::Timeout(self.timeout_secs))
+        Err(LlmError::Timeout(self.first_byte_secs))
     }
 
-    /// Opens a streamed completion; a request with no answer within the timeout is retried
-    /// once.
-    async fn open_stream(&self, req: CreateChatCompletionRequest) -> Result<ChatCompletionResponseStream, LlmError> {
-        for attempt in 0..2 {
-            match tokio::time::timeout(self.timeout, self.client.chat().create_stream(req.clone())).await {
-                Ok(Ok(s)) => return Ok(s),
-                Ok(Err(e)) if LlmError::is_timeout(&e) => {}
-                Ok(Err(e)) => return Err(LlmError::classify(e)),
-                Err(_) => {}
-            }
-            if attempt == 0 {
-                tracing::warn!("model request timed out; retrying once");
-            }
+    /// Opens a streamed completion and waits for its first chunk, within the first-byte limit.
+    async fn open_stream(
+        &self,
+        req: CreateChatCompletionRequest,
+    ) -> Result<(ChatCompletionResponseStream, Option<StreamItem>), LlmError> {
+        let open = async {
+            let mut stream = self.client.chat().create_stream(req).await.map_err(LlmError::classify)?;
+            let first = futures::StreamExt::next(&mut stream).await;
+            Ok::<_, LlmError>((stream, first))
+        };
+        match tokio::time::timeout(self.first_byte, open).await {
+            Ok(Err(LlmError::Transient(e))) if LlmError::is_timeout(&e) => Err(LlmError::Timeout(self.first_byte_secs)),
+            Ok(r) => r,
+            Err(_) => Err(LlmError::Timeout(self.first_byte_secs)),
         }
-        Err(LlmError::Timeout(self.timeout_secs))
     }
 }

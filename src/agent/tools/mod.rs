@@ -197,6 +197,7 @@ impl ToolSet {
         };
         tracing::Span::current().record("ok", outcome.ok);
         tracing::debug!(summary = %outcome.summary, "tool call");
+        ctx.seen.lock().expect("seen lock").extend(outcome.citations.iter().cloned());
         outcome
     }
 
@@ -210,6 +211,7 @@ impl ToolSet {
         tracing::Span::current().record("ok", result.is_ok());
         let (trace, done) = match result {
             Ok(d) => {
+                ctx.seen.lock().expect("seen lock").extend(d.citations.iter().cloned());
                 let shown = ToolOutcome {
                     name: T::NAME.as_str().into(),
                     tool: Some(T::NAME),
@@ -222,7 +224,7 @@ impl ToolSet {
             }
             Err(e) => (ToolOutcome::error(T::NAME.as_str(), Some(T::NAME), e), None),
         };
-        emit.tool(&trace, &raw).await;
+        emit.tool(&trace, &raw, false).await;
         done
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Done, Tool, ToolName, parse_format, parse_level, skill_id};
 use crate::agent::TurnCtx;
-use crate::agent::context::trim_to_tokens;
+use crate::content::trim_to_tokens;
 use crate::content::{Component, ComponentId, Format, Level, SkillId};
 use crate::passport::best_material;
 
@@ -25,6 +25,11 @@ pub struct RenderArgs {
     pub level: String,
     /// explanation, worked_example, scenario, summary or exercise.
     pub format: String,
+    /// Only the course's own material, never generated (the service's own calls; a model
+    /// cannot set it).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub authored_only: bool,
 }
 
 /// The course's own material, as `render_format` returns it.
@@ -100,7 +105,7 @@ impl Tool for RenderFormat {
             return Err(format!("the course has no material on {skill}"));
         };
         let text = trim_to_tokens(&chosen.retrievable_text(), ctx.config.agent.tool_result_tokens);
-        if exact || ctx.llm.is_none() || format == Format::Exercise {
+        if exact || a.authored_only || ctx.llm.is_none() || format == Format::Exercise {
             return Ok(as_authored(chosen, exact, level, format, text));
         }
         let generated = generate(ctx, &skill, own.as_ref(), chosen, level, format, &text).await?;
@@ -128,8 +133,11 @@ fn as_authored(chosen: &Component, exact: bool, level: Level, format: Format, te
         note,
         text,
     };
-    let (source, output) =
-        if exact { ("authored", RenderOutput::Authored(m)) } else { ("nearest_authored", RenderOutput::NearestAuthored(m)) };
+    let (source, output) = if exact {
+        ("authored", RenderOutput::Authored(m))
+    } else {
+        ("nearest_authored", RenderOutput::NearestAuthored(m))
+    };
     Done {
         summary: format!("{source}: {} ({}, {})", chosen.id, chosen.level, chosen.format.as_str()),
         output,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Done, Tool, ToolName, parse_format, parse_level, skill_id};
 use crate::agent::TurnCtx;
-use crate::agent::context::trim_to_tokens;
+use crate::content::trim_to_tokens;
 use crate::content::{ComponentId, Format, Level, SkillId};
 use crate::retrieval::{SearchFilter, SearchRequest};
 
