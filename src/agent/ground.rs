@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use super::policy::{Diagnosis, Mode, asks_an_item, diagnose, is_follow_up, is_on_topic, seeks_answer};
+use super::policy::{
+    Diagnosis, Mode, asks_an_item, diagnose, is_follow_up, is_on_topic, names_a_page_item, seeks_answer,
+};
 use super::tools::{
     LookupMastery, LookupMasteryArgs, MasteryOutput, RenderArgs, RenderFormat, Retrieve, RetrieveArgs, Retrieved,
     authored,
@@ -91,7 +93,7 @@ pub async fn ground(ctx: &TurnCtx, emit: &mut Emitter, message: &str) -> Groundi
     let args = RetrieveArgs { query: message.to_owned(), k: Some(4), ..RetrieveArgs::default() };
     g.hits = ctx.tools.call::<Retrieve>(ctx, emit, args).await.map(|d| d.output.components).unwrap_or_default();
     // "I don't get it" or "another example?" on a page is about the page
-    g.follow_up = ctx.page.is_some() && is_follow_up(message);
+    g.follow_up = ctx.page.is_some() && (is_follow_up(message) || names_a_page_item(ctx.page.as_ref(), message));
     if !g.follow_up && g.diagnosis.is_none() && !is_on_topic(ctx, message, g.hits.iter().map(|h| &h.component_id)) {
         g.mode = Mode::Decline;
         return g;

@@ -278,6 +278,16 @@ pub fn asks_an_item(page: Option<&Component>, message: &str) -> bool {
     })
 }
 
+/// Whether the message names one of the items of the exercise page it is on ("question 2",
+/// "q2"): then it is about the page, whatever its other words.
+pub fn names_a_page_item(page: Option<&Component>, message: &str) -> bool {
+    let Some(page) = page.filter(|p| p.format == Format::Exercise) else { return false };
+    let text = normalize_phrase(message);
+    let word_at =
+        |w: &str| text.match_indices(w).any(|(i, _)| !text[i + w.len()..].starts_with(|c: char| c.is_ascii_digit()));
+    (1..=page.items.len()).any(|n| word_at(&format!("question {n}")) || word_at(&format!("q{n}")))
+}
+
 /// Whether the message tries to change the tutor's rules.
 pub fn is_injection(message: &str) -> bool {
     contains_any(message, INJECTION)

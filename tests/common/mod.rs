@@ -375,3 +375,58 @@ pub async fn llm(replies: Vec<ResponseTemplate>) -> MockServer {
 pub async fn requests(server: &MockServer) -> Vec<Value> {
     server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
 }
+
+// ---------- the chat endpoint ----------
+
+pub async fn llm_app(server: &MockServer, tweak: impl FnOnce(&mut tutor::config::Config)) -> App {
+    let base = format!("{}/v1", server.uri());
+    spawn_sample_app(move |c| {
+        c.agent.llm_base_url = Some(base);
+        c.agent.llm_api_key = Some("sk-test".into());
+        c.agent.llm_model = "gpt-test".into();
+        tweak(c);
+    })
+    .await
+}
+
+/// A streamed turn: the SSE events in order, as (event name, data).
+pub async fn chat_sse(app: &App, body: Value) -> Vec<(String, Value)> {
+    let r = reqwest::Client::new().post(format!("{}/v1/tutor/chat", app.base)).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = r.text().await.unwrap();
+    let mut out = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut name = String::new();
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_owned();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            }
+        }
+        if !name.is_empty() {
+            out.push((name, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    out
+}
+
+pub async fn chat(app: &App, body: Value) -> Value {
+    let (status, reply) = post_json(&format!("{}/v1/tutor/chat", app.base), &body).await;
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+pub fn done(events: &[(String, Value)]) -> &Value {
+    let (name, d) = events.last().unwrap();
+    assert_eq!(name, "done");
+    d
+}
+
+/// The answer as a client shows it: the deltas after the last `replace` event.
+pub fn deltas(events: &[(String, Value)]) -> String {
+    let start = events.iter().rposition(|(n, _)| n == "replace").map_or(0, |i| i + 1);
+    events[start..].iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["text"].as_str().unwrap()).collect()
+}

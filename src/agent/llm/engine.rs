@@ -132,8 +132,9 @@ fn initial_messages(convo: &Conversation) -> Vec<Msg> {
         counted(messages::system(&convo.system), convo.system_tokens, Kind::Fixed),
         counted(messages::system(&convo.context), convo.context_tokens, Kind::Fixed),
     ];
+    // the summary of dropped turns goes first when the budget is short
     if let Some(s) = &convo.summary {
-        msgs.push(msg(messages::system(s), s, Kind::Fixed));
+        msgs.push(msg(messages::system(s), s, Kind::History));
     }
     for t in &convo.history {
         let m = match t.role {

@@ -69,6 +69,8 @@ impl LlmError {
                 }
             }
             OpenAIError::Reqwest(_) | OpenAIError::StreamError(_) => LlmError::Transient(e),
+            // an error body the client cannot read as OpenAI's (llama.cpp sends `"code": 400`)
+            OpenAIError::JSONDeserialize(_, content) if is_context_length(content) => LlmError::ContextLength(e),
             OpenAIError::JSONDeserialize(..) => LlmError::Malformed(e.to_string()),
             _ => LlmError::Permanent(e),
         }
@@ -102,6 +104,12 @@ impl LlmError {
             LlmError::Malformed(_) => "the model's reply was cut off".into(),
         }
     }
+}
+
+/// Whether an endpoint's error says the prompt was too long for the model.
+fn is_context_length(text: &str) -> bool {
+    let t = text.to_lowercase();
+    ["context_length", "context size", "context length", "exceed_context"].iter().any(|w| t.contains(w))
 }
 
 /// A client for one model.
