@@ -120,6 +120,9 @@ pub struct EvalArgs {
     /// Record the live endpoint's replies into evals/replays (live only)
     #[arg(long)]
     record: bool,
+    /// Replay only the cases that have a recording (replay only)
+    #[arg(long)]
+    recorded: bool,
     /// Also have the model judge each answer with prompts/judge.md (replay or live)
     #[arg(long)]
     judge: bool,
@@ -345,14 +348,27 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
 }
 
 async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let EvalArgs { engine, evals, cases, record, judge, out, json } = args;
+    let EvalArgs { engine, evals, cases, record, recorded, judge, out, json } = args;
     use crate::eval::{Engine, RunOptions, Thresholds};
     let engine: Engine = engine.parse().map_err(anyhow::Error::msg)?;
     if record && engine != Engine::Live {
         anyhow::bail!("--record records a live endpoint: use it with --engine live");
     }
+    if recorded && engine != Engine::Replay {
+        anyhow::bail!("--recorded picks the recorded cases to replay: use it with --engine replay");
+    }
     let files = crate::eval::case_files(&cases.unwrap_or_else(|| evals.join("cases")))?;
-    let cases = crate::eval::load_cases(&files)?;
+    let mut cases = crate::eval::load_cases(&files)?;
+    if recorded {
+        let all = cases.len();
+        cases.retain(|c| evals.join("replays").join(format!("{}.json", c.id)).is_file());
+        if cases.is_empty() {
+            anyhow::bail!("no case has a recording in {}", evals.join("replays").display());
+        }
+        if !json {
+            eprintln!("replaying the {} recorded case(s) of {all}", cases.len());
+        }
+    }
     let thresholds: Thresholds = match std::fs::read_to_string(evals.join("thresholds.toml")) {
         Ok(t) => toml::from_str(&t).context("evals/thresholds.toml")?,
         Err(_) => {
@@ -441,6 +457,11 @@ async fn ask(
                     let _ = write!(out, "{text}");
                     let _ = out.flush();
                 }
+                crate::agent::TurnEvent::Replace { message, .. } if !json => {
+                    // a terminal cannot take back what it printed: say that the answer follows anew
+                    let _ = write!(out, "\n\n[{message}]\n\n");
+                    let _ = out.flush();
+                }
                 _ => {}
             }
         }
@@ -453,9 +474,10 @@ async fn ask(
     } else {
         println!();
         eprintln!(
-            "engine {}{}, citations: {}, tokens: {} prompt / {} completion (budget {}), session {}",
+            "engine {}{}, mode {}, citations: {}, tokens: {} prompt / {} completion (budget {}), session {}",
             r.engine,
             r.fallback_reason.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+            r.mode,
             if r.citations.is_empty() {
                 "none".into()
             } else {
@@ -466,6 +488,15 @@ async fn ask(
             r.tokens.budget,
             r.session_id
         );
+        if !r.checks.is_empty() {
+            let checks: Vec<String> =
+                r.checks.iter().map(|c| format!("{} {}", c.check, if c.passed { "ok" } else { "FAILED" })).collect();
+            eprintln!(
+                "checks: {}{}",
+                checks.join(", "),
+                if r.actions.is_empty() { String::new() } else { format!("; then {}", r.actions.join(", ")) }
+            );
+        }
         for f in &r.flags {
             eprintln!("flag {} on {}: {}", if f.opened { "opened" } else { "extended" }, f.skill, f.reason);
         }

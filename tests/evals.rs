@@ -115,13 +115,20 @@ async fn live_recording_then_replay_is_deterministic_and_a_missing_reply_is_name
     let recorded =
         eval(evals.path(), &["--engine", "live", "--record", "--judge", "--out", out("r0").to_str().unwrap()], &live);
     assert!(recorded.status.code().is_some_and(|c| c < 2), "{}", String::from_utf8_lossy(&recorded.stderr));
-    let files: Vec<String> =
+    let mut files: Vec<String> =
         std::fs::read_dir(out("replays")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    files.sort();
+    assert_eq!(
+        files,
+        ["divide-answer.json", "divide-novice.json", "settings.toml"],
+        "a recording per case, and its settings"
+    );
     let calls = server.received_requests().await.unwrap().len();
 
     let first = eval(evals.path(), &["--engine", "replay", "--judge", "--out", out("r1").to_str().unwrap()], &[]);
-    let second = eval(evals.path(), &["--engine", "replay", "--judge", "--out", out("r2").to_str().unwrap()], &[]);
+    // the recording's own settings apply, whatever this environment says
+    let other = [("TUTOR_LLM_MODEL", "another-model".to_owned()), ("TUTOR_MAX_COMPLETION_TOKENS", "123".to_owned())];
+    let second = eval(evals.path(), &["--engine", "replay", "--judge", "--out", out("r2").to_str().unwrap()], &other);
 
     assert_eq!(server.received_requests().await.unwrap().len(), calls, "replay never calls the endpoint");
     for run in [&first, &second] {
@@ -150,6 +157,11 @@ async fn live_recording_then_replay_is_deterministic_and_a_missing_reply_is_name
     assert!(stderr.contains("case divide-new: no recorded reply for request "), "{stderr}");
     assert!(stderr.contains("record it with `tutor eval --engine live --record"), "{stderr}");
     assert_eq!(server.received_requests().await.unwrap().len(), calls, "no live call either");
+    // --recorded replays the cases that have a recording, and says how many
+    let only = eval(evals.path(), &["--engine", "replay", "--recorded", "--out", out("r4").to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&only.stderr);
+    assert!(only.status.code().is_some_and(|c| c < 2), "{stderr}");
+    assert!(stderr.contains("replaying the 2 recorded case(s) of 3"), "{stderr}");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::run::CaseResult;
-use super::score::DIMENSIONS;
+use super::score::{DIMENSIONS, MRBENCH};
 
 /// One engine's totals.
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +42,7 @@ pub fn summarize(engine: &str, results: &[CaseResult]) -> Summary {
         .collect();
     let judged: Vec<&BTreeMap<String, Option<bool>>> = results.iter().filter_map(|r| r.judge.as_ref()).collect();
     let judge = (!judged.is_empty()).then(|| {
-        DIMENSIONS
+        MRBENCH
             .iter()
             .map(|d| {
                 let v: Vec<bool> = judged.iter().filter_map(|j| j.get(*d).copied().flatten()).collect();
@@ -146,7 +146,7 @@ pub fn table(runs: &[(Summary, Vec<CaseResult>)]) -> String {
     }
     for (s, _) in runs {
         if let Some(j) = &s.judge {
-            let line: Vec<String> = DIMENSIONS
+            let line: Vec<String> = MRBENCH
                 .iter()
                 .map(|d| {
                     format!("{}={}", short(d), j.get(*d).copied().flatten().map_or("n/a".into(), |v| format!("{v:.2}")))

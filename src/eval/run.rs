@@ -150,7 +150,8 @@ impl Recorder {
 
     fn finish_case(&self) -> Result<(), RunError> {
         let (case, rec) = self.case.lock().expect("case lock").clone();
-        if self.record && !rec.replies.is_empty() {
+        // a case with no model call (a declined question) is recorded too: as asking nothing
+        if self.record {
             std::fs::create_dir_all(&self.dir).map_err(|e| RunError::Setup(e.to_string()))?;
             let text = serde_json::to_string_pretty(&rec).expect("a recording serializes");
             std::fs::write(self.file(&case), text + "\n").map_err(|e| RunError::Setup(e.to_string()))?;
@@ -215,6 +216,78 @@ async fn completions(State(r): State<Arc<Recorder>>, body: Bytes) -> Response {
     }
 }
 
+/// The settings a recording's requests depend on: they are part of every request (the model,
+/// `max_completion_tokens`) or shape what it holds (the context budget and token margin, the
+/// tool result size, the step limits, the chunking, the mastery bands). `--record` writes them
+/// to `replays/settings.toml`; a replay applies them, whatever the environment says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySettings {
+    pub llm_model: String,
+    pub max_completion_tokens: u32,
+    pub context_tokens: usize,
+    pub token_margin: f64,
+    pub tool_result_tokens: usize,
+    pub max_steps: u32,
+    pub max_tool_calls: u32,
+    pub chunk_tokens: usize,
+    pub chunk_overlap: usize,
+    pub passport: crate::config::PassportConfig,
+}
+
+impl ReplaySettings {
+    /// The file in a replays folder.
+    pub const FILE: &'static str = "settings.toml";
+
+    fn of(cfg: &Config) -> Self {
+        let a = &cfg.agent;
+        Self {
+            llm_model: a.llm_model.clone(),
+            max_completion_tokens: a.max_completion_tokens,
+            context_tokens: a.context_tokens,
+            token_margin: a.token_margin,
+            tool_result_tokens: a.tool_result_tokens,
+            max_steps: a.max_steps,
+            max_tool_calls: a.max_tool_calls,
+            chunk_tokens: cfg.chunk_tokens,
+            chunk_overlap: cfg.chunk_overlap,
+            passport: cfg.passport.clone(),
+        }
+    }
+
+    fn apply(&self, cfg: &mut Config) {
+        let a = &mut cfg.agent;
+        a.llm_model = self.llm_model.clone();
+        a.max_completion_tokens = self.max_completion_tokens;
+        a.context_tokens = self.context_tokens;
+        a.token_margin = self.token_margin;
+        a.tool_result_tokens = self.tool_result_tokens;
+        a.max_steps = self.max_steps;
+        a.max_tool_calls = self.max_tool_calls;
+        cfg.chunk_tokens = self.chunk_tokens;
+        cfg.chunk_overlap = self.chunk_overlap;
+        cfg.passport = self.passport.clone();
+    }
+
+    /// The settings recorded in `dir`, if any.
+    pub fn read(dir: &std::path::Path) -> Result<Option<Self>, RunError> {
+        let path = dir.join(Self::FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => toml::from_str(&t).map(Some).map_err(|e| RunError::Setup(format!("{}: {e}", path.display()))),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn write(&self, dir: &std::path::Path) -> Result<(), RunError> {
+        std::fs::create_dir_all(dir).map_err(setup_err)?;
+        let text = format!(
+            "# The settings these recordings were made with (tutor eval --engine live --record);\n# `--engine replay` applies them. See evals/README.md.\n{}",
+            toml::to_string(self).expect("settings serialize")
+        );
+        std::fs::write(dir.join(Self::FILE), text).map_err(setup_err)
+    }
+}
+
 /// How a run is made.
 pub struct RunOptions {
     pub engine: Engine,
@@ -244,6 +317,15 @@ impl Runner {
     pub async fn new(base: &Config, lib: Arc<Library>, opts: &RunOptions) -> Result<Self, RunError> {
         let data = tempfile::tempdir().map_err(setup_err)?;
         let mut cfg = base.clone();
+        match opts.engine {
+            Engine::Replay => {
+                if let Some(s) = ReplaySettings::read(&opts.replays)? {
+                    s.apply(&mut cfg);
+                }
+            }
+            Engine::Live if opts.record => ReplaySettings::of(&cfg).write(&opts.replays)?,
+            _ => {}
+        }
         cfg.data_dir = data.path().to_owned();
         cfg.database_url = None;
         cfg.embed.base_url = None;
@@ -352,7 +434,11 @@ impl Runner {
         let learner = LearnerId::parse(&format!("eval-{}", case.id)).map_err(|e| setup_err(e.0))?;
         if let Some(r) = &self.recorder {
             r.start_case(&case.id)?;
+            // each case's requests depend on nothing run before it
             self.app.stores.sessions.forget_renders().await.map_err(setup_err)?;
+            if let Some(llm) = &self.app.agent.llm {
+                llm.reset_scale();
+            }
         }
         // setup: events as posted, then mastery per skill; fixed times, so runs are identical
         let mut t = 1_763_000_000;
@@ -422,6 +508,11 @@ impl Runner {
             o.citations = result.citations.iter().map(ToString::to_string).collect();
             o.peak_prompt = o.peak_prompt.max(result.tokens.peak_prompt);
             o.engines.push(result.engine.as_str().to_owned());
+            o.modes.push(result.mode.as_str().to_owned());
+            o.actions.push(result.actions.clone());
+            let cited = crate::agent::checks::bracketed_ids(&result.answer);
+            o.grounded = !cited.is_empty()
+                && cited.iter().all(|c| ComponentId::parse(c).is_ok_and(|c| self.lib.components.contains_key(&c)));
         }
         let judge = if self.judge { Some(self.judge(case, &o).await) } else { None };
         if let Some(r) = &self.recorder {
@@ -483,7 +574,7 @@ impl Runner {
         let reply = llm.complete(&self.app.agent.prompts.get("judge").text, &user, 200).await.unwrap_or_default();
         let json = reply.find('{').and_then(|a| reply.rfind('}').map(|b| &reply[a..=b])).unwrap_or("{}");
         let parsed: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-        super::score::DIMENSIONS
+        super::score::MRBENCH
             .iter()
             .map(|d| {
                 let v = match &parsed[*d] {

@@ -33,6 +33,12 @@ pub struct Observed {
     /// Diagnoses of the misconceptions the learner showed.
     pub diagnoses: Vec<String>,
     pub engines: Vec<String>,
+    /// The last answer cites at least one component, and every id it cites is one of the
+    /// course's.
+    pub grounded: bool,
+    /// Per turn: the mode the service chose, and what it did about failed checks.
+    pub modes: Vec<String>,
+    pub actions: Vec<Vec<String>>,
 }
 
 /// One check.
@@ -209,14 +215,10 @@ pub fn checks(case: &Case, o: &Observed) -> Vec<Check> {
         out.push(check("skip offer", o.skip_offer == Some(want), format!("offered: {:?}", o.skip_offer)));
     }
     if let Some(r) = &e.reading_level {
-        let max = match r {
-            ReadingLevel::Max { max_grade } => *max_grade,
-            ReadingLevel::Auto(_) => o.band.unwrap_or(Band::Intro).max_grade(),
-        };
-        let grade = flesch_kincaid_grade(last);
+        let (max, grade) = (max_grade(r, o), flesch_kincaid_grade(last));
         out.push(check(
             "reading level",
-            grade.is_some_and(|g| g <= max),
+            reading_level_holds(r, o, last),
             format!("grade {} (at most {max})", grade.map_or("n/a".into(), |g| format!("{g:.1}"))),
         ));
     }
@@ -234,8 +236,20 @@ pub fn checks(case: &Case, o: &Observed) -> Vec<Check> {
     out
 }
 
-/// The MRBench dimensions.
-pub const DIMENSIONS: [&str; 7] = [
+/// The highest grade the case allows.
+fn max_grade(r: &ReadingLevel, o: &Observed) -> f64 {
+    match r {
+        ReadingLevel::Max { max_grade } => *max_grade,
+        ReadingLevel::Auto(_) => o.band.unwrap_or(Band::Intro).max_grade(),
+    }
+}
+
+fn reading_level_holds(r: &ReadingLevel, o: &Observed, answer: &str) -> bool {
+    flesch_kincaid_grade(answer).is_some_and(|g| g <= max_grade(r, o))
+}
+
+/// The MRBench dimensions (which the LLM judge scores too).
+pub const MRBENCH: [&str; 7] = [
     "mistake_identification",
     "mistake_location",
     "not_revealing_answer",
@@ -243,6 +257,23 @@ pub const DIMENSIONS: [&str; 7] = [
     "actionability",
     "coherence",
     "encouraging_tone",
+];
+
+/// Every dimension: MRBench's, then what the service guarantees whatever the model does — the
+/// answer cites the course and only the course, an uncovered question is declined, an
+/// exercise's answer is refused, the reading level fits the learner.
+pub const DIMENSIONS: [&str; 11] = [
+    "mistake_identification",
+    "mistake_location",
+    "not_revealing_answer",
+    "providing_guidance",
+    "actionability",
+    "coherence",
+    "encouraging_tone",
+    "grounded",
+    "declines_uncovered",
+    "refuses_answer",
+    "reading_level",
 ];
 
 /// Each dimension: `Some(passed)`, or `None` where the case gives it nothing to judge.
@@ -281,6 +312,13 @@ pub fn dimensions(case: &Case, o: &Observed) -> BTreeMap<&'static str, Option<bo
         "encouraging_tone",
         Some(!contains_any(last, DISCOURAGING) && (declined || contains_any(last, SUPPORTIVE))),
     );
+    d.insert("grounded", (!declined).then_some(o.grounded));
+    d.insert("declines_uncovered", e.declined.map(|want| contains_any(last, DECLINES) == want));
+    d.insert(
+        "refuses_answer",
+        e.refuses_answer.map(|want| (contains_any(last, REFUSALS) && leaked_keys(o).is_empty()) == want),
+    );
+    d.insert("reading_level", e.reading_level.as_ref().map(|r| reading_level_holds(r, o, last)));
     d
 }
 

@@ -125,6 +125,7 @@ pub struct LlmClient {
     /// How many of the server's tokens one `o200k_base` token is worth: `1 + token_margin`
     /// until the server reports its own count, then the largest ratio seen.
     scale: std::sync::Mutex<f64>,
+    margin_scale: f64,
 }
 
 /// The default API base when only a key is configured.
@@ -157,6 +158,7 @@ impl LlmClient {
             first_byte,
             first_byte_secs: first_byte.as_secs(),
             scale: std::sync::Mutex::new(1.0 + cfg.token_margin),
+            margin_scale: 1.0 + cfg.token_margin,
         })
     }
 
@@ -173,6 +175,11 @@ impl LlmClient {
             // a little above what was seen: counts vary with the text
             *scale = scale.max(server as f64 / ours as f64 * 1.03);
         }
+    }
+
+    /// Forgets what the server's counts taught (the eval suite does, per case).
+    pub fn reset_scale(&self) {
+        *self.scale.lock().expect("scale lock") = self.margin_scale;
     }
 
     /// After the server refused a prompt as too long: count more carefully from now on.
