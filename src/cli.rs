@@ -123,6 +123,9 @@ pub struct EvalArgs {
     /// Replay only the cases that have a recording (replay only)
     #[arg(long)]
     recorded: bool,
+    /// Only these cases: ids separated by commas
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Also have the model judge each answer with prompts/judge.md (replay or live)
     #[arg(long)]
     judge: bool,
@@ -348,7 +351,7 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
 }
 
 async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let EvalArgs { engine, evals, cases, record, recorded, judge, out, json } = args;
+    let EvalArgs { engine, evals, cases, record, recorded, only, judge, out, json } = args;
     use crate::eval::{Engine, RunOptions, Thresholds};
     let engine: Engine = engine.parse().map_err(anyhow::Error::msg)?;
     if record && engine != Engine::Live {
@@ -359,6 +362,16 @@ async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let files = crate::eval::case_files(&cases.unwrap_or_else(|| evals.join("cases")))?;
     let mut cases = crate::eval::load_cases(&files)?;
+    if !only.is_empty() {
+        let unknown: Vec<&String> = only.iter().filter(|id| !cases.iter().any(|c| &c.id == *id)).collect();
+        if !unknown.is_empty() {
+            anyhow::bail!(
+                "--only names no such case: {}",
+                unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        cases.retain(|c| only.contains(&c.id));
+    }
     if recorded {
         let all = cases.len();
         cases.retain(|c| evals.join("replays").join(format!("{}.json", c.id)).is_file());

@@ -372,13 +372,32 @@ async fn prompts_stay_within_the_context_by_the_server_s_own_count() {
 #[tokio::test]
 async fn a_prompt_the_server_says_is_too_long_is_shrunk_and_sent_again() {
     // llama.cpp's reply when the prompt exceeds its context (`code` is a number there)
-    let too_long = ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400,
-        "message": "the request exceeds the available context size, try increasing it", "type": "exceed_context_size_error"}}));
-    let server = llm(vec![too_long, text(&["Six halves fit in 3 [", PAGE, "]."])]).await;
+    let too_long = || {
+        ResponseTemplate::new(400).set_body_json(json!({"error": {"code": 400,
+            "message": "the request exceeds the available context size, try increasing it", "type": "exceed_context_size_error"}}))
+    };
+    let good = || text(&["Six halves fit in 3 [", PAGE, "]."]);
+    // two turns of history, then a prompt the server refuses: the history gives way
+    let server = llm(vec![good(), good(), too_long(), good()]).await;
+    let app = llm_app(&server, |c| c.agent.context_tokens = 2400).await;
+    let long =
+        |i: usize| format!("Question {i}: {}", "why do we flip the second fraction when we divide by it? ".repeat(15));
+    let mut session = Value::Null;
+    let mut last = Value::Null;
+    for i in 0..3 {
+        last = chat(&app, json!({"learner_id": "l", "session_id": session, "component_id": PAGE, "message": long(i)}))
+            .await;
+        session = last["session_id"].clone();
+    }
+    assert_eq!(last["engine"], "llm", "{last}");
+    let reqs = requests(&server).await;
+    assert_eq!(reqs.len(), 4);
+    let size = |r: &Value| r["messages"].to_string().len();
+    assert!(size(&reqs[3]) < size(&reqs[2]), "sent again smaller");
+
+    // nothing to shrink: not sent again as it was
+    let server = llm(vec![too_long()]).await;
     let app = llm_app(&server, |_| {}).await;
-
     let d = chat(&app, ask("Why do we flip the second fraction?")).await;
-
-    assert_eq!(d["engine"], "llm", "{d}");
-    assert_eq!(requests(&server).await.len(), 2);
+    assert_eq!((d["engine"].as_str(), requests(&server).await.len()), (Some("offline_fallback"), 1), "{d}");
 }

@@ -176,7 +176,9 @@ pub fn turn_block(lib: &Library, g: &Grounding, max: usize) -> String {
             Some(m) => out.push_str(&format!(
                 "That is a known mistake: {m} Name this mistake kindly and explain the right idea; do not give the correct answer."
             )),
-            None => out.push_str("That answer is right: say so, and explain why it works."),
+            None => out.push_str(
+                "That answer is right: say so without writing the answer again, and explain why it works.",
+            ),
         }
     }
     out

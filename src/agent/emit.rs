@@ -38,11 +38,16 @@ impl Emitter {
         self.redactor.withheld()
     }
 
+    /// Drops the text the guard holds back, unsent (it may be the start of an answer), and
+    /// starts the guard afresh with `keys`.
+    pub(crate) fn discard_held(&mut self, keys: Guarded) {
+        self.redactor = guard::Redactor::new(keys);
+    }
+
     /// Tells the client to discard the answer shown so far (`reason` says why); the text
     /// streamed after this is the answer. The guard starts afresh with `keys`.
     pub(crate) async fn replace(&mut self, reason: &str, message: &str, keys: Guarded) {
-        let _ = self.redactor.finish();
-        self.redactor = guard::Redactor::new(keys);
+        self.discard_held(keys);
         self.answer.clear();
         self.send(TurnEvent::Replace { reason: reason.to_owned(), message: message.to_owned() }).await;
     }

@@ -39,10 +39,13 @@ impl Guarded {
         let mut values: Vec<f64> = Vec::new();
         for (_, k) in &items {
             for a in std::iter::once(&k.answer).chain(&k.accept) {
-                // a numeric answer: the whole answer is one number
-                if let [n] = numbers(a.trim()).as_slice()
+                // a numeric answer specific enough to spot ("4" is not): the whole answer is one
+                // number of two characters or more
+                let a = a.trim();
+                if let [n] = numbers(a).as_slice()
                     && n.start == 0
-                    && n.end == a.trim().len()
+                    && n.end == a.len()
+                    && a.chars().count() >= 2
                 {
                     values.push(n.value);
                 }

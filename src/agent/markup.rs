@@ -74,13 +74,20 @@ impl MarkupFilter {
     pub fn finish(mut self) -> Filtered {
         let text = if self.json_reply {
             let all = std::mem::take(&mut self.held);
-            match parse_json_calls(&all) {
-                Some(calls) => {
-                    self.calls.extend(calls);
-                    self.stripped += 1;
-                    String::new()
-                }
-                None => all,
+            let (calls, rest) = leading_json_calls(&all);
+            if !calls.is_empty() {
+                self.calls.extend(calls);
+                self.stripped += 1;
+            }
+            self.held = rest.to_owned();
+            let text = self.release(true);
+            if looks_like_a_call(&text) {
+                // a call the filter could not read: never shown
+                self.stripped += 1;
+                self.unparsed += 1;
+                String::new()
+            } else {
+                text
             }
         } else {
             self.release(true)
@@ -137,9 +144,53 @@ impl MarkupFilter {
     }
 }
 
+/// The tool calls a reply begins with (JSON objects or lists of them, one after another, in a
+/// code fence or not), and the text after them.
+fn leading_json_calls(text: &str) -> (Vec<TextCall>, &str) {
+    let t = text.trim_start();
+    let fenced = t.strip_prefix("```json").or_else(|| t.strip_prefix("```"));
+    let body = fenced.unwrap_or(t);
+    let mut calls = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(body).into_iter::<Value>();
+    let mut end = 0;
+    while let Some(Ok(v)) = stream.next() {
+        let items = match v {
+            Value::Array(a) => a,
+            other => vec![other],
+        };
+        let parsed: Option<Vec<TextCall>> = items.iter().map(one_call).collect();
+        match parsed {
+            Some(p) if !p.is_empty() => calls.extend(p),
+            _ => break,
+        }
+        end = stream.byte_offset();
+    }
+    if calls.is_empty() {
+        return (calls, text);
+    }
+    let mut rest = body[end..].trim_start();
+    if fenced.is_some() {
+        rest = rest.strip_prefix("```").unwrap_or(rest);
+    }
+    (calls, rest)
+}
+
+/// Whether text still reads as a tool call in JSON.
+fn looks_like_a_call(text: &str) -> bool {
+    let t = text.trim_start().trim_start_matches("```json").trim_start_matches("```").trim_start();
+    (t.starts_with('{') || t.starts_with('['))
+        && t.contains("\"name\"")
+        && (t.contains("\"arguments\"") || t.contains("\"parameters\""))
+}
+
 /// The calls in one markup block.
 fn parse_block(block: &str) -> Vec<TextCall> {
-    if let Some(calls) = parse_json_calls(inner_json(block)) {
+    // the JSON between the block's tags
+    let inner = TAGS
+        .iter()
+        .find(|(open, _)| block.starts_with(open))
+        .map_or(block, |(open, close)| block[open.len()..].trim_end().trim_end_matches(close));
+    if let Some(calls) = parse_json_calls(inner_json(inner)) {
         return calls;
     }
     // <function name="x" arguments='{…}'/> or <function name="x" skill="…" level="…"/>
@@ -259,6 +310,19 @@ mod tests {
         assert_eq!((shown.as_str(), done.calls.len()), ("", 1));
         let (shown, done) = run(&["{\"note\": 1} is just JSON"]);
         assert_eq!((shown.as_str(), done.calls.len()), ("{\"note\": 1} is just JSON", 0));
+        // two calls, and a call then text
+        let (shown, done) = run(&[
+            "{\"name\": \"lookup_mastery\", \"arguments\": {}}\n{\"name\": \"retrieve_components\", \"arguments\": {\"query\": \"x\"}}",
+        ]);
+        assert_eq!((shown.as_str(), done.calls.len()), ("", 2));
+        let (shown, done) = run(&["```json\n{\"name\": \"lookup_mastery\", \"arguments\": {}}\n```\nLet me check."]);
+        assert_eq!((shown.trim(), done.calls.len()), ("Let me check.", 1));
+        // a call that does not parse is still not shown
+        let (shown, done) = run(&["{\"name\": \"lookup_mastery\", \"arguments\": {oops}}"]);
+        assert_eq!((shown.as_str(), done.calls.len(), done.unparsed), ("", 0, 1));
+        // Mistral's format
+        let (shown, done) = run(&["[TOOL_CALLS] [{\"name\": \"lookup_mastery\", \"arguments\": {}}]\n\nThen text."]);
+        assert_eq!((shown.as_str(), done.calls.len()), ("Then text.", 1));
         let (shown, _) = run(&["3 < 4 and [fractions-divide-", "explain-intro] say so; a <b> tag stays"]);
         assert_eq!(shown, "3 < 4 and [fractions-divide-explain-intro] say so; a <b> tag stays");
     }

@@ -180,6 +180,8 @@ pub struct TurnCtx {
     pub raised: Mutex<Vec<(Flag, bool)>>,
     /// Every component a tool returned this turn: what a grounded answer may cite.
     pub seen: Mutex<std::collections::BTreeSet<ComponentId>>,
+    /// Model calls a tool made (a generated render).
+    pub side_calls: llm::Calls,
 }
 
 impl TurnCtx {

@@ -65,6 +65,7 @@ impl Agent {
             keys: keys.clone(),
             raised: Mutex::new(Vec::new()),
             seen: Mutex::new(Default::default()),
+            side_calls: Default::default(),
         };
         let mut emit = Emitter::new(tx, keys);
         let grounding = ground::ground(&ctx, &mut emit, &req.message).await;
@@ -87,6 +88,10 @@ impl Agent {
         );
         let answered = self.answer(&mut ctx, &convo, &mut emit).await;
         emit.flush().await;
+        let (side, side_prompt, side_completion) = ctx.side_calls.totals();
+        emit.model_calls += side;
+        emit.usage.prompt += side_prompt;
+        emit.usage.completion += side_completion;
         let answer = emit.answer.clone();
         let citations = citations(&lib, &answer, &answered);
         let answer_tokens = count_tokens(&answer);
@@ -161,7 +166,6 @@ impl Agent {
         }
         let limit = std::time::Duration::from_secs(self.config.agent.turn_timeout_secs);
         let deadline = tokio::time::Instant::now() + limit;
-        let started = tokio::time::Instant::now();
         let engine = LlmEngine { client: llm };
         let outcome = match tokio::time::timeout_at(deadline, engine.answer(ctx, convo, emit)).await {
             Ok(Ok(outcome)) => outcome,
@@ -175,16 +179,10 @@ impl Agent {
             }
         };
         emit.flush().await;
-        let first_took = started.elapsed();
         let mut reports = self.check(ctx, convo, emit, outcome.unparsed_markup);
         let mut actions = Vec::new();
         let fixable: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
         if !fixable.is_empty() {
-            let reason = failed_reason(&fixable);
-            // a repair must fit in the turn: at least as long as the first answer took
-            if deadline.saturating_duration_since(tokio::time::Instant::now()) < first_took {
-                return self.fall_back(ctx, convo, emit, reason, reports, actions).await;
-            }
             let previous = emit.answer.clone();
             emit.replace("repair", "The answer is being revised to pass the course's checks.", ctx.keys.clone()).await;
             let problems = problems(&fixable, convo.grounding.band);
@@ -271,7 +269,8 @@ impl Agent {
     ) -> Answered {
         tracing::warn!(%reason, "falling back to the offline engine");
         let lead = offline::t(ctx, "fallback", &[("reason", &reason)]);
-        emit.flush().await;
+        // what the guard still holds may be the start of an answer: it is dropped, not sent
+        emit.discard_held(ctx.keys.clone());
         if emit.has_answer() {
             emit.replace("fallback", "The offline tutor answers instead.", ctx.keys.clone()).await;
         }

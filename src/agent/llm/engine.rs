@@ -168,17 +168,26 @@ async fn run(ctx: &TurnCtx, llm: &LlmClient, convo: &Conversation, emit: &mut Em
         }
         steps += 1;
         let budget = llm.effective_budget(cfg.context_tokens);
-        let prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, budget);
+        let mut prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, budget);
+        if prompt_now > budget && !final_call {
+            // the tool definitions do not fit beside what must be sent: answer without them
+            tracing::warn!(prompt_now, budget, "no room for the tools; asking for an answer without them");
+            final_call = true;
+            prompt_now = enforce_budget(&mut msgs, 0, budget);
+        }
         let req = request(llm, ctx, &msgs, (!final_call).then_some(&tools_json))?;
         let step = match stream_step(llm, req.clone(), emit, prompt_now).await {
-            // counted too loosely for this server: count more carefully and try once more
+            // counted too loosely for this server: count more carefully, and send it again if
+            // that made it smaller
             Err(LlmError::ContextLength(e)) => {
                 tracing::warn!(error = %e, "the prompt did not fit the model's context; shrinking it");
                 llm.grow_scale();
                 let budget = llm.effective_budget(cfg.context_tokens);
-                let prompt_now = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, budget);
-                stream_step(llm, request(llm, ctx, &msgs, (!final_call).then_some(&tools_json))?, emit, prompt_now)
-                    .await?
+                let smaller = enforce_budget(&mut msgs, if final_call { 0 } else { tools_tokens }, budget);
+                if smaller >= prompt_now {
+                    return Err(LlmError::ContextLength(e));
+                }
+                stream_step(llm, request(llm, ctx, &msgs, (!final_call).then_some(&tools_json))?, emit, smaller).await?
             }
             other => other?,
         };
@@ -352,10 +361,15 @@ async fn stream_once(
     text.push_str(&rest.text);
     emit.delta(&rest.text).await;
     let mut calls: Vec<Call> = calls.into_values().collect();
-    calls.extend(rest.calls.into_iter().map(|c| Call { id: String::new(), name: c.name, arguments: c.arguments }));
     for (i, c) in calls.iter_mut().enumerate().filter(|(_, c)| c.id.is_empty()) {
         c.id = format!("call_{i}");
     }
+    // ids of their own, so they never clash with the server's
+    calls.extend(rest.calls.into_iter().enumerate().map(|(i, c)| Call {
+        id: format!("text_call_{i}"),
+        name: c.name,
+        arguments: c.arguments,
+    }));
     match usage {
         Some((prompt, completion)) => {
             llm.observe_tokens(prompt, prompt_counted);

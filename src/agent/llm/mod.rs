@@ -71,20 +71,17 @@ impl LlmError {
             OpenAIError::Reqwest(_) | OpenAIError::StreamError(_) => LlmError::Transient(e),
             // an error body the client cannot read as OpenAI's (llama.cpp sends `"code": 400`)
             OpenAIError::JSONDeserialize(_, content) if is_context_length(content) => LlmError::ContextLength(e),
-            OpenAIError::JSONDeserialize(..) => LlmError::Malformed(e.to_string()),
+            // an error body that is not OpenAI's: refused all the same
+            OpenAIError::JSONDeserialize(..) => LlmError::Permanent(e),
             _ => LlmError::Permanent(e),
         }
     }
 
     /// Whether another attempt may go better: a timeout, a dropped connection, a cut stream.
-    /// (429 and 5xx are not: the client already retried them.)
+    /// Only a reply that never came, or a stream cut: 429, 5xx and connection errors were
+    /// retried by the client already, and a refused request would be refused again.
     fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            LlmError::Timeout(_)
-                | LlmError::Malformed(_)
-                | LlmError::Transient(OpenAIError::StreamError(_) | OpenAIError::Reqwest(_))
-        )
+        matches!(self, LlmError::Timeout(_) | LlmError::Malformed(_) | LlmError::Transient(OpenAIError::StreamError(_)))
     }
 
     /// Whether the request itself timed out (no bytes within the timeout).
@@ -103,6 +100,24 @@ impl LlmError {
             LlmError::StepLimit(n) => format!("the tutor reached its limit of {n} model calls"),
             LlmError::Malformed(_) => "the model's reply was cut off".into(),
         }
+    }
+}
+
+/// Model calls made outside the turn's loop (a tool generating a render), and their tokens.
+#[derive(Debug, Default)]
+pub struct Calls(std::sync::Mutex<(u32, usize, usize)>);
+
+impl Calls {
+    fn add(&self, calls: u32, prompt: usize, completion: usize) {
+        let mut c = self.0.lock().expect("calls lock");
+        c.0 += calls;
+        c.1 += prompt;
+        c.2 += completion;
+    }
+
+    /// Calls, prompt tokens, completion tokens.
+    pub fn totals(&self) -> (u32, usize, usize) {
+        *self.0.lock().expect("calls lock")
     }
 }
 
@@ -197,6 +212,17 @@ impl LlmClient {
     /// evals): the whole reply must come within the first-byte limit; a request with no reply
     /// by then is tried once more.
     pub async fn complete(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
+        self.complete_counted(system, user, max_tokens, &Calls::default()).await
+    }
+
+    /// [`LlmClient::complete`], counting its calls and tokens on `calls`.
+    pub async fn complete_counted(
+        &self,
+        system: &str,
+        user: &str,
+        max_tokens: u32,
+        calls: &Calls,
+    ) -> Result<String, LlmError> {
         let req = CreateChatCompletionRequestArgs::default()
             .model(self.model.clone())
             .messages(vec![messages::system(system), messages::user(user)])
@@ -204,8 +230,12 @@ impl LlmClient {
             .build()
             .map_err(LlmError::Permanent)?;
         for attempt in 0..2 {
+            calls.add(1, 0, 0);
             match tokio::time::timeout(self.first_byte, self.client.chat().create(req.clone())).await {
                 Ok(Ok(r)) => {
+                    if let Some(u) = &r.usage {
+                        calls.add(0, u.prompt_tokens as usize, u.completion_tokens as usize);
+                    }
                     return r
                         .choices
                         .into_iter()

@@ -172,7 +172,12 @@ async fn generate(
     let skill_info = ctx.lib.skills.get(skill).map(|k| format!("{}: {}", k.name, k.description)).unwrap_or_default();
     let user = format!("Skill: {skill_info}\n\nCourse source [{}] \"{}\":\n{text}", chosen.id, chosen.title);
     let t = llm
-        .complete(&prompt.text.replace("{level}", level.as_str()), &user, ctx.config.agent.max_completion_tokens)
+        .complete_counted(
+            &prompt.text.replace("{level}", level.as_str()),
+            &user,
+            ctx.config.agent.max_completion_tokens,
+            &ctx.side_calls,
+        )
         .await
         .map_err(|e| format!("generating failed ({e}); use the course's material: [{}]", chosen.id))?;
     let t = crate::agent::guard::redact(&t, &ctx.keys);
