@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::guard::WITHHELD;
-use super::policy::{Diagnosis, Mode};
-use crate::content::{ComponentId, text_enum};
+use super::policy::{Diagnosis, Mode, stems};
+use crate::content::{Component, ComponentId, text_enum};
 use crate::passport::Band;
 use crate::text::{contains_any, flesch_kincaid_grade};
 
@@ -145,6 +145,23 @@ pub fn names_mistake(answer: &str, d: &Diagnosis) -> bool {
     needed > 0 && words.iter().filter(|w| lower.contains(w.as_str())).count() >= needed
 }
 
+/// The components an answer that cites nothing draws on: those sharing at least half of its
+/// content words (by a crude common stem), best first, at most two. An answer written from the
+/// course's material shares most of its words with it (a paraphrase of the page's explanation:
+/// 0.62 here); one that wanders off does not (0.05 against another course's page).
+pub fn supporting<'a>(answer: &str, candidates: impl Iterator<Item = &'a Component>) -> Vec<ComponentId> {
+    let words = stems(answer);
+    if words.len() < 6 {
+        return Vec::new();
+    }
+    let mut scored: Vec<(usize, &Component)> = candidates
+        .map(|c| (stems(&format!("{} {}", c.title, c.retrievable_text())).intersection(&words).count(), c))
+        .filter(|(shared, _)| shared * 2 >= words.len())
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    scored.into_iter().take(2).map(|(_, c)| c.id.clone()).collect()
+}
+
 /// The failed checks a model can fix with one repair request.
 pub fn repairable(reports: &[CheckReport]) -> Vec<&CheckReport> {
     reports
@@ -156,6 +173,26 @@ pub fn repairable(reports: &[CheckReport]) -> Vec<&CheckReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_supported_by_the_material_it_paraphrases_and_not_by_other_material() {
+        let lib = crate::content::load_library(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/content")),
+            &crate::content::LoadOptions::default(),
+        )
+        .unwrap();
+        let c = |id: &str| lib.components.get(&ComponentId::parse(id).unwrap()).unwrap();
+        // a real small model's answer (Qwen2.5-Coder-1.5B), which cited nothing
+        let answer = "Dividing by a fraction gives a bigger number because fractions represent parts of a whole. \
+            When you divide a whole by a smaller fraction, you are essentially asking, \"How many parts of the smaller \
+            fraction fit into the whole?\" This results in more parts, making the number larger than if you were \
+            dividing by a larger fraction.";
+        let page = c("fractions-divide-explain-intro");
+        let other = c("security-phishing-recognize-explain-intro");
+        assert_eq!(supporting(answer, [page, other].into_iter()), vec![page.id.clone()]);
+        assert!(supporting(answer, [other].into_iter()).is_empty());
+        assert!(supporting("Yes, right.", [page].into_iter()).is_empty());
+    }
 
     #[test]
     fn citations_inside_and_outside_the_retrieved_set_are_told_apart() {

@@ -115,7 +115,8 @@ pub struct TurnResult {
     pub mode: Mode,
     /// The checks on the model's answer and what came of them (empty when no model wrote it).
     pub checks: Vec<CheckReport>,
-    /// What the service did about failed checks: `repaired` (one repair request),
+    /// What the service did about failed checks: `sources_added` (the components an uncited
+    /// answer is written from), `repaired` (one repair request),
     /// `refusal_added`, `mistake_named`, `offline` (the offline engine's answer instead).
     pub actions: Vec<String>,
     /// What the learner's stated answer showed, when the message stated one.

@@ -168,6 +168,11 @@ fn stem(w: &str) -> &str {
     w
 }
 
+/// The content words of a text, by a crude common stem.
+pub fn stems(text: &str) -> std::collections::BTreeSet<String> {
+    content_words(text).iter().map(|w| stem(w).to_owned()).collect()
+}
+
 /// How many of the question's content words the text has (by a crude common stem).
 fn overlap(question: &[String], text: &str) -> usize {
     let words: std::collections::BTreeSet<String> = content_words(text).iter().map(|w| stem(w).to_owned()).collect();

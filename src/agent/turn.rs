@@ -179,8 +179,9 @@ impl Agent {
             }
         };
         emit.flush().await;
-        let mut reports = self.check(ctx, convo, emit, outcome.unparsed_markup);
         let mut actions = Vec::new();
+        let mut reports = self.check(ctx, convo, emit, outcome.unparsed_markup);
+        self.add_sources_if_uncited(ctx, convo, emit, &mut reports, &mut actions, outcome.unparsed_markup).await;
         let fixable: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
         if !fixable.is_empty() {
             let previous = emit.answer.clone();
@@ -193,6 +194,7 @@ impl Agent {
                     emit.flush().await;
                     actions.push("repaired".to_owned());
                     reports = self.check(ctx, convo, emit, o.unparsed_markup);
+                    self.add_sources_if_uncited(ctx, convo, emit, &mut reports, &mut actions, o.unparsed_markup).await;
                     let still: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
                     if !still.is_empty() {
                         let reason = failed_reason(&still);
@@ -212,9 +214,7 @@ impl Agent {
 
     /// The checks of the answer shown so far.
     fn check(&self, ctx: &TurnCtx, convo: &Conversation, emit: &Emitter, unparsed_markup: usize) -> Vec<CheckReport> {
-        let mut allowed = ctx.seen.lock().expect("seen lock").clone();
-        allowed.extend(convo.grounding.components());
-        allowed.extend(ctx.page.as_ref().map(|p| p.id.clone()));
+        let allowed = self.allowed(ctx, convo);
         let expect = checks::Expect {
             allowed: &allowed,
             band: convo.grounding.band,
@@ -224,6 +224,48 @@ impl Agent {
             diagnosis: convo.grounding.diagnosis.as_ref(),
         };
         checks::check(&emit.answer, &expect)
+    }
+
+    /// An answer that cites nothing but is written from the course's material gets its sources
+    /// from the service (no model call): the retrieved components it shares most of its words
+    /// with. Then the checks run again.
+    async fn add_sources_if_uncited(
+        &self,
+        ctx: &TurnCtx,
+        convo: &Conversation,
+        emit: &mut Emitter,
+        reports: &mut Vec<CheckReport>,
+        actions: &mut Vec<String>,
+        unparsed_markup: usize,
+    ) {
+        let uncited = reports.iter().any(|r| r.check == CheckName::Grounded && !r.passed)
+            && checks::bracketed_ids(&emit.answer).is_empty();
+        if !uncited {
+            return;
+        }
+        let allowed = self.allowed(ctx, convo);
+        let candidates = allowed.iter().filter_map(|id| ctx.lib.components.get(id));
+        let sources = checks::supporting(&emit.answer, candidates);
+        let Some((first, rest)) = sources.split_first() else { return };
+        let title =
+            |id: &crate::content::ComponentId| ctx.lib.components.get(id).map_or("", |c| c.title.as_str()).to_owned();
+        let mut line = offline::t(ctx, "sources", &[("id", first.as_str()), ("title", &title(first))]);
+        for id in rest {
+            line.push(' ');
+            line.push_str(&offline::t(ctx, "see_also", &[("id", id.as_str()), ("title", &title(id))]));
+        }
+        emit.delta(&format!("\n\n{line}")).await;
+        emit.flush().await;
+        actions.push("sources_added".into());
+        *reports = self.check(ctx, convo, emit, unparsed_markup);
+    }
+
+    /// What a grounded answer may cite: what the tools returned this turn, and the page.
+    fn allowed(&self, ctx: &TurnCtx, convo: &Conversation) -> std::collections::BTreeSet<crate::content::ComponentId> {
+        let mut allowed = ctx.seen.lock().expect("seen lock").clone();
+        allowed.extend(convo.grounding.components());
+        allowed.extend(ctx.page.as_ref().map(|p| p.id.clone()));
+        allowed
     }
 
     /// What the service says itself when the model did not: that it will not give the answer,
