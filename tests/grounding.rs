@@ -401,3 +401,27 @@ async fn a_prompt_the_server_says_is_too_long_is_shrunk_and_sent_again() {
     let d = chat(&app, ask("Why do we flip the second fraction?")).await;
     assert_eq!((d["engine"].as_str(), requests(&server).await.len()), (Some("offline_fallback"), 1), "{d}");
 }
+
+#[tokio::test]
+async fn a_known_mistake_from_earlier_answers_is_named_when_the_model_leaves_it_out() {
+    let server = llm(vec![text(&["Divide the top by the bottom [fractions-decimals-explain-intro]."])]).await;
+    let app = llm_app(&server, |_| {}).await;
+    let wrong = json!({"id": "e1", "actor": "mo", "verb": "answered",
+        "object": {"component": "fractions-decimals-ex-1", "item": "q1"},
+        "result": {"response": "3.8"}, "timestamp": "2026-11-20T10:00:00Z"});
+    let (status, _) = post_json(&format!("{}/v1/events", app.base), &json!([wrong])).await;
+    assert_eq!(status, 200);
+
+    let d = chat(
+        &app,
+        json!({"learner_id": "mo", "component_id": "fractions-decimals-explain-intro", "message": "How do I write a fraction as a decimal?"}),
+    )
+    .await;
+
+    assert_eq!(d["actions"], json!(["mistake_named"]), "{d}");
+    let answer = d["answer"].as_str().unwrap();
+    assert!(answer.starts_with("Something to watch for from your earlier answers: Put a decimal point"), "{answer}");
+    // the model was told too
+    let context = requests(&server).await[0]["messages"][1]["content"].as_str().unwrap().to_owned();
+    assert!(context.contains("The learner's earlier answers show a known mistake"), "{context}");
+}

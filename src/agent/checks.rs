@@ -60,6 +60,8 @@ pub struct Expect<'a> {
     /// Tool-call markup removed from the text that could not be run.
     pub unparsed_markup: usize,
     pub diagnosis: Option<&'a Diagnosis>,
+    /// A known mistake from the learner's earlier answers, when the message states none.
+    pub earlier_mistake: Option<&'a str>,
 }
 
 /// Every `[id]` written in a text, as written (whether or not the course has it).
@@ -119,6 +121,12 @@ pub fn check(answer: &str, e: &Expect<'_>) -> Vec<CheckReport> {
     }
     if let Some(d) = e.diagnosis.filter(|d| d.mistake.is_some()) {
         out.push(report(CheckName::NamesMistake, names_mistake(answer, d), format!("about \"{}\"", d.response)));
+    } else if let Some(m) = e.earlier_mistake {
+        out.push(report(
+            CheckName::NamesMistake,
+            names_diagnosis(answer, m),
+            "from the learner's earlier answers".into(),
+        ));
     }
     out
 }
@@ -132,10 +140,13 @@ pub fn names_mistake(answer: &str, d: &Diagnosis) -> bool {
     {
         return true;
     }
-    let words: BTreeSet<String> = d
-        .mistake
-        .as_deref()
-        .unwrap_or_default()
+    names_diagnosis(answer, d.mistake.as_deref().unwrap_or_default())
+}
+
+/// Whether the answer names a diagnosis: two of its key words (all of them when it has fewer).
+pub fn names_diagnosis(answer: &str, diagnosis: &str) -> bool {
+    let lower = answer.to_lowercase();
+    let words: BTreeSet<String> = diagnosis
         .to_lowercase()
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.len() >= 6)
@@ -204,6 +215,7 @@ mod tests {
             withheld: 0,
             unparsed_markup: 0,
             diagnosis: None,
+            earlier_mistake: None,
         };
         let grounded = |t: &str| check(t, &e).iter().find(|r| r.check == CheckName::Grounded).unwrap().passed;
         assert!(grounded("See [a-b]."));

@@ -174,6 +174,11 @@ pub fn turn_block(lib: &Library, page: Option<&Component>, g: &Grounding, max: u
             ));
         }
     }
+    if let Some(m) = &g.earlier_mistake {
+        out.push_str(&format!(
+            "\n\nThe learner's earlier answers show a known mistake: {m} Name it kindly and explain the right idea; never present the mistake as correct."
+        ));
+    }
     if let Some(d) = &g.diagnosis {
         out.push_str(&format!(
             "\n\nThe learner's message states the answer \"{}\" to question {} of [{}]. ",

@@ -36,6 +36,9 @@ pub struct Grounding {
     /// method on other numbers.
     pub refusal: Option<Refusal>,
     pub diagnosis: Option<Diagnosis>,
+    /// The newest known mistake in the learner's earlier answers on the skill the answer is
+    /// about (or the page's skills), when the message states none.
+    pub earlier_mistake: Option<String>,
 }
 
 /// How the service helps instead of giving an answer.
@@ -83,6 +86,7 @@ pub async fn ground(ctx: &TurnCtx, emit: &mut Emitter, message: &str) -> Groundi
         material: None,
         refusal: None,
         diagnosis: diagnose(&ctx.lib, ctx.page.as_ref(), &ctx.skills, message),
+        earlier_mistake: None,
     };
     // an exercise's answer is never given: a hint and the method instead
     if seeks_answer(message) || asks_an_item(ctx.page.as_ref(), message) {
@@ -99,6 +103,13 @@ pub async fn ground(ctx: &TurnCtx, emit: &mut Emitter, message: &str) -> Groundi
         return g;
     }
     g.skill = choose_skill(ctx, &g.hits, g.follow_up);
+    if g.diagnosis.is_none() {
+        let on = g.skill.iter().chain(ctx.skills.iter());
+        g.earlier_mistake = on
+            .filter_map(|s| ctx.state.skills.get(s).and_then(|st| st.misconceptions.last()))
+            .map(|m| m.diagnosis.clone())
+            .next();
+    }
     if let Some(skill) = &g.skill {
         g.band = Band::of(ctx.state.mastery(&ctx.lib, skill), &ctx.config.passport);
         let format = choose_format(ctx, g.band, g.follow_up);

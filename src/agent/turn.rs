@@ -49,24 +49,7 @@ impl Agent {
         let opened = self.open(&lib, &req).await?;
         let skills = opened.page.as_ref().map(|p| p.skills.clone()).unwrap_or_default();
         let keys = guard::guarded_keys(&lib, &skills);
-        let mut ctx = TurnCtx {
-            lib: lib.clone(),
-            config: self.config.clone(),
-            learner: req.learner.clone(),
-            state: opened.state.clone(),
-            page: opened.page.clone(),
-            skills,
-            retriever: self.retriever.clone(),
-            tools: self.tools.clone(),
-            flags: self.flags.clone(),
-            sessions: self.sessions.clone(),
-            prompts: self.prompts.clone(),
-            llm: self.llm.clone(),
-            keys: keys.clone(),
-            raised: Mutex::new(Vec::new()),
-            seen: Mutex::new(Default::default()),
-            side_calls: Default::default(),
-        };
+        let mut ctx = self.turn_ctx(&lib, &req, &opened, skills, keys.clone());
         let mut emit = Emitter::new(tx, keys);
         let grounding = ground::ground(&ctx, &mut emit, &req.message).await;
         let budget = self.config.agent.context_tokens;
@@ -95,17 +78,7 @@ impl Agent {
         let answer = emit.answer.clone();
         let citations = citations(&lib, &answer, &answered);
         let answer_tokens = count_tokens(&answer);
-        let called = emit.model_calls > 0;
-        let tokens = Tokens {
-            prompt: if called { emit.usage.prompt } else { convo.tokens },
-            completion: if answered.engine == EngineKind::Llm && emit.usage.completion > 0 {
-                emit.usage.completion
-            } else {
-                answer_tokens
-            },
-            budget: self.config.agent.context_tokens,
-            peak_prompt: if called { emit.usage.peak_prompt } else { convo.tokens },
-        };
+        let tokens = self.tokens(&emit, &convo, answered.engine, answer_tokens);
         let flags = self.review_struggle(&ctx, &req, &opened.history, &citations).await;
         let result = TurnResult {
             answer,
@@ -126,6 +99,51 @@ impl Agent {
         self.record(&opened.session, &req, &result, &emit, convo.message_tokens, answer_tokens, summary).await;
         emit.send(TurnEvent::Done(Box::new(result.clone()))).await;
         Ok(result)
+    }
+
+    /// What the turn's tools and engines work with.
+    fn turn_ctx(
+        &self,
+        lib: &Arc<Library>,
+        req: &TurnRequest,
+        opened: &Opened,
+        skills: Vec<crate::content::SkillId>,
+        keys: guard::Guarded,
+    ) -> TurnCtx {
+        TurnCtx {
+            lib: lib.clone(),
+            config: self.config.clone(),
+            learner: req.learner.clone(),
+            state: opened.state.clone(),
+            page: opened.page.clone(),
+            skills,
+            retriever: self.retriever.clone(),
+            tools: self.tools.clone(),
+            flags: self.flags.clone(),
+            sessions: self.sessions.clone(),
+            prompts: self.prompts.clone(),
+            llm: self.llm.clone(),
+            keys,
+            raised: Mutex::new(Vec::new()),
+            seen: Mutex::new(Default::default()),
+            side_calls: Default::default(),
+        }
+    }
+
+    /// The turn's tokens: the endpoint's counts of every model call when there was one, else
+    /// the conversation as counted here.
+    fn tokens(&self, emit: &Emitter, convo: &Conversation, engine: EngineKind, answer_tokens: usize) -> Tokens {
+        let called = emit.model_calls > 0;
+        Tokens {
+            prompt: if called { emit.usage.prompt } else { convo.tokens },
+            completion: if engine == EngineKind::Llm && emit.usage.completion > 0 {
+                emit.usage.completion
+            } else {
+                answer_tokens
+            },
+            budget: self.config.agent.context_tokens,
+            peak_prompt: if called { emit.usage.peak_prompt } else { convo.tokens },
+        }
     }
 
     /// The page, the session (opened or created), its recent turns and the learner's state.
@@ -222,6 +240,7 @@ impl Agent {
             withheld: emit.withheld(),
             unparsed_markup,
             diagnosis: convo.grounding.diagnosis.as_ref(),
+            earlier_mistake: convo.grounding.earlier_mistake.as_deref(),
         };
         checks::check(&emit.answer, &expect)
     }
@@ -284,10 +303,12 @@ impl Agent {
             front.push(offline::t(ctx, "refuse", &[]));
             actions.push("refusal_added".into());
         }
-        if failed(CheckName::NamesMistake)
-            && let Some(d) = &convo.grounding.diagnosis
-        {
-            front.push(offline::about_stated_answer(ctx, d));
+        if failed(CheckName::NamesMistake) {
+            if let Some(d) = &convo.grounding.diagnosis {
+                front.push(offline::about_stated_answer(ctx, d));
+            } else if let Some(m) = &convo.grounding.earlier_mistake {
+                front.push(offline::t(ctx, "misconception", &[("diagnosis", m)]));
+            }
             actions.push("mistake_named".into());
         }
         if front.is_empty() {
