@@ -16,6 +16,35 @@ use crate::ids::now_ms;
 use crate::passport::{self, LearnerId, Recorded, validate_statement};
 use crate::retrieval::{Hit, SearchFilter, SearchRequest};
 
+/// `println!` that ends the program quietly when stdout is closed (`tutor search … | head`),
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        $crate::cli::written(writeln!(std::io::stdout().lock(), $($t)*));
+    }};
+}
+
+/// `print!`, as [`out!`].
+macro_rules! out_part {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        $crate::cli::written(write!(std::io::stdout().lock(), $($t)*));
+    }};
+}
+
+/// Exits quietly (status 0) when stdout was closed by its reader, with status 1 on another
+/// write error.
+pub fn written(r: std::io::Result<()>) {
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// An agentic AI tutor that lives in the content layer.
 #[derive(Debug, Parser)]
 #[command(name = "tutor", version, about, after_help = env_help())]
@@ -103,6 +132,24 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Mint a bearer token with the configured secret (TUTOR_JWT_SECRET), for operators and tests
+    Token {
+        /// learner, educator, admin or service
+        #[arg(long)]
+        role: String,
+        /// The subject: a learner id for a learner token, a name otherwise
+        #[arg(long)]
+        sub: String,
+        /// A course the token covers (educator, service); repeat for several
+        #[arg(long = "course")]
+        courses: Vec<String>,
+        /// A class or team, for group analytics
+        #[arg(long)]
+        group: Option<String>,
+        /// Lifetime: 90s, 15m, 1h, 7d
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
 }
 
 /// `tutor eval …`.
@@ -184,12 +231,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match load_library(&root, &cfg.load_options()) {
                 Ok(lib) => {
                     if json {
-                        println!(
+                        out!(
                             "{}",
                             serde_json::json!({"ok": true, "courses": lib.courses.len(), "skills": lib.skills.len(), "components": lib.components.len()})
                         );
                     } else {
-                        println!(
+                        out!(
                             "{}: {} course(s), {} skill(s), {} component(s), no problems",
                             root.display(),
                             lib.courses.len(),
@@ -226,7 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let retriever = app::open_retriever(&cfg).await.context("opening the index")?;
             let hits = retriever.search(&SearchRequest { text: query, filter, k }).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&hits)?);
+                out!("{}", serde_json::to_string_pretty(&hits)?);
             } else {
                 print_hits(&hits);
             }
@@ -251,7 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let state = stores.passports.learner(&learner).await?;
             let p = passport::passport(&lib, &cfg.passport, &learner, &state);
             if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+                out!("{}", serde_json::to_string_pretty(&p)?);
             } else {
                 print_passport(&p);
             }
@@ -262,6 +309,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ask(cfg, question, learner, component, session, json).await
         }
         Command::Eval(args) => eval(cfg, args).await,
+        Command::Token { role, sub, courses, group, ttl } => {
+            let req = crate::auth::TokenRequest {
+                role: role.parse()?,
+                sub,
+                courses,
+                group,
+                ttl: crate::auth::parse_ttl(&ttl).map_err(anyhow::Error::msg)?,
+            };
+            out!("{}", crate::auth::mint(&cfg.auth, &req)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -308,7 +366,7 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
     }
     if !problems.is_empty() {
         if json {
-            println!("{}", serde_json::json!({"ok": false, "errors": problems}));
+            out!("{}", serde_json::json!({"ok": false, "errors": problems}));
         } else {
             for p in &problems {
                 eprintln!("{p}");
@@ -335,12 +393,12 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({"ok": true, "accepted": total.accepted, "duplicates": total.duplicates, "seconds": secs})
         );
     } else {
-        println!(
+        out!(
             "Imported {} event(s) ({} duplicate(s) skipped) in {secs:.2} s into {}.",
             total.accepted,
             total.duplicates,
@@ -422,15 +480,15 @@ async fn eval(cfg: Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(&report)? + "\n")?;
     std::fs::write(out.join(format!("{name}.md")), crate::eval::markdown(&runs))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", crate::eval::table(&runs));
+        out_part!("{}", crate::eval::table(&runs));
         for (s, _) in &runs {
             for f in &s.failures {
-                println!("  {}: {f}", s.engine);
+                out!("  {}: {f}", s.engine);
             }
         }
-        println!("reports: {}", out.join(format!("{name}.{{json,md}}")).display());
+        out!("reports: {}", out.join(format!("{name}.{{json,md}}")).display());
     }
     let short: Vec<String> = runs.iter().flat_map(|(s, _)| crate::eval::gate(s, &thresholds)).collect();
     if short.is_empty() {
@@ -483,9 +541,9 @@ async fn ask(
     let _ = printer.await;
     let r = result?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        out!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!();
+        out!();
         eprintln!(
             "engine {}{}, mode {}, citations: {}, tokens: {} prompt / {} completion (budget {}), session {}",
             r.engine,
@@ -518,15 +576,15 @@ async fn ask(
 }
 
 fn print_passport(p: &passport::Passport) {
-    println!("Skill passport of {}", p.learner);
+    out!("Skill passport of {}", p.learner);
     if p.skills.is_empty() {
-        println!("no evidence yet");
+        out!("no evidence yet");
         return;
     }
     let width = p.skills.iter().map(|s| s.skill.as_str().len()).max().unwrap_or(5).max(5);
-    println!("{:<width$}  {:>7}  {:<10}  {:>8}  {:<7}  recent", "skill", "mastery", "band", "evidence", "trend");
+    out!("{:<width$}  {:>7}  {:<10}  {:>8}  {:<7}  recent", "skill", "mastery", "band", "evidence", "trend");
     for s in &p.skills {
-        println!(
+        out!(
             "{:<width$}  {:>7.2}  {:<10}  {:>8}  {:<7}  {}",
             s.skill.as_str(),
             s.mastery,
@@ -536,18 +594,18 @@ fn print_passport(p: &passport::Passport) {
             s.recent
         );
         if let Some(d) = &s.demand_summary {
-            println!("{:<width$}  {d}", "");
+            out!("{:<width$}  {d}", "");
         }
         for m in &s.misconceptions {
-            println!("{:<width$}  misconception ({} {}: \"{}\"): {}", "", m.component, m.item, m.response, m.diagnosis);
+            out!("{:<width$}  misconception ({} {}: \"{}\"): {}", "", m.component, m.item, m.response, m.diagnosis);
         }
     }
     for g in &p.prerequisite_gaps {
         let needed: Vec<&str> = g.needed_by.iter().map(|s| s.as_str()).collect();
-        println!("gap: {} ({:.2}, {}) is needed by {}", g.name, g.mastery, g.band.as_str(), needed.join(", "));
+        out!("gap: {} ({:.2}, {}) is needed by {}", g.name, g.mastery, g.band.as_str(), needed.join(", "));
     }
     if let Some(f) = p.format_preference.preferred {
-        println!("does best with: {}", f.as_str().replace('_', " "));
+        out!("does best with: {}", f.as_str().replace('_', " "));
     }
 }
 
@@ -556,10 +614,11 @@ async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<E
     let report = crate::retrieval::ingest(cfg, &app::index(cfg), lib, app::embedder(cfg), &progress).await;
     progress.finish_and_clear();
     let report = report.context("ingest failed; the previous index is unchanged")?;
+    app::keep_snapshot(cfg, lib, &report.generation).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.rebuilt {
-        println!(
+        out!(
             "Indexed {} components as {} chunks in {:.2} s: {} unchanged, {} new or changed, {} removed, {} chunks embedded.\nGeneration {} is now current.",
             report.components,
             report.chunks,
@@ -571,7 +630,7 @@ async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<E
             report.generation
         );
     } else {
-        println!(
+        out!(
             "Index is up to date: {} components, {} chunks, all unchanged ({:.2} s).",
             report.components,
             report.chunks,
@@ -583,7 +642,7 @@ async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<E
 
 fn print_content_errors(e: &ContentError, json: bool, ingest: bool) {
     if json {
-        println!("{}", serde_json::json!({"ok": false, "errors": e.diagnostics}));
+        out!("{}", serde_json::json!({"ok": false, "errors": e.diagnostics}));
         return;
     }
     for d in &e.diagnostics {
@@ -598,13 +657,13 @@ fn print_content_errors(e: &ContentError, json: bool, ingest: bool) {
 
 fn print_hits(hits: &[Hit]) {
     if hits.is_empty() {
-        println!("no results");
+        out!("no results");
         return;
     }
     let width = hits.iter().map(|h| h.component_id.as_str().len()).max().unwrap_or(9).max(9);
-    println!("{:>2}  {:>7}  {:<width$}  {:<10}  {:<14}  title", "#", "score", "component", "level", "format");
+    out!("{:>2}  {:>7}  {:<width$}  {:<10}  {:<14}  title", "#", "score", "component", "level", "format");
     for (i, h) in hits.iter().enumerate() {
-        println!(
+        out!(
             "{:>2}  {:>7.3}  {:<width$}  {:<10}  {:<14}  {}",
             i + 1,
             h.score,

@@ -33,6 +33,88 @@ pub struct Config {
     pub flags: FlagConfig,
     /// A folder overriding the built-in prompts (`tutor.md`, `tools/*.md`, `render/*.md`).
     pub prompts_dir: Option<PathBuf>,
+    /// Who may call: bearer JWTs (off in dev mode, on loopback only).
+    pub auth: AuthConfig,
+    /// Abuse limits: rates, timeouts, budgets, CORS.
+    pub limits: LimitsConfig,
+    /// `host:port` of a second listener serving only `GET /metrics`, without authentication
+    /// (for a scraper on a private network); unset: `/metrics` is on the main port, for admins.
+    pub metrics_addr: Option<String>,
+}
+
+/// Bearer-token authentication. With neither `jwt_secret` nor `jwks_url` the service runs
+/// unauthenticated, and only on a loopback address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The HS256 secret tokens are signed with (at least 32 bytes); `tutor token` mints with it.
+    #[serde(serialize_with = "redacted")]
+    pub jwt_secret: Option<String>,
+    /// A JWKS URL whose keys (RS256, ES256, …) verify tokens, e.g. an identity provider's.
+    pub jwks_url: Option<String>,
+    /// The `iss` a token must carry, when set.
+    pub issuer: Option<String>,
+    /// The `aud` a token must carry, when set.
+    pub audience: Option<String>,
+    /// How long fetched JWKS keys are kept before they are fetched again.
+    pub jwks_refresh_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { jwt_secret: None, jwks_url: None, issuer: None, audience: None, jwks_refresh_secs: 600 }
+    }
+}
+
+impl AuthConfig {
+    /// Whether tokens are checked.
+    pub fn enabled(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwks_url.is_some()
+    }
+}
+
+/// Limits that keep one caller from taking the service from the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Origins of content pages allowed to call from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
+    /// Time for a non-streaming request to be answered.
+    pub request_timeout_secs: u64,
+    /// Time for a client to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Time for a client to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Requests per minute per caller (a token's subject, or the client address in dev mode).
+    pub requests_per_minute: u32,
+    /// Requests per minute per client address, whoever the caller.
+    pub requests_per_minute_per_address: u32,
+    /// Chat turns one learner may have running at once.
+    pub chat_turns_at_once: u32,
+    /// `answered` statements per learner and exercise item per hour (an answer oracle otherwise).
+    pub answers_per_item_per_hour: u32,
+    /// LLM tokens (prompt and completion) per learner per UTC day; 0: no budget. Offline
+    /// answers are not counted.
+    pub llm_tokens_per_day: u64,
+    /// On SIGTERM, how long open streams may take to finish before the process exits.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            request_timeout_secs: 30,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            requests_per_minute: 300,
+            requests_per_minute_per_address: 1200,
+            chat_turns_at_once: 2,
+            answers_per_item_per_hour: 10,
+            llm_tokens_per_day: 200_000,
+            shutdown_grace_secs: 30,
+        }
+    }
 }
 
 /// A secret, serialized as `"(set)"` or `null`, never as itself.
@@ -174,6 +256,9 @@ impl Default for Config {
             agent: AgentConfig::default(),
             flags: FlagConfig::default(),
             prompts_dir: None,
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -283,6 +368,29 @@ pub const KEYS: &[Key] = &[
     key!("flags.falling_by", "TUTOR_FLAG_FALLING_BY", |c, v| c.flags.falling_by = parse(v)?),
     key!("flags.hints_per_answer", "TUTOR_FLAG_HINTS_PER_ANSWER", |c, v| c.flags.hints_per_answer = parse(v)?),
     key!("prompts_dir", "TUTOR_PROMPTS_DIR", |c, v| c.prompts_dir = Some(PathBuf::from(v))),
+    key!("metrics_addr", "TUTOR_METRICS_ADDR", |c, v| c.metrics_addr = Some(v.trim().to_owned())),
+    key!("auth.jwt_secret", "TUTOR_JWT_SECRET", |c, v| c.auth.jwt_secret = Some(v.to_owned())),
+    key!("auth.jwks_url", "TUTOR_JWKS_URL", |c, v| c.auth.jwks_url = Some(v.trim().to_owned())),
+    key!("auth.issuer", "TUTOR_JWT_ISSUER", |c, v| c.auth.issuer = Some(v.to_owned())),
+    key!("auth.audience", "TUTOR_JWT_AUDIENCE", |c, v| c.auth.audience = Some(v.to_owned())),
+    key!("auth.jwks_refresh_secs", "TUTOR_JWKS_REFRESH_SECS", |c, v| c.auth.jwks_refresh_secs = parse(v)?),
+    key!("limits.cors_origins", "TUTOR_CORS_ORIGINS", |c, v| c.limits.cors_origins =
+        v.split(',').map(|o| o.trim().trim_end_matches('/').to_owned()).filter(|o| !o.is_empty()).collect()),
+    key!("limits.request_timeout_secs", "TUTOR_REQUEST_TIMEOUT_SECS", |c, v| c.limits.request_timeout_secs = parse(v)?),
+    key!("limits.header_timeout_secs", "TUTOR_HEADER_TIMEOUT_SECS", |c, v| c.limits.header_timeout_secs = parse(v)?),
+    key!("limits.body_timeout_secs", "TUTOR_BODY_TIMEOUT_SECS", |c, v| c.limits.body_timeout_secs = parse(v)?),
+    key!("limits.requests_per_minute", "TUTOR_RATE_PER_MINUTE", |c, v| c.limits.requests_per_minute = parse(v)?),
+    key!("limits.requests_per_minute_per_address", "TUTOR_RATE_PER_ADDRESS_PER_MINUTE", |c, v| c
+        .limits
+        .requests_per_minute_per_address =
+        parse(v)?),
+    key!("limits.chat_turns_at_once", "TUTOR_CHAT_TURNS_AT_ONCE", |c, v| c.limits.chat_turns_at_once = parse(v)?),
+    key!("limits.answers_per_item_per_hour", "TUTOR_ANSWERS_PER_ITEM_PER_HOUR", |c, v| c
+        .limits
+        .answers_per_item_per_hour =
+        parse(v)?),
+    key!("limits.llm_tokens_per_day", "TUTOR_LLM_TOKENS_PER_DAY", |c, v| c.limits.llm_tokens_per_day = parse(v)?),
+    key!("limits.shutdown_grace_secs", "TUTOR_SHUTDOWN_GRACE_SECS", |c, v| c.limits.shutdown_grace_secs = parse(v)?),
 ];
 
 /// The variable naming the configuration file (it has no `tutor.toml` key).
@@ -388,10 +496,48 @@ impl Config {
                 f.falling_by, f.hints_per_answer
             )));
         }
+        let auth = &self.auth;
+        if auth.jwt_secret.is_some() && auth.jwks_url.is_some() {
+            return Err(ConfigError::Invalid("set auth.jwt_secret or auth.jwks_url, not both".into()));
+        }
+        if auth.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::Invalid(
+                "auth.jwt_secret must be at least 32 bytes (e.g. `openssl rand -hex 32`)".into(),
+            ));
+        }
+        if let Some(url) = &auth.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(format!("auth.jwks_url must be an http(s) URL (got {url:?})")));
+        }
+        let l = &self.limits;
+        if l.request_timeout_secs == 0
+            || l.header_timeout_secs == 0
+            || l.body_timeout_secs == 0
+            || l.requests_per_minute == 0
+            || l.requests_per_minute_per_address == 0
+            || l.chat_turns_at_once == 0
+            || l.answers_per_item_per_hour == 0
+        {
+            return Err(ConfigError::Invalid(
+                "limits: timeouts, rates, chat_turns_at_once and answers_per_item_per_hour must be at least 1".into(),
+            ));
+        }
+        if let Some(o) = l.cors_origins.iter().find(|o| !(o.starts_with("https://") || o.starts_with("http://"))) {
+            return Err(ConfigError::Invalid(format!(
+                "limits.cors_origins: {o:?} is not an origin like https://lessons.example.org"
+            )));
+        }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid("embed.batch_size must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// Whether `host` is a loopback address (`localhost`, `127.0.0.0/8`, `::1`).
+    pub fn binds_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The database URL: the configured one, or the SQLite file in the data dir.
@@ -468,14 +614,23 @@ mod tests {
         let file = dir.path().join("t.toml");
         for k in KEYS {
             let (table, leaf) = k.toml.rsplit_once('.').map_or((None, k.toml), |(t, l)| (Some(t), l));
-            let string = if k.toml == "database_url" { "sqlite://x.db" } else { "sample-value" };
+            let string = match k.toml {
+                "database_url" => "sqlite://x.db",
+                // a secret of 32 bytes or more, and an http(s) URL or origin
+                _ => "https://sample-value.example.org/thirty-two-bytes",
+            };
             // the first sample of the key's type
             let (sample, from_file) =
                 [n_sample(k.toml).to_string(), "0.33".into(), "0.5".into(), "0.8".into(), string.into()]
                     .into_iter()
                     .find_map(|sample| {
-                        let literal =
-                            if sample.parse::<f64>().is_ok() { sample.clone() } else { format!("{sample:?}") };
+                        let literal = if sample.parse::<f64>().is_ok() {
+                            sample.clone()
+                        } else if k.toml == "limits.cors_origins" {
+                            format!("[{sample:?}]")
+                        } else {
+                            format!("{sample:?}")
+                        };
                         let text = match table {
                             Some(t) => format!("[{t}]\n{leaf} = {literal}\n"),
                             None => format!("{leaf} = {literal}\n"),

@@ -66,6 +66,7 @@ fn migrator() -> Migrator {
         migrations: std::borrow::Cow::Owned(vec![
             m(1, "passport", include_str!("../migrations/0001_passport.sql")),
             m(2, "agent", include_str!("../migrations/0002_agent.sql")),
+            m(3, "limits", include_str!("../migrations/0003_limits.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -186,13 +187,15 @@ fn sqlite_path(url: &str) -> Option<String> {
 }
 
 /// What an erase removed, in rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Erased {
     pub events: u64,
     pub skills: u64,
     pub flags: u64,
     pub sessions: u64,
     pub turns: u64,
+    /// Days of LLM token counts.
+    pub llm_usage_days: u64,
 }
 
 /// A store that keeps data about learners: it deletes its own rows of one learner inside the

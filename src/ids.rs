@@ -4,13 +4,12 @@
 use std::fmt;
 
 use serde::Serialize;
-use sha2::Digest;
 
 use crate::content::ParseError;
 
 /// A learner's id as the host platform names them: 1–128 characters of letters, digits and
 /// `. _ - @ :`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 pub struct LearnerId(String);
 
 impl LearnerId {
@@ -46,21 +45,25 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A fresh id `prefix-<20 hex digits>`: a hash of `salt`, the time, the process and a counter,
-/// so two calls never return the same id, even within one clock tick.
-pub fn new_id(prefix: &str, salt: &str) -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let h = sha2::Sha256::digest(format!("{salt}\n{n}\n{}\n{:?}", std::process::id(), std::time::SystemTime::now()));
-    format!("{prefix}-{}", h.iter().take(10).map(|b| format!("{b:02x}")).collect::<String>())
+/// A fresh id `prefix-<20 hex digits>` from the operating system's CSPRNG, so an id cannot
+/// be guessed from another.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", random_hex(10))
+}
+
+/// `bytes` random bytes from the operating system's CSPRNG, as hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random number generator");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn ids_are_fresh_and_shaped() {
-        let a = super::new_id("s", "x");
-        let b = super::new_id("s", "x");
+        let a = super::new_id("s");
+        let b = super::new_id("s");
         assert_ne!(a, b);
         assert!(a.starts_with("s-") && a.len() == 22, "{a}");
     }

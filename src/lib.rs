@@ -17,16 +17,20 @@
 //!   typed tools, the answer-key guard, prompts, sessions and transcripts.
 //! - [`app`]: the composition root, building all of the above from a [`config::Config`], and
 //!   the lifecycle of the served index.
-//! - [`api`]: the HTTP service (axum): routes, extractors, responses, one error type.
+//! - [`auth`]: bearer JWTs (a shared secret or a JWKS), roles and their scopes, minting.
+//! - [`api`]: the HTTP service (axum): routes, extractors, responses, one error type, and the
+//!   layers every request passes (request ids, JSON errors, rate limits, CORS, authentication).
 //! - [`eval`]: the eval suite: cases, the runner (offline, replay, live), scorers and report.
 //! - [`cli`]: the `tutor` command line.
 //! - [`config`]: settings from defaults, `tutor.toml` and `TUTOR_*` variables, from one table
 //!   of keys.
 //! - [`ids`], [`text`]: ids and the clock; phrase matching, each written once.
+//! - [`metrics`]: the process's Prometheus metrics.
 
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod content;
@@ -34,6 +38,7 @@ pub mod db;
 pub mod eval;
 pub mod flags;
 pub mod ids;
+pub mod metrics;
 pub mod passport;
 pub mod retrieval;
 pub mod text;

@@ -16,30 +16,6 @@ enum Backend {
     Postgres,
 }
 
-/// A fresh, empty PostgreSQL database for one test, or `None` (printing why) when no server
-/// is configured.
-async fn fresh_postgres(test: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("TUTOR_TEST_DATABASE_URL") else {
-        println!("skipped {test} on PostgreSQL: TUTOR_TEST_DATABASE_URL is not set");
-        return None;
-    };
-    sqlx::any::install_default_drivers();
-    let name = format!(
-        "tutor_test_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    );
-    let mut conn =
-        sqlx::AnyConnection::connect(&admin).await.expect("TUTOR_TEST_DATABASE_URL should accept connections");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin.as_str(), String::new()),
-    };
-    let (server, _db) = base.rsplit_once('/').expect("a database URL has a path");
-    Some(format!("{server}/{name}{query}"))
-}
-
 /// The service on the sample courses, on the given backend; `None` when that backend is not
 /// available here. Waits until the content is loaded (the learner routes answer).
 async fn app(backend: Backend, test: &str) -> Option<(App, String)> {
@@ -283,7 +259,10 @@ async fn erase_leaves_nothing_of_the_learner(backend: Backend) {
 
     assert_eq!(
         (status, body),
-        (200, json!({"learner": "gone", "erased": {"events": 3, "skills": 2, "flags": 0, "sessions": 0, "turns": 0}}))
+        (
+            200,
+            json!({"learner": "gone", "erased": {"events": 3, "skills": 2, "flags": 0, "sessions": 0, "turns": 0, "llm_usage_days": 0}})
+        )
     );
     assert_eq!(rows_of(&url, "gone").await, 0);
     let after = passport(&app, "gone").await;

@@ -24,11 +24,12 @@ text_enum!(
         NoMarkup => "no_markup",
         Refuses => "refuses",
         NamesMistake => "names_mistake",
+        NoPrompt => "no_prompt",
     }
 );
 
 /// One check's result, as the `done` event reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CheckReport {
     pub check: CheckName,
     pub passed: bool,
@@ -62,6 +63,25 @@ pub struct Expect<'a> {
     pub diagnosis: Option<&'a Diagnosis>,
     /// A known mistake from the learner's earlier answers, when the message states none.
     pub earlier_mistake: Option<&'a str>,
+    /// The tutor's system prompt, which an answer must not repeat.
+    pub prompt: &'a str,
+}
+
+/// Words in a row an answer may share with the tutor's prompt.
+pub const PROMPT_RUN: usize = 8;
+
+/// Whether `answer` repeats `PROMPT_RUN` words in a row of `prompt` (case and punctuation
+/// aside): a model that prints its instructions.
+pub fn repeats_prompt(answer: &str, prompt: &str) -> bool {
+    let words = |t: &str| -> Vec<String> {
+        t.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+    };
+    let (a, p) = (words(answer), words(prompt));
+    if a.len() < PROMPT_RUN {
+        return false;
+    }
+    let runs: std::collections::HashSet<&[String]> = p.windows(PROMPT_RUN).collect();
+    a.windows(PROMPT_RUN).any(|w| runs.contains(w))
 }
 
 /// Every `[id]` written in a text, as written (whether or not the course has it).
@@ -115,6 +135,12 @@ pub fn check(answer: &str, e: &Expect<'_>) -> Vec<CheckReport> {
         CheckName::NoMarkup,
         e.unparsed_markup == 0,
         format!("{} piece(s) of tool-call markup removed", e.unparsed_markup),
+    ));
+    let echoes = repeats_prompt(answer, e.prompt);
+    out.push(report(
+        CheckName::NoPrompt,
+        !echoes,
+        if echoes { "repeats the tutor's instructions".into() } else { "does not repeat the instructions".into() },
     ));
     if e.mode == Mode::RefuseAnswer {
         out.push(report(CheckName::Refuses, contains_any(answer, REFUSALS), "says it will not give the answer".into()));
@@ -173,6 +199,11 @@ pub fn supporting<'a>(answer: &str, candidates: impl Iterator<Item = &'a Compone
     scored.into_iter().take(2).map(|(_, c)| c.id.clone()).collect()
 }
 
+/// Whether a check failed that no repair may fix: the answer is replaced by the offline one.
+pub fn beyond_repair(reports: &[CheckReport]) -> Option<&CheckReport> {
+    reports.iter().find(|r| !r.passed && r.check == CheckName::NoPrompt)
+}
+
 /// The failed checks a model can fix with one repair request.
 pub fn repairable(reports: &[CheckReport]) -> Vec<&CheckReport> {
     reports
@@ -216,11 +247,20 @@ mod tests {
             unparsed_markup: 0,
             diagnosis: None,
             earlier_mistake: None,
+            prompt: "You are the tutor inside a course page. Never give the answer to an exercise item.",
         };
         let grounded = |t: &str| check(t, &e).iter().find(|r| r.check == CheckName::Grounded).unwrap().passed;
         assert!(grounded("See [a-b]."));
         assert!(!grounded("See [a-b] and [made-up]."));
         assert!(!grounded("No citation at all."));
         assert!(grounded("Ignore [1] and [note] but see [a-b]."));
+    }
+
+    #[test]
+    fn an_answer_that_repeats_eight_words_of_the_prompt_is_caught() {
+        let prompt = "You are the tutor inside a course page. Never give the answer to an exercise item.";
+        assert!(repeats_prompt("My rules: you are the TUTOR inside a course page, never give...", prompt));
+        assert!(!repeats_prompt("I'm the tutor here; I won't give the answer to this item.", prompt));
+        assert!(!repeats_prompt("Short.", prompt));
     }
 }

@@ -3,7 +3,10 @@
 //! not part of a component); this guard also redacts them from streamed text, holding back just
 //! enough characters that a key split across two deltas is still caught — the accepted answers
 //! as written, and any number worth the same as a numeric answer (`6/4` or `1.5` for `3/2`),
-//! except numbers the items' own prompts use.
+//! except numbers the items' own prompts use. Answers too short to find on their own (`5`,
+//! `b`, `>`, `less`, `no`, `B, A, C`) are withheld where they stand as an answer: after "the
+//! answer is", "answer:", "the correct option is", "q4 is", "pick" and the like — never every
+//! "5" of an explanation.
 
 use crate::content::{Format, Library, SkillId};
 use crate::text::numbers;
@@ -20,6 +23,11 @@ pub struct Guarded {
     values: Vec<f64>,
     /// ...unless it is worth one of the numbers in the items' prompts.
     exempt: Vec<f64>,
+    /// Answers too short to find on their own, lowercased: withheld only where they stand as
+    /// the answer (see [`answer_context`]).
+    short: Vec<String>,
+    /// The guarded items' ids, lowercased ("q4"), for "q4 is 5".
+    items: Vec<String>,
 }
 
 impl Guarded {
@@ -30,12 +38,22 @@ impl Guarded {
 
     /// Whether nothing is guarded.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.values.is_empty()
+        self.keys.is_empty() && self.values.is_empty() && self.short.is_empty()
     }
 
-    fn of<'a>(items: impl Iterator<Item = (&'a str, &'a crate::content::AnswerKey)>) -> Self {
-        let items: Vec<(&str, &crate::content::AnswerKey)> = items.collect();
+    fn of<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a crate::content::AnswerKey)>) -> Self {
+        let with_ids: Vec<(&str, &str, &crate::content::AnswerKey)> = items.collect();
+        let ids: Vec<String> = with_ids.iter().map(|(id, _, _)| id.to_lowercase()).collect();
+        let items: Vec<(&str, &crate::content::AnswerKey)> = with_ids.iter().map(|(_, p, k)| (*p, *k)).collect();
         let keys = specific(items.iter().map(|(_, k)| *k));
+        let mut short: Vec<String> = items
+            .iter()
+            .flat_map(|(_, k)| std::iter::once(&k.answer).chain(&k.accept))
+            .map(|a| a.trim().to_lowercase())
+            .filter(|a| !a.is_empty() && a.chars().count() <= 24 && !keys.contains(a))
+            .collect();
+        short.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        short.dedup();
         let mut values: Vec<f64> = Vec::new();
         for (_, k) in &items {
             for a in std::iter::once(&k.answer).chain(&k.accept) {
@@ -52,7 +70,7 @@ impl Guarded {
             }
         }
         let exempt = items.iter().flat_map(|(prompt, _)| numbers(prompt)).map(|n| n.value).collect();
-        Self { keys, values, exempt }
+        Self { keys, values, exempt, short, items: ids }
     }
 
     fn withholds(&self, value: f64) -> bool {
@@ -71,7 +89,11 @@ pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Guarded {
         lib.components
             .values()
             .filter(|c| c.format == Format::Exercise && c.skills.iter().any(|s| skills.contains(s)))
-            .flat_map(|c| c.items.iter().filter_map(|i| lib.answer_key(&c.id, &i.id).map(|k| (i.prompt.as_str(), k)))),
+            .flat_map(|c| {
+                c.items
+                    .iter()
+                    .filter_map(|i| lib.answer_key(&c.id, &i.id).map(|k| (i.id.as_str(), i.prompt.as_str(), k)))
+            }),
     )
 }
 
@@ -79,7 +101,11 @@ pub fn guarded_keys(lib: &Library, skills: &[SkillId]) -> Guarded {
 /// [`guarded_keys`] needs them: what course text shown on that page must not contain.
 pub fn page_exercise_keys(lib: &Library, page: Option<&crate::content::Component>) -> Guarded {
     let Some(page) = page.filter(|p| p.format == Format::Exercise) else { return Guarded::default() };
-    Guarded::of(page.items.iter().filter_map(|i| lib.answer_key(&page.id, &i.id).map(|k| (i.prompt.as_str(), k))))
+    Guarded::of(
+        page.items
+            .iter()
+            .filter_map(|i| lib.answer_key(&page.id, &i.id).map(|k| (i.id.as_str(), i.prompt.as_str(), k))),
+    )
 }
 
 /// The accepted answers of `keys` specific enough to find in text, lowercased, longest first
@@ -109,10 +135,18 @@ pub fn redact(text: &str, g: &Guarded) -> String {
 
 /// [`redact`], and how many answers it withheld.
 pub fn redact_counted(text: &str, g: &Guarded) -> (String, usize) {
+    redact_after("", text, g)
+}
+
+/// [`redact_counted`] of `text` that follows `before` (already sent): `before` is the context
+/// a short answer is judged in.
+fn redact_after(before: &str, text: &str, g: &Guarded) -> (String, usize) {
     if g.is_empty() {
         return (text.to_owned(), 0);
     }
-    let (literal, n) = redact_literal(text, &g.keys);
+    let (text, n_short) = redact_short(before, text, g);
+    let (literal, n) = redact_literal(&text, &g.keys);
+    let n = n + n_short;
     if g.values.is_empty() {
         return (literal, n);
     }
@@ -174,6 +208,92 @@ fn redact_literal(text: &str, keys: &[String]) -> (String, usize) {
     (out, withheld)
 }
 
+/// Withholds each short answer of `g` that stands as an answer: as a token of its own, right
+/// after words that give an answer ([`answer_context`]).
+fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
+    if g.short.is_empty() {
+        return (text.to_owned(), 0);
+    }
+    // ASCII lowercasing keeps byte offsets
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut withheld) = (0, 0);
+    'outer: while i < text.len() {
+        for k in &g.short {
+            let end = i + k.len();
+            if end <= text.len()
+                && lower.is_char_boundary(end)
+                && &lower[i..end] == k
+                && stands_alone(&text[..i], &text[end..], k)
+                && answer_context(&format!("{before}{}", &text[..i]), &g.items)
+            {
+                out.push_str(WITHHELD);
+                withheld += 1;
+                i = end;
+                continue 'outer;
+            }
+        }
+        let c = text[i..].chars().next().expect("in bounds");
+        out.push(c);
+        i += c.len_utf8();
+    }
+    (out, withheld)
+}
+
+/// Whether a short answer found between `head` and `tail` is a token of its own ("b" in "is
+/// b.", not in "bread"; "5" in "is 5", not in "50").
+fn stands_alone(head: &str, tail: &str, key: &str) -> bool {
+    let wordy = |c: char| c.is_alphanumeric() || c == '/' || c == '_';
+    let first_wordy = key.chars().next().is_some_and(wordy);
+    let last_wordy = key.chars().next_back().is_some_and(wordy);
+    let before_ok = !first_wordy || head.chars().next_back().is_none_or(|c| !wordy(c));
+    let mut rest = tail.chars();
+    let after_ok = !last_wordy
+        || match rest.next() {
+            None => true,
+            Some('.') | Some(',') => rest.next().is_none_or(|c| !c.is_ascii_digit()),
+            Some(c) => !wordy(c),
+        };
+    before_ok && after_ok
+}
+
+/// Whether text ending in `head` is about to state an answer: it ends in a connector ("is",
+/// ":", "=", "be", "pick", "option", …) and its last words name the answer ("answer",
+/// "solution", "correct", "option", "choice", "letter") or an item ("q4", "question 4").
+pub fn answer_context(head: &str, items: &[String]) -> bool {
+    let tail: String = {
+        let chars: Vec<char> = head.chars().collect();
+        chars[chars.len().saturating_sub(60)..].iter().collect::<String>().to_lowercase()
+    };
+    let t = tail.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '"' | '\'' | '`' | '(' | '“' | '‘'));
+    let t = t
+        .strip_suffix("option")
+        .or_else(|| t.strip_suffix("choice"))
+        .or_else(|| t.strip_suffix("letter"))
+        .map_or(t, str::trim_end);
+    const CONNECTORS: &[&str] =
+        &[" is", ":", "=", " be", " are", " was", "→", "->", " pick", " choose", " select", " tick"];
+    const NOUNS: &[&str] = &["answer", "solution", "correct", "right", "option", "choice", "letter", "result"];
+    let spaced = format!(" {t}");
+    let connected = CONNECTORS.iter().any(|c| spaced.ends_with(c));
+    if !connected {
+        return false;
+    }
+    // the clause the connector ends: back to the last sentence break
+    let clause = t.rsplit(['.', '!', '?', '\n', ';']).next().unwrap_or(t);
+    let names_item = items.iter().any(|id| {
+        let spaced = id.strip_prefix('q').map(|n| format!("question {n}"));
+        clause.split(|c: char| !c.is_alphanumeric()).any(|w| w == id)
+            || spaced.is_some_and(|s| clause.contains(&s))
+            || clause.contains(&format!("item {id}"))
+    });
+    names_item
+        || NOUNS.iter().any(|n| clause.contains(n))
+        || ["pick", "choose", "select", "tick"]
+            .iter()
+            .any(|v| clause.trim_start().starts_with(v) || clause.contains(&format!(" {v}")))
+}
+
 /// Redacts a stream of text deltas.
 pub struct Redactor {
     guarded: Guarded,
@@ -182,17 +302,19 @@ pub struct Redactor {
     pending: String,
     /// Answers withheld so far.
     withheld: usize,
+    /// The end of the text already sent, as written: the context of a short answer.
+    sent: String,
 }
 
 impl Redactor {
     pub fn new(guarded: Guarded) -> Self {
         let longest = guarded.keys.iter().map(|k| k.chars().count()).max();
         // a number worth an answer may be written longer than any key ("12/8" for "3/2")
-        let hold = match (longest, guarded.values.is_empty()) {
+        let hold = match (longest, guarded.values.is_empty() && guarded.short.is_empty()) {
             (None, true) => 0,
-            (l, _) => l.unwrap_or(0).max(12) + 2,
+            (l, _) => l.unwrap_or(0).max(24) + 2,
         };
-        Self { guarded, hold, pending: String::new(), withheld: 0 }
+        Self { guarded, hold, pending: String::new(), withheld: 0, sent: String::new() }
     }
 
     /// How many answers were withheld so far.
@@ -201,8 +323,11 @@ impl Redactor {
     }
 
     fn redact(&mut self, text: &str) -> String {
-        let (out, n) = redact_counted(text, &self.guarded);
+        let (out, n) = redact_after(&self.sent, text, &self.guarded);
         self.withheld += n;
+        self.sent.push_str(text);
+        let keep = self.sent.char_indices().rev().nth(80).map_or(0, |(i, _)| i);
+        self.sent.drain(..keep);
         out
     }
 
@@ -229,7 +354,7 @@ impl Redactor {
                 continue;
             }
             // a key with a space in it ("1 1/2") may start before the cut and run past it
-            let straddling = self.guarded.keys.iter().find_map(|k| {
+            let straddling = self.guarded.keys.iter().chain(&self.guarded.short).find_map(|k| {
                 ((cut + 1).saturating_sub(k.len())..cut).find(|&p| {
                     self.pending.is_char_boundary(p)
                         && k.len() > cut - p
@@ -268,7 +393,68 @@ mod tests {
             hints: vec![],
             misconceptions: vec![],
         };
-        Guarded::of(std::iter::once(("What is 3/4 ÷ 1/2?", &key)))
+        Guarded::of(std::iter::once(("q1", "What is 3/4 ÷ 1/2?", &key)))
+    }
+
+    fn short_keys() -> Guarded {
+        let key = |answer: &str| crate::content::AnswerKey {
+            answer: answer.into(),
+            accept: vec![],
+            explanation: None,
+            hints: vec![],
+            misconceptions: vec![],
+        };
+        let (five, b, less, order) = (key("5"), key("b"), key("less"), key("B, A, C"));
+        Guarded::of(
+            [
+                ("q4", "How many?", &five),
+                ("q2", "Which one?", &b),
+                ("q3", "More or less?", &less),
+                ("q5", "Order them", &order),
+            ]
+            .into_iter(),
+        )
+    }
+
+    #[test]
+    fn short_answers_are_withheld_where_they_stand_as_the_answer_only() {
+        let g = short_keys();
+        let r = |t: &str| redact(t, &g);
+        assert_eq!(r("q4 is 5."), "q4 is [answer withheld].");
+        assert_eq!(r("The answer is b"), "The answer is [answer withheld]");
+        assert_eq!(r("The correct option is **B**."), "The correct option is **[answer withheld]**.");
+        assert_eq!(r("For question 3 the answer: less"), "For question 3 the answer: [answer withheld]");
+        assert_eq!(r("The right order is B, A, C."), "The right order is [answer withheld].");
+        assert_eq!(r("So the answer to q5 is B, A, C."), "So the answer to q5 is [answer withheld].");
+        assert_eq!(r("Pick b."), "Pick [answer withheld].");
+        // the same characters in an explanation stay
+        assert_eq!(
+            r("5 + 3 = 8, and 5 is less than 8; b is a letter."),
+            "5 + 3 = 8, and 5 is less than 8; b is a letter."
+        );
+        assert_eq!(
+            r("There are 5 apples. Is it less? Think about it."),
+            "There are 5 apples. Is it less? Think about it."
+        );
+        assert_eq!(r("The answer is 50, not bread."), "The answer is 50, not bread.");
+    }
+
+    #[test]
+    fn a_short_answer_after_context_sent_earlier_is_still_withheld() {
+        let text = "Think about the sizes first. Then the answer to q4 is 5 and that is all.";
+        for split in 1..8 {
+            let mut red = Redactor::new(short_keys());
+            let mut out = String::new();
+            let chars: Vec<char> = text.chars().collect();
+            for piece in chars.chunks(split) {
+                out.push_str(&red.push(&piece.iter().collect::<String>()));
+            }
+            out.push_str(&red.finish());
+            assert_eq!(
+                out, "Think about the sizes first. Then the answer to q4 is [answer withheld] and that is all.",
+                "split {split}"
+            );
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub struct TurnRequest {
 }
 
 /// A tool call, as the client sees it: short summaries, never an answer key.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ToolTrace {
     pub name: String,
     /// Who called it: `service` (the service grounding the turn, or the offline engine) or
@@ -78,7 +78,7 @@ pub struct ToolTrace {
 }
 
 /// Tokens of a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Tokens {
     /// Prompt tokens over all model calls (the endpoint's count when it reports one).
     pub prompt: usize,
@@ -90,7 +90,7 @@ pub struct Tokens {
 }
 
 /// A flag raised or extended by the turn.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct FlagRef {
     pub id: String,
     pub skill: String,
@@ -100,7 +100,7 @@ pub struct FlagRef {
 }
 
 /// The end of a turn.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TurnResult {
     pub answer: String,
     pub citations: Vec<ComponentId>,

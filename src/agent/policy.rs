@@ -300,7 +300,7 @@ pub fn is_injection(message: &str) -> bool {
 
 /// What a learner's stated answer to an exercise item is, checked against the item's key and
 /// its authored misconceptions. The key itself is never part of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Diagnosis {
     pub component: ComponentId,
     pub item: String,

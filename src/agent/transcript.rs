@@ -71,6 +71,10 @@ pub trait AgentStore: LearnerData {
     /// Empties the render cache (the eval suite does, so that each case's model requests do not
     /// depend on the cases run before it).
     async fn forget_renders(&self) -> Result<(), StoreError>;
+    /// LLM tokens `learner` spent on `day` (`YYYY-MM-DD`, UTC).
+    async fn llm_tokens(&self, learner: &LearnerId, day: &str) -> Result<u64, StoreError>;
+    /// Adds `tokens` to what `learner` spent on `day`.
+    async fn add_llm_tokens(&self, learner: &LearnerId, day: &str, tokens: u64) -> Result<(), StoreError>;
 }
 
 /// The `sessions`, `turns` and `renders` tables in the learner database, written through its
@@ -110,7 +114,7 @@ impl AgentStore for SqlAgentStore {
                 _ => None,
             });
         }
-        let id = new_id("s", learner.as_str());
+        let id = new_id("s");
         let now = now_ms();
         let _writer = self.db.write_guard().await;
         sqlx::query("INSERT INTO sessions (id, learner, component, summary, created_at, updated_at) VALUES ($1, $2, $3, '', $4, $5)")
@@ -231,6 +235,29 @@ impl AgentStore for SqlAgentStore {
         sqlx::query("DELETE FROM renders").execute(self.db.relaxed_pool()).await?;
         Ok(())
     }
+
+    async fn llm_tokens(&self, learner: &LearnerId, day: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT tokens FROM llm_usage WHERE learner = $1 AND day = $2")
+            .bind(learner.as_str().to_owned())
+            .bind(day.to_owned())
+            .fetch_optional(self.db.relaxed_pool())
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn add_llm_tokens(&self, learner: &LearnerId, day: &str, tokens: u64) -> Result<(), StoreError> {
+        let _writer = self.db.write_guard().await;
+        sqlx::query(
+            "INSERT INTO llm_usage (learner, day, tokens) VALUES ($1, $2, $3) \
+             ON CONFLICT (learner, day) DO UPDATE SET tokens = llm_usage.tokens + excluded.tokens",
+        )
+        .bind(learner.as_str().to_owned())
+        .bind(day.to_owned())
+        .bind(tokens.min(i64::MAX as u64) as i64)
+        .execute(self.db.relaxed_pool())
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -238,6 +265,7 @@ impl LearnerData for SqlAgentStore {
     async fn erase_in(&self, tx: &mut Tx, learner: &LearnerId, erased: &mut Erased) -> Result<(), StoreError> {
         erased.sessions += delete_rows(tx, "sessions", learner).await?;
         erased.turns += delete_rows(tx, "turns", learner).await?;
+        erased.llm_usage_days += delete_rows(tx, "llm_usage", learner).await?;
         Ok(())
     }
 }

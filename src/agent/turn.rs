@@ -97,6 +97,7 @@ impl Agent {
             prompt_version: self.prompts.get("tutor").version.clone(),
         };
         self.record(&opened.session, &req, &result, &emit, convo.message_tokens, answer_tokens, summary).await;
+        count(&result);
         emit.send(TurnEvent::Done(Box::new(result.clone()))).await;
         Ok(result)
     }
@@ -199,6 +200,10 @@ impl Agent {
         emit.flush().await;
         let mut actions = Vec::new();
         let mut reports = self.check(ctx, convo, emit, outcome.unparsed_markup);
+        if let Some(r) = checks::beyond_repair(&reports) {
+            let reason = failed_reason(std::slice::from_ref(r));
+            return self.fall_back(ctx, convo, emit, reason, reports, actions).await;
+        }
         self.add_sources_if_uncited(ctx, convo, emit, &mut reports, &mut actions, outcome.unparsed_markup).await;
         let fixable: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
         if !fixable.is_empty() {
@@ -212,6 +217,10 @@ impl Agent {
                     emit.flush().await;
                     actions.push("repaired".to_owned());
                     reports = self.check(ctx, convo, emit, o.unparsed_markup);
+                    if let Some(r) = checks::beyond_repair(&reports) {
+                        let reason = failed_reason(std::slice::from_ref(r));
+                        return self.fall_back(ctx, convo, emit, reason, reports, actions).await;
+                    }
                     self.add_sources_if_uncited(ctx, convo, emit, &mut reports, &mut actions, o.unparsed_markup).await;
                     let still: Vec<CheckReport> = checks::repairable(&reports).into_iter().cloned().collect();
                     if !still.is_empty() {
@@ -241,6 +250,7 @@ impl Agent {
             unparsed_markup,
             diagnosis: convo.grounding.diagnosis.as_ref(),
             earlier_mistake: convo.grounding.earlier_mistake.as_deref(),
+            prompt: &self.prompts.get("tutor").text,
         };
         checks::check(&emit.answer, &expect)
     }
@@ -465,6 +475,7 @@ fn failed_reason(failed: &[CheckReport]) -> String {
             CheckName::Grounded => "it did not cite the course",
             CheckName::NoAnswer => "it gave away an exercise answer",
             CheckName::Level => "it was not written at your level",
+            CheckName::NoPrompt => "it repeated the tutor's instructions",
             _ => "it failed a check",
         })
         .collect();
@@ -503,5 +514,17 @@ fn add_flag(flags: &mut Vec<FlagRef>, f: &Flag, opened: bool) {
             severity: f.severity,
             opened,
         }),
+    }
+}
+
+/// The turn in the process metrics.
+fn count(r: &TurnResult) {
+    use crate::metrics;
+    metrics::inc("tutor_turns_total", &[("engine", r.engine.as_str()), ("mode", r.mode.as_str())]);
+    if r.engine == EngineKind::OfflineFallback {
+        metrics::inc("tutor_fallbacks_total", &[]);
+    }
+    if !r.flags.is_empty() {
+        metrics::add("tutor_flags_raised_total", &[], r.flags.len() as u64);
     }
 }

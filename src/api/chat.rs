@@ -11,15 +11,24 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::access::{self, Caller};
+use super::limits::too_many_turns;
+use super::passport::require_json;
 use super::{ApiError, AppState, library};
-use crate::agent::{MAX_MESSAGE_CHARS, TurnEvent, TurnRequest};
+use crate::agent::{MAX_MESSAGE_CHARS, TurnEvent, TurnRequest, TurnResult};
+use crate::auth::Role;
 use crate::content::ComponentId;
 use crate::passport::LearnerId;
+
+/// The largest chat body accepted (a message is at most `MAX_MESSAGE_CHARS` characters).
+pub const MAX_CHAT_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChatBody {
-    learner_id: String,
+    /// With a learner token, the token's subject (and when given, it must be).
+    #[serde(default)]
+    learner_id: Option<String>,
     #[serde(default)]
     session_id: Option<String>,
     #[serde(default)]
@@ -29,22 +38,44 @@ pub(super) struct ChatBody {
 
 pub(super) async fn chat(
     State(s): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Json<ChatBody>, JsonRejection>,
 ) -> Response {
-    match chat_inner(s, headers, body).await {
+    match chat_inner(s, caller, headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
+/// The learner a turn is for: a learner token's own (the body may repeat it, not name
+/// another); for an admin or a service, the body's.
+fn turn_learner(caller: &Caller, named: Option<&str>) -> Result<LearnerId, ApiError> {
+    let named = named.map(|l| LearnerId::parse(l).map_err(ApiError::invalid("invalid_learner"))).transpose()?;
+    match (caller.learner(), named) {
+        (Some(own), None) => Ok(own),
+        (Some(own), Some(named)) if named == own => Ok(own),
+        (Some(_), Some(_)) => Err(access::not_yours(caller)),
+        (None, Some(named)) => Ok(named),
+        (None, None) => Err(ApiError::unprocessable(
+            "invalid_body",
+            "missing field `learner_id`: name the learner (a learner token names them itself)",
+        )),
+    }
+}
+
 async fn chat_inner(
     s: AppState,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Json<ChatBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    if caller.role == Role::Educator {
+        return Err(ApiError::forbidden("forbidden", "educators do not chat as a learner"));
+    }
+    require_json(&headers)?;
     let Json(body) = body?;
-    let learner = LearnerId::parse(&body.learner_id).map_err(ApiError::invalid("invalid_learner"))?;
+    let learner = turn_learner(&caller, body.learner_id.as_deref())?;
     let message = body.message.trim().to_owned();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::bad("invalid_message", format!("message must be 1 to {MAX_MESSAGE_CHARS} characters")));
@@ -63,11 +94,45 @@ async fn chat_inner(
         return Err(ApiError::bad("invalid_session", "session_id must be 1 to 128 letters, digits or -"));
     }
     let lib = library(&s)?;
-    if let Some(c) = &component
-        && !lib.components.contains_key(c)
-    {
-        return Err(ApiError::not_found("unknown_component", format!("no component '{c}'")));
+    let page = match &component {
+        Some(c) => Some(
+            lib.components
+                .get(c)
+                .ok_or_else(|| ApiError::not_found("unknown_component", format!("no component '{c}'")))?,
+        ),
+        None => None,
+    };
+    if caller.role == Role::Service {
+        // a host platform speaks for its learners on its own courses' pages
+        let page =
+            page.ok_or_else(|| ApiError::bad("missing_component", "a service token names the page: component_id"))?;
+        access::own_or_service(&caller, &learner, page)?;
     }
+    let slot = s.limits.start_turn(&learner).map_err(too_many_turns)?;
+    let budget = s.config.limits.llm_tokens_per_day;
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let llm = s.agent.llm.is_some();
+    if llm && budget > 0 && s.stores.sessions.llm_tokens(&learner, &day).await? >= budget {
+        return Err(ApiError::TooMany {
+            code: "llm_budget_spent",
+            message: format!("this learner's {budget} LLM tokens for today are spent; the budget renews at 00:00 UTC"),
+            retry_after: seconds_to_midnight(),
+        });
+    }
+    // after the turn, whatever its client does: count its tokens, free the learner's slot
+    let stores = s.stores.clone();
+    let charged = learner.clone();
+    let settle = move |r: &TurnResult| {
+        let _slot = slot;
+        let used = (r.tokens.prompt + r.tokens.completion) as u64;
+        async move {
+            if used > 0
+                && let Err(e) = stores.sessions.add_llm_tokens(&charged, &day, used).await
+            {
+                tracing::warn!(error = %e, "could not count a turn's LLM tokens");
+            }
+        }
+    };
     let req = TurnRequest { learner, session_id: body.session_id, component, message };
     let wants_json = headers
         .get(header::ACCEPT)
@@ -76,9 +141,15 @@ async fn chat_inner(
     if wants_json {
         // on its own task, so a client that goes away does not stop the turn (it is stored)
         let agent = s.agent.clone();
-        let r = tokio::spawn(async move { agent.turn(lib, req, None).await })
-            .await
-            .map_err(|e| ApiError::TurnFailed(e.to_string()))??;
+        let r = tokio::spawn(async move {
+            let r = agent.turn(lib, req, None).await;
+            if let Ok(r) = &r {
+                settle(r).await;
+            }
+            r
+        })
+        .await
+        .map_err(|e| ApiError::TurnFailed(e.to_string()))??;
         return Ok(Json(r).into_response());
     }
     // stream: the turn runs on its own task, so it completes (and is stored) even if the
@@ -87,8 +158,11 @@ async fn chat_inner(
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<ApiError>();
     let agent = s.agent.clone();
     tokio::spawn(async move {
-        if let Err(e) = agent.turn(lib, req, Some(tx)).await {
-            let _ = failed_tx.send(ApiError::from(e));
+        match agent.turn(lib, req, Some(tx)).await {
+            Ok(r) => settle(&r).await,
+            Err(e) => {
+                let _ = failed_tx.send(ApiError::from(e));
+            }
         }
     });
     // a turn fails only before its first event: then the reply is a JSON error, not a stream
@@ -118,4 +192,11 @@ fn sse_event(e: &TurnEvent) -> Event {
         TurnEvent::Done(r) => ("done", serde_json::to_string(r)),
     };
     Event::default().event(name).data(data.unwrap_or_else(|_| "{}".into()))
+}
+
+/// Seconds until the next 00:00 UTC, when the daily budgets renew.
+fn seconds_to_midnight() -> u64 {
+    let now = chrono::Utc::now();
+    let secs = now.timestamp().rem_euclid(86_400);
+    (86_400 - secs).max(1) as u64
 }

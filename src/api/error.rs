@@ -4,11 +4,12 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::agent::AgentError;
+use crate::auth::AuthError;
 use crate::content::ParseError;
 use crate::db::StoreError;
 
@@ -17,6 +18,15 @@ use crate::db::StoreError;
 pub enum ApiError {
     /// 400: the request is malformed; `code` names what.
     BadRequest { code: &'static str, message: String },
+    /// 401 (503 when the signing keys cannot be fetched): the credentials are missing or not
+    /// accepted.
+    Unauthorized(AuthError),
+    /// 403: the caller may not do this.
+    Forbidden { code: &'static str, message: String },
+    /// 415: the body is not `application/json`.
+    NotJson,
+    /// 429: a limit is reached; try again after `retry_after` seconds.
+    TooMany { code: &'static str, message: String, retry_after: u64 },
     /// 404: a thing the request names does not exist.
     NotFound { code: &'static str, message: String },
     /// 413: the request is larger than allowed.
@@ -44,6 +54,11 @@ impl ApiError {
         Self::NotFound { code, message: message.into() }
     }
 
+    /// A 403 with this code.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden { code, message: message.into() }
+    }
+
     /// A 422 with this code.
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::Unprocessable { code, message: message.into(), details: None }
@@ -57,6 +72,19 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
+            Self::Unauthorized(AuthError::KeysUnavailable(_)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "auth_unavailable",
+                "the keys that verify tokens cannot be fetched; retry later".into(),
+            ),
+            Self::Unauthorized(e) => (StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+            Self::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
+            Self::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                "send the body as application/json (Content-Type: application/json)".into(),
+            ),
+            Self::TooMany { code, message, .. } => (StatusCode::TOO_MANY_REQUESTS, code, message.clone()),
             Self::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message.clone()),
             Self::TooLarge { code, message } => (StatusCode::PAYLOAD_TOO_LARGE, code, message.clone()),
             Self::Unprocessable { code, message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
@@ -97,8 +125,11 @@ impl From<AgentError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rej: JsonRejection) -> Self {
         match rej {
-            JsonRejection::MissingJsonContentType(_) => Self::bad("not_json", "send the body as application/json"),
+            JsonRejection::MissingJsonContentType(_) => Self::NotJson,
             JsonRejection::JsonSyntaxError(e) => Self::bad("malformed_json", e.body_text()),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge { code: "body_too_large", message: e.body_text() }
+            }
             other => Self::unprocessable("invalid_body", other.body_text()),
         }
     }
@@ -109,13 +140,46 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Store(e) => tracing::error!(error = %e, "store failed"),
             Self::TurnFailed(e) => tracing::error!(error = %e, "a turn failed"),
+            Self::Unauthorized(AuthError::KeysUnavailable(e)) => tracing::error!(error = %e, "JWKS unavailable"),
+            Self::Unauthorized(e) => tracing::info!(reason = %e, "credentials refused"),
             _ => {}
         }
         let (status, code, message) = self.parts();
         let mut error = json!({"code": code, "message": message});
+        let retry_after = match &self {
+            Self::TooMany { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         if let Self::Unprocessable { details: Some(d), .. } = self {
             error["details"] = d;
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tutor\""));
+        }
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+/// The code of an error the framework answered without a body of ours.
+pub fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        s if s.is_server_error() => "internal",
+        _ => "error",
     }
 }

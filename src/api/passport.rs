@@ -1,40 +1,51 @@
 //! Learner routes: events in, passport and plan out, erase.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::{self, Caller};
 use super::{ApiError, AppState, library};
-use crate::content::ComponentId;
+use crate::auth::Role;
+use crate::content::{ComponentId, Library};
 use crate::ids::now_ms;
-use crate::passport::{self, LearnerId, Recorded, validate_batch};
+use crate::passport::{self, Event, LearnerId, Recorded, Verb, validate_batch};
 
 /// The largest events body accepted.
 pub const MAX_EVENTS_BODY: usize = 1024 * 1024;
 /// The most statements in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", post(post_events).layer(DefaultBodyLimit::max(MAX_EVENTS_BODY)))
-        .route("/v1/learners/{id}/passport", get(get_passport))
-        .route("/v1/learners/{id}/plan", get(get_plan))
-        .route("/v1/learners/{id}", delete(erase_learner))
-}
-
 fn learner_id(raw: &str) -> Result<LearnerId, ApiError> {
     LearnerId::parse(raw).map_err(ApiError::invalid("invalid_learner"))
 }
 
-async fn post_events(
+/// Whether a request says its body is JSON (`application/json`, or a `+json` type): a body a
+/// web page can send without a CORS preflight (`text/plain`, forms) is refused.
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::NotJson)
+    }
+}
+
+pub(super) async fn post_events(
     State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Recorded>, ApiError> {
+    if caller.role == Role::Educator {
+        return Err(ApiError::forbidden("forbidden", "educators do not post learner events"));
+    }
+    require_json(&headers)?;
     let body = body.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge {
@@ -64,33 +75,93 @@ async fn post_events(
         });
     }
     let lib = library(&s)?;
-    let events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| ApiError::Unprocessable {
-        code: "invalid_statements",
-        message: format!("{} of {} statement(s) are invalid; nothing was stored", bad.len(), statements.len()),
-        details: Some(json!(bad)),
+    let events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| {
+        crate::metrics::add("tutor_events_total", &[("outcome", "refused")], statements.len() as u64);
+        ApiError::Unprocessable {
+            code: "invalid_statements",
+            message: format!("{} of {} statement(s) are invalid; nothing was stored", bad.len(), statements.len()),
+            details: Some(json!(bad)),
+        }
+    })?;
+    may_post(&s, &caller, &lib, &events).inspect_err(|_| {
+        crate::metrics::add("tutor_events_total", &[("outcome", "refused")], events.len() as u64);
     })?;
     let recorded = s.stores.passports.record(&events, &lib).await?;
     tracing::info!(accepted = recorded.accepted, duplicates = recorded.duplicates, "events recorded");
+    crate::metrics::add("tutor_events_total", &[("outcome", "accepted")], recorded.accepted as u64);
+    crate::metrics::add("tutor_events_total", &[("outcome", "duplicate")], recorded.duplicates as u64);
     if recorded.accepted > 0 {
         watch_for_struggle(&s, &lib, &events).await;
     }
     Ok(Json(recorded))
 }
 
-async fn get_passport(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<passport::Passport>, ApiError> {
+/// Whether the caller may post these events: a learner only their own, a service only for
+/// components of its courses; and no more answers per learner and item than the hourly limit
+/// (admins, who import history, excepted). Nothing is stored when one is refused.
+fn may_post(s: &AppState, caller: &Caller, lib: &Library, events: &[Event]) -> Result<(), ApiError> {
+    for e in events {
+        match caller.role {
+            Role::Learner if caller.learner().as_ref() != Some(&e.learner) => {
+                return Err(ApiError::forbidden(
+                    "not_your_learner",
+                    format!("statement {}: a learner token may post only its own statements", e.id),
+                ));
+            }
+            Role::Service => {
+                let course = lib.components.get(&e.component).map(|c| c.course.as_str()).unwrap_or_default();
+                if !caller.covers(course) {
+                    return Err(access::out_of_scope(course));
+                }
+            }
+            _ => {}
+        }
+    }
+    if caller.role == Role::Admin {
+        return Ok(());
+    }
+    for e in events.iter().filter(|e| e.verb == Verb::Answered) {
+        let key = format!("{}\n{}\n{}", e.learner, e.component, e.item.as_deref().unwrap_or_default());
+        if let Err(wait) = s.limits.answers.take(&key) {
+            return Err(ApiError::TooMany {
+                code: "too_many_answers",
+                message: format!(
+                    "statement {}: at most {} answers per learner and item per hour",
+                    e.id, s.config.limits.answers_per_item_per_hour
+                ),
+                retry_after: wait.as_secs().max(1),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn get_passport(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<passport::Passport>, ApiError> {
     let learner = learner_id(&id)?;
     let lib = library(&s)?;
+    let courses = access::readable_courses(&caller, &lib, &learner)?;
     let state = s.stores.passports.learner(&learner).await?;
-    Ok(Json(passport::passport(&lib, &s.config.passport, &learner, &state)))
+    let mut view = passport::passport(&lib, &s.config.passport, &learner, &state);
+    if courses.len() < lib.courses.len() {
+        // a service sees its own courses' skills only
+        view.skills.retain(|v| courses.contains(&v.course));
+        view.prerequisite_gaps.retain(|g| lib.skills.get(&g.skill).is_some_and(|k| courses.contains(&k.course)));
+    }
+    Ok(Json(view))
 }
 
 #[derive(Deserialize)]
-struct PlanQuery {
+pub(super) struct PlanQuery {
     component: Option<String>,
 }
 
-async fn get_plan(
+pub(super) async fn get_plan(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<PlanQuery>,
 ) -> Result<Json<passport::Plan>, ApiError> {
@@ -104,12 +175,18 @@ async fn get_plan(
         .components
         .get(&component_id)
         .ok_or_else(|| ApiError::not_found("unknown_component", format!("no component '{component_id}'")))?;
+    access::own_or_service(&caller, &learner, component)?;
     let state = s.stores.passports.learner(&learner).await?;
     Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component)))
 }
 
-async fn erase_learner(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn erase_learner(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let learner = learner_id(&id)?;
+    access::own(&caller, &learner)?;
     let erased = s.stores.erase(&learner).await?;
     tracing::info!(events = erased.events, "learner erased");
     Ok(Json(json!({"learner": learner, "erased": erased})))

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::App;
+use super::{App, keep_snapshot, snapshot};
 use crate::content::load_library;
 use crate::retrieval::{Manifest, is_stale};
 
@@ -19,7 +19,8 @@ pub struct Status {
 
 /// What `/readyz` answers.
 pub enum Readiness {
-    /// An index is served; `warning` when the latest content could not be ingested.
+    /// An index and the content it was built from are served; `warning` when the latest
+    /// content could not be loaded or ingested.
     Ready {
         manifest: Manifest,
         warning: Option<String>,
@@ -50,7 +51,8 @@ impl App {
     pub fn readiness(&self) -> Readiness {
         let problem = self.status.problem.lock().expect("status lock").clone();
         match self.retriever.store() {
-            Some(store) if self.status.ready.load(Ordering::Acquire) => {
+            // never ready while the learner routes cannot serve: they need the content
+            Some(store) if self.status.ready.load(Ordering::Acquire) && self.library().is_some() => {
                 Readiness::Ready { manifest: store.manifest().clone(), warning: problem }
             }
             _ => Readiness::NotReady(problem.unwrap_or_else(|| "index is being prepared".into())),
@@ -99,6 +101,9 @@ impl App {
         };
         match opened {
             Ok(Some(store)) => {
+                if self.library().is_none() {
+                    self.serve_snapshot(&store.manifest().generation).await;
+                }
                 self.retriever.set_store(store);
                 self.status.serving(false);
                 self.index.cleanup();
@@ -118,6 +123,9 @@ impl App {
         let lib = self.set_library(lib);
         if let Ok(false) = is_stale(self.index.as_ref(), self.config.chunking(), &lib, model.as_deref()) {
             tracing::info!("index is up to date");
+            if let Ok(Some(m)) = self.index.current_manifest() {
+                keep_snapshot(&self.config, &lib, &m.generation).await;
+            }
             return;
         }
         tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
@@ -128,6 +136,28 @@ impl App {
                 self.status.set_problem(format!("ingest failed: {e}"));
             }
         }
+    }
+
+    /// Serves the content snapshot of `generation` when there is one that matches the index;
+    /// else the content stays as it is (none at start: not ready, saying why).
+    async fn serve_snapshot(&self, generation: &str) {
+        let (cfg, g) = (self.config.clone(), generation.to_owned());
+        let Some(Some(lib)) = blocking(move || snapshot::load(&cfg, &g)).await else {
+            tracing::warn!(generation, "no content snapshot of this generation to fall back on");
+            return;
+        };
+        let model = self.embedder.as_ref().map(|e| e.model().to_owned());
+        if !matches!(is_stale(self.index.as_ref(), self.config.chunking(), &lib, model.as_deref()), Ok(false)) {
+            tracing::warn!(generation, "the content snapshot does not match the index; not serving it");
+            return;
+        }
+        tracing::warn!(generation, "serving the last content that validated, with the index built from it");
+        self.status.set_problem(format!(
+            "the content in {} does not validate (run `tutor validate`); serving the last content that did, \
+             with index generation {generation}",
+            self.config.content_dir.display()
+        ));
+        self.set_library(lib);
     }
 
     /// Swaps in each new generation the backend marks current. In-flight searches finish on
@@ -156,10 +186,13 @@ impl App {
                             self.set_library(lib);
                         }
                         None => return,
-                        Some(Err(e)) => tracing::warn!(
-                            problems = e.diagnostics.len(),
-                            "the content no longer validates; keeping the loaded one"
-                        ),
+                        Some(Err(e)) => {
+                            tracing::warn!(
+                                problems = e.diagnostics.len(),
+                                "the content tree no longer validates; serving the content the new generation was built from"
+                            );
+                            self.serve_snapshot(&store.manifest().generation).await;
+                        }
                     }
                     self.retriever.set_store(store);
                     self.status.serving(true);

@@ -5,12 +5,15 @@
 //! step with the content and with builds made by other processes.
 
 pub mod lifecycle;
+pub mod limits;
+pub mod snapshot;
 
 use std::sync::{Arc, RwLock};
 
 pub use lifecycle::{Readiness, Status};
 
 use crate::agent::{Agent, AgentStore, AgentStores, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
+use crate::auth::Verifier;
 use crate::config::Config;
 use crate::content::{ContentError, Library, load_library};
 use crate::db::{Database, Erased, StoreError};
@@ -92,6 +95,10 @@ pub struct App {
     pub retriever: Arc<Retriever>,
     pub stores: Stores,
     pub agent: Arc<Agent>,
+    /// Verifies bearer tokens; `None` in dev mode.
+    pub verifier: Option<Arc<Verifier>>,
+    /// Rates, running turns, answer attempts.
+    pub limits: Arc<limits::Limits>,
     /// What `/readyz` reports.
     pub status: Status,
     /// The content as last loaded; `None` until it validates.
@@ -115,8 +122,12 @@ impl App {
             sessions: stores.sessions.clone(),
         };
         let agent = Arc::new(Agent::new(config.clone(), retriever.clone(), agent_stores, Arc::new(prompts), llm));
+        let verifier = Verifier::from_config(&config.auth).map(Arc::new);
+        let limits = Arc::new(limits::Limits::new(&config.limits));
         Ok(Arc::new(Self {
             index: index(&config),
+            verifier,
+            limits,
             config,
             embedder,
             retriever,
@@ -157,6 +168,24 @@ impl App {
         lib: &Library,
         progress: &indicatif::ProgressBar,
     ) -> Result<crate::retrieval::IngestReport, RetrievalError> {
-        crate::retrieval::ingest(&self.config, &self.index, lib, self.embedder.clone(), progress).await
+        let report = crate::retrieval::ingest(&self.config, &self.index, lib, self.embedder.clone(), progress)
+            .await
+            .inspect_err(|_| crate::metrics::inc("tutor_ingests_total", &[("outcome", "failed")]))?;
+        let outcome = if report.rebuilt { "rebuilt" } else { "unchanged" };
+        crate::metrics::inc("tutor_ingests_total", &[("outcome", outcome)]);
+        keep_snapshot(&self.config, lib, &report.generation).await;
+        Ok(report)
+    }
+}
+
+/// Keeps `lib` as the content snapshot of `generation` (best effort: a failure is logged, and
+/// only means a broken content tree at the next start has nothing to fall back on).
+pub async fn keep_snapshot(cfg: &Config, lib: &Library, generation: &str) {
+    let (cfg, lib, generation) = (cfg.clone(), lib.clone(), generation.to_owned());
+    let saved = tokio::task::spawn_blocking(move || snapshot::save(&cfg, &lib, &generation)).await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not keep a snapshot of the content"),
+        Err(e) => tracing::warn!(error = %e, "keeping a snapshot of the content failed"),
     }
 }

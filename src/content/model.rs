@@ -18,7 +18,7 @@ fn is_slug_segment(s: &str, extra: &[char]) -> bool {
 }
 
 /// A skill id: a dotted slug such as `fractions.divide` (segments of `a-z 0-9 _ -`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct SkillId(String);
 
@@ -52,7 +52,7 @@ impl<'de> Deserialize<'de> for SkillId {
 }
 
 /// A component id: a slug such as `fractions-divide-explain-intro` (`a-z 0-9 -`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct ComponentId(String);
 
@@ -115,7 +115,7 @@ id_eq_text!(ComponentId);
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ::serde::Serialize, ::serde::Deserialize, ::schemars::JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 

@@ -92,7 +92,7 @@ impl FlagStore for SqlFlagStore {
             }
             None => {
                 let flag = Flag {
-                    id: new_id("flag", &format!("{}\n{}", raise.learner, raise.skill)),
+                    id: new_id("flag"),
                     learner: raise.learner.clone(),
                     skill: raise.skill.to_string(),
                     course: raise.course.clone(),

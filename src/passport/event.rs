@@ -70,8 +70,10 @@ impl Event {
     }
 }
 
-#[derive(Deserialize)]
-struct WireStatement {
+/// A statement as posted (xAPI-shaped); its schema is the API's `Statement`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "Statement")]
+pub struct WireStatement {
     id: String,
     actor: String,
     verb: String,
@@ -81,7 +83,7 @@ struct WireStatement {
     timestamp: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WireObject {
     component: String,
@@ -89,7 +91,7 @@ struct WireObject {
     item: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WireResult {
     success: Option<bool>,

@@ -9,7 +9,8 @@ mod store;
 mod view;
 
 pub use event::{
-    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, normalize_answer, validate_batch, validate_statement,
+    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, WireStatement, normalize_answer, validate_batch,
+    validate_statement,
 };
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
 pub use store::{PassportStore, Recorded, SqlPassportStore};

@@ -22,7 +22,7 @@ pub struct Tally {
 }
 
 /// A wrong answer that matched a known misconception of the exercise.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MisconceptionHit {
     pub component: String,
     pub item: String,

@@ -15,7 +15,7 @@ use crate::db::{Database, Erased, LearnerData, StoreError, Tx, delete_rows, plac
 use crate::ids::now_ms;
 
 /// What a batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Recorded {
     pub accepted: usize,
     pub duplicates: usize,

@@ -11,7 +11,7 @@ use crate::config::PassportConfig;
 use crate::content::{Component, ComponentId, Demand, Format, Level, Library, SkillId};
 
 /// A mastery band.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Band {
     Intro,
@@ -67,7 +67,7 @@ impl Band {
 }
 
 /// Results on items of one cognitive demand.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DemandView {
     pub attempts: u32,
     pub correct: u32,
@@ -75,7 +75,7 @@ pub struct DemandView {
 }
 
 /// One skill of a passport.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SkillView {
     pub skill: SkillId,
     pub name: String,
@@ -99,7 +99,7 @@ pub struct SkillView {
 }
 
 /// A prerequisite below the proficient threshold under a skill in progress.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Gap {
     pub skill: SkillId,
     pub name: String,
@@ -110,14 +110,14 @@ pub struct Gap {
 }
 
 /// A learner's format preference.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FormatPreference {
     pub preferred: Option<Format>,
     pub formats: Vec<FormatView>,
 }
 
 /// Engagement with one format.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FormatView {
     pub format: Format,
     pub score: f64,
@@ -125,7 +125,7 @@ pub struct FormatView {
 }
 
 /// `GET /v1/learners/{id}/passport`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Passport {
     pub learner: LearnerId,
     pub skills: Vec<SkillView>,
@@ -271,7 +271,7 @@ pub fn passport(lib: &Library, cfg: &PassportConfig, learner: &LearnerId, state:
 }
 
 /// Whether the page may offer to skip its component.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SkipOffer {
     /// An offer for the page to put to the learner, never a forced skip.
     pub offered: bool,
@@ -279,7 +279,7 @@ pub struct SkipOffer {
 }
 
 /// The material to show this learner.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Variant {
     pub component_id: ComponentId,
     pub title: String,
@@ -289,7 +289,7 @@ pub struct Variant {
 }
 
 /// A prerequisite worth reviewing first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Review {
     pub skill: SkillId,
     pub component_id: Option<ComponentId>,
@@ -298,7 +298,7 @@ pub struct Review {
 }
 
 /// `GET /v1/learners/{id}/plan?component=…`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub learner: LearnerId,
     pub component: ComponentId,

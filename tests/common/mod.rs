@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tutor::config::Config;
 use tutor::content::{Library, LoadOptions, load_library};
 use tutor::retrieval::{Embedder, OpenAiEmbedder, Retriever, SearchFilter, SearchRequest, VectorStore};
@@ -178,6 +179,13 @@ pub struct App {
     pub base: String,
     pub data: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl App {
+    /// Begins the service's shutdown, as SIGTERM does; the data dir is kept.
+    pub fn stop(self) -> tempfile::TempDir {
+        self.data
+    }
 }
 
 /// Starts `tutor::api::serve` on a free port with a fresh data dir, after `cfg_for` adjusts
@@ -429,4 +437,28 @@ pub fn done(events: &[(String, Value)]) -> &Value {
 pub fn deltas(events: &[(String, Value)]) -> String {
     let start = events.iter().rposition(|(n, _)| n == "replace").map_or(0, |i| i + 1);
     events[start..].iter().filter(|(n, _)| n == "delta").map(|(_, d)| d["text"].as_str().unwrap()).collect()
+}
+
+/// A fresh, empty PostgreSQL database for one test, or `None` (printing why) when no server
+/// is configured.
+pub async fn fresh_postgres(test: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("TUTOR_TEST_DATABASE_URL") else {
+        println!("skipped {test} on PostgreSQL: TUTOR_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "tutor_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let mut conn =
+        sqlx::AnyConnection::connect(&admin).await.expect("TUTOR_TEST_DATABASE_URL should accept connections");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin.as_str(), String::new()),
+    };
+    let (server, _db) = base.rsplit_once('/').expect("a database URL has a path");
+    Some(format!("{server}/{name}{query}"))
 }

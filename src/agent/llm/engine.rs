@@ -297,7 +297,21 @@ async fn stream_step(
     emit.usage.peak_prompt = emit.usage.peak_prompt.max(prompt_counted);
     for attempt in 0..2 {
         emit.model_calls += 1;
-        match stream_once(llm, req.clone(), emit, prompt_counted).await {
+        let started = std::time::Instant::now();
+        let (prompt_before, completion_before) = (emit.usage.prompt, emit.usage.completion);
+        let result = stream_once(llm, req.clone(), emit, prompt_counted).await;
+        let model = llm.model();
+        crate::metrics::observe(
+            "tutor_llm_call_duration_seconds",
+            &[("model", model)],
+            started.elapsed().as_secs_f64(),
+        );
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::inc("tutor_llm_calls_total", &[("model", model), ("outcome", outcome)]);
+        let (p, c) = (emit.usage.prompt - prompt_before, emit.usage.completion - completion_before);
+        crate::metrics::add("tutor_llm_tokens_total", &[("model", model), ("kind", "prompt")], p as u64);
+        crate::metrics::add("tutor_llm_tokens_total", &[("model", model), ("kind", "completion")], c as u64);
+        match result {
             Ok(step) => return Ok(step),
             Err(Cut { error, started: false }) if attempt == 0 && error.is_retryable() => {
                 tracing::warn!(error = %error, "the model's reply was cut before it began; trying once more");

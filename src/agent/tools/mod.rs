@@ -197,6 +197,9 @@ impl ToolSet {
         };
         tracing::Span::current().record("ok", outcome.ok);
         tracing::debug!(summary = %outcome.summary, "tool call");
+        let tool = outcome.tool.map_or("unknown", |t| t.as_str());
+        let ok = if outcome.ok { "ok" } else { "error" };
+        crate::metrics::inc("tutor_tool_calls_total", &[("tool", tool), ("by", "model"), ("outcome", ok)]);
         ctx.seen.lock().expect("seen lock").extend(outcome.citations.iter().cloned());
         outcome
     }
@@ -209,6 +212,11 @@ impl ToolSet {
         let tool = self.tools.get(&T::NAME).and_then(|t| t.as_any().downcast_ref::<T>())?;
         let result = tool.call(ctx, args).await;
         tracing::Span::current().record("ok", result.is_ok());
+        let ok = if result.is_ok() { "ok" } else { "error" };
+        crate::metrics::inc(
+            "tutor_tool_calls_total",
+            &[("tool", T::NAME.as_str()), ("by", "service"), ("outcome", ok)],
+        );
         let (trace, done) = match result {
             Ok(d) => {
                 ctx.seen.lock().expect("seen lock").extend(d.citations.iter().cloned());

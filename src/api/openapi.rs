@@ -1,0 +1,269 @@
+//! `GET /openapi.json`: the API as OpenAPI 3.1, built from the code: the paths from
+//! [`super::ROUTES`] (a route with no operation here fails the test that walks them), the
+//! response and request bodies from the types the handlers return and read (`schemars`), and
+//! the error body every route answers with.
+
+use schemars::JsonSchema;
+use schemars::r#gen::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+
+use crate::agent::TurnResult;
+use crate::db::Erased;
+use crate::passport::{Passport, Plan, Recorded, WireStatement};
+
+/// What a request body or a reply is.
+enum Body {
+    None,
+    Schema(fn(&mut SchemaGenerator) -> Value),
+    Json(fn() -> Value),
+    Text(&'static str),
+}
+
+/// One operation: route, summary, who may call it, its body, its reply and its errors.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    access: &'static str,
+    query: &'static [(&'static str, bool, &'static str)],
+    request: Body,
+    reply: Body,
+    errors: &'static [u16],
+}
+
+fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    serde_json::to_value(g.subschema_for::<T>()).unwrap_or_default()
+}
+
+/// The request body of `POST /v1/tutor/chat`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ChatRequest {
+    /// The learner; with a learner token, the token's subject (and when given, it must be).
+    learner_id: Option<String>,
+    /// Continue this session of the learner.
+    session_id: Option<String>,
+    /// The page the learner is on.
+    component_id: Option<String>,
+    /// 1 to 4,000 characters.
+    message: String,
+}
+
+fn events_body(g: &mut SchemaGenerator) -> Value {
+    let statement = schema::<WireStatement>(g);
+    json!({"oneOf": [
+        {"type": "array", "items": statement, "minItems": 1, "maxItems": super::MAX_BATCH},
+        statement
+    ]})
+}
+
+fn ready() -> Value {
+    json!({"type": "object", "required": ["status", "auth", "index"], "properties": {
+        "status": {"const": "ready"}, "auth": {"type": "string"}, "warning": {"type": "string"},
+        "index": {"type": "object", "properties": {
+            "generation": {"type": "string"}, "components": {"type": "integer"}, "chunks": {"type": "integer"},
+            "dense": {"type": "boolean"}}}
+    }})
+}
+
+fn health() -> Value {
+    json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}})
+}
+
+fn erased(g: &mut SchemaGenerator) -> Value {
+    json!({"type": "object", "required": ["learner", "erased"], "properties": {
+        "learner": {"type": "string"}, "erased": schema::<Erased>(g)}})
+}
+
+fn ops() -> Vec<Op> {
+    vec![
+        Op {
+            method: "GET",
+            path: "/healthz",
+            summary: "The process is up",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Json(health),
+            errors: &[],
+        },
+        Op {
+            method: "GET",
+            path: "/readyz",
+            summary: "An index and its content are served (503 with the reason until then)",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Json(ready),
+            errors: &[503],
+        },
+        Op {
+            method: "GET",
+            path: "/openapi.json",
+            summary: "This document",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Json(|| json!({"type": "object"})),
+            errors: &[],
+        },
+        Op {
+            method: "GET",
+            path: "/metrics",
+            summary: "Prometheus metrics",
+            access: "admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/plain; version=0.0.4"),
+            errors: &[401, 403],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/events",
+            summary: "Record a batch of learner statements (idempotent by id; all or nothing)",
+            access: "a learner (own statements), a service (its courses), an admin",
+            query: &[],
+            request: Body::Schema(events_body),
+            reply: Body::Schema(schema::<Recorded>),
+            errors: &[400, 401, 403, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/learners/{id}/passport",
+            summary: "A learner's skill passport",
+            access: "the learner, a service (its courses' skills), an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(schema::<Passport>),
+            errors: &[400, 401, 403, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/learners/{id}/plan",
+            summary: "How to adapt a page for a learner",
+            access: "the learner, a service (its courses), an admin",
+            query: &[("component", true, "The component the page shows")],
+            request: Body::None,
+            reply: Body::Schema(schema::<Plan>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "DELETE",
+            path: "/v1/learners/{id}",
+            summary: "Erase everything kept about a learner",
+            access: "the learner, an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(erased),
+            errors: &[400, 401, 403, 429, 503],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/tutor/chat",
+            summary: "A tutor turn: an SSE stream (tool, delta, replace, done), or one JSON reply with Accept: application/json",
+            access: "a learner (as themselves), a service (its courses' pages), an admin",
+            query: &[],
+            request: Body::Schema(schema::<ChatRequest>),
+            reply: Body::Schema(schema::<TurnResult>),
+            errors: &[400, 401, 403, 404, 413, 415, 422, 429, 503],
+        },
+    ]
+}
+
+fn error_reply(status: u16) -> Value {
+    let what = match status {
+        400 => "The request is malformed",
+        401 => "No bearer token, or one that is not accepted",
+        403 => "The token may not do this",
+        404 => "Not found",
+        413 => "The body is too large",
+        415 => "The body is not application/json",
+        422 => "The body is well-formed but not acceptable",
+        429 => "A limit is reached; see Retry-After",
+        503 => "Not ready, or a store is unavailable",
+        _ => "Error",
+    };
+    json!({"description": what, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn content(body: &Body, g: &mut SchemaGenerator) -> Option<Value> {
+    match body {
+        Body::None => None,
+        Body::Schema(f) => Some(json!({"application/json": {"schema": f(g)}})),
+        Body::Json(f) => Some(json!({"application/json": {"schema": f()}})),
+        Body::Text(ct) => {
+            let mut m = Map::new();
+            m.insert((*ct).to_owned(), json!({"schema": {"type": "string"}}));
+            Some(Value::Object(m))
+        }
+    }
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut settings = SchemaSettings::draft2019_09();
+    settings.definitions_path = "#/components/schemas/".into();
+    settings.meta_schema = None;
+    let mut g = settings.into_generator();
+    let mut paths = Map::new();
+    for op in ops() {
+        let mut params: Vec<Value> = op
+            .query
+            .iter()
+            .map(|(name, required, d)| {
+                json!({"name": name, "in": "query", "required": required, "description": d, "schema": {"type": "string"}})
+            })
+            .collect();
+        if op.path.contains("{id}") {
+            params.push(json!({"name": "id", "in": "path", "required": true, "description": "The learner id",
+                               "schema": {"type": "string", "pattern": "^[A-Za-z0-9._@:-]{1,128}$"}}));
+        }
+        let mut responses = Map::new();
+        let mut ok = json!({"description": "OK"});
+        if let Some(c) = content(&op.reply, &mut g) {
+            ok["content"] = c;
+        }
+        responses.insert("200".into(), ok);
+        for status in op.errors {
+            responses.insert(status.to_string(), error_reply(*status));
+        }
+        let mut operation = json!({
+            "summary": op.summary,
+            "description": format!("Who may call: {}.", op.access),
+            "parameters": params,
+            "responses": responses,
+        });
+        if op.access != "anyone" {
+            operation["security"] = json!([{"bearer": []}]);
+        }
+        if let Some(c) = content(&op.request, &mut g) {
+            operation["requestBody"] = json!({"required": true, "content": c});
+        }
+        let entry = paths.entry(op.path).or_insert_with(|| json!({}));
+        entry[op.method.to_lowercase()] = operation;
+    }
+    let mut schemas: Map<String, Value> =
+        g.take_definitions().into_iter().map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default())).collect();
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"},
+                "details": {}}}}}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "tutor", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "An agentic AI tutor that lives in the content layer."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        }
+    })
+}
+
+/// The (method, path) of every operation documented.
+pub fn operations() -> Vec<(&'static str, &'static str)> {
+    ops().iter().map(|o| (o.method, o.path)).collect()
+}

@@ -1,0 +1,107 @@
+//! The keys of a JWKS URL: fetched on first use, kept for the refresh interval, fetched again
+//! early when a token names a key id the set does not have (at most every
+//! [`Jwks::MIN_REFETCH`]), and kept when a refresh fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tokio::sync::Mutex;
+
+use super::AuthError;
+
+/// One usable key of the set.
+#[derive(Clone)]
+struct Key {
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+#[derive(Default)]
+struct Cached {
+    keys: Arc<Vec<Key>>,
+    fetched: Option<Instant>,
+}
+
+/// A cached JWKS.
+pub struct Jwks {
+    url: String,
+    refresh: Duration,
+    client: reqwest::Client,
+    cached: Mutex<Cached>,
+}
+
+impl Jwks {
+    /// The shortest time between two fetches of the set.
+    pub const MIN_REFETCH: Duration = Duration::from_secs(2);
+
+    /// The set at `url`, refreshed every `refresh`.
+    pub fn new(url: String, refresh: Duration) -> Self {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+        Self { url, refresh, client, cached: Mutex::default() }
+    }
+
+    /// The key a token with this `kid` and `alg` is verified with, and the algorithms it may use.
+    pub(super) async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<(DecodingKey, Vec<Algorithm>), AuthError> {
+        let mut cached = self.cached.lock().await;
+        let stale = cached.fetched.is_none_or(|t| t.elapsed() >= self.refresh);
+        let missing = find(&cached.keys, kid).is_none();
+        let may_fetch = cached.fetched.is_none_or(|t| t.elapsed() >= Self::MIN_REFETCH);
+        if (stale || missing) && may_fetch {
+            match self.fetch().await {
+                Ok(keys) => *cached = Cached { keys: Arc::new(keys), fetched: Some(Instant::now()) },
+                Err(e) if cached.fetched.is_none() => return Err(AuthError::KeysUnavailable(e)),
+                Err(e) => {
+                    tracing::warn!(url = %self.url, error = %e, "refreshing the JWKS failed; keeping the cached keys");
+                    cached.fetched = Some(Instant::now());
+                }
+            }
+        }
+        let key = find(&cached.keys, kid).ok_or(AuthError::UnknownKey)?;
+        if key.alg.is_some_and(|a| a != alg) {
+            return Err(AuthError::Algorithm);
+        }
+        Ok((key.key.clone(), vec![alg]))
+    }
+
+    async fn fetch(&self) -> Result<Vec<Key>, String> {
+        let set: JwkSet = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| format!("not a JWKS: {e}"))?;
+        let keys: Vec<Key> = set
+            .keys
+            .iter()
+            // a symmetric key in a public set would let anyone who reads it sign
+            .filter(|k| !matches!(k.algorithm, AlgorithmParameters::OctetKey(_)))
+            .filter_map(|k| {
+                let key = DecodingKey::from_jwk(k).ok()?;
+                let alg = k.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok());
+                Some(Key { kid: k.common.key_id.clone(), alg, key })
+            })
+            .collect();
+        tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
+        Ok(keys)
+    }
+}
+
+/// The key with this id; with no id, the set's only key.
+fn find<'a>(keys: &'a [Key], kid: Option<&str>) -> Option<&'a Key> {
+    match kid {
+        Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    }
+}
