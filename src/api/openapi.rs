@@ -17,6 +17,8 @@ enum Body {
     Schema(fn(&mut SchemaGenerator) -> Value),
     Json(fn() -> Value),
     Text(&'static str),
+    /// Server-Sent Events, or this JSON with `Accept: application/json`.
+    StreamOr(fn(&mut SchemaGenerator) -> Value),
 }
 
 /// One operation: route, summary, who may call it, its body, its reply and its errors.
@@ -164,7 +166,7 @@ fn ops() -> Vec<Op> {
             access: "a learner (as themselves), a service (its courses' pages), an admin",
             query: &[],
             request: Body::Schema(schema::<ChatRequest>),
-            reply: Body::Schema(schema::<TurnResult>),
+            reply: Body::StreamOr(schema::<TurnResult>),
             errors: &[400, 401, 403, 404, 413, 415, 422, 429, 503],
         },
     ]
@@ -196,6 +198,11 @@ fn content(body: &Body, g: &mut SchemaGenerator) -> Option<Value> {
             m.insert((*ct).to_owned(), json!({"schema": {"type": "string"}}));
             Some(Value::Object(m))
         }
+        Body::StreamOr(f) => Some(json!({
+            "text/event-stream": {"schema": {"type": "string", "description":
+                "events `tool`, `delta` ({text}), `replace` ({reason, message}) and `done` (the JSON reply)"}},
+            "application/json": {"schema": f(g)},
+        })),
     }
 }
 
