@@ -102,6 +102,11 @@ async fn run(base: &str, sessions: usize, turns: usize, think: Option<Duration>)
 async fn serve(data: &std::path::Path, llm: Option<String>) -> (String, tokio::sync::oneshot::Sender<()>) {
     let content = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("content");
     let mut cfg = Config { data_dir: data.to_owned(), content_dir: content, port: 0, ..Config::default() };
+    // every session comes from one address here: the rate limits would measure themselves
+    cfg.limits.requests_per_minute = u32::MAX;
+    cfg.limits.requests_per_minute_per_address = u32::MAX;
+    // and a learner's 200 turns would spend a day's LLM tokens
+    cfg.limits.llm_tokens_per_day = 0;
     if let Some(base) = llm {
         cfg.agent.llm_base_url = Some(base);
         cfg.agent.llm_api_key = Some("bench".into());

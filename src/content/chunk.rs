@@ -55,8 +55,51 @@ pub fn trim_to_tokens(text: &str, max: usize) -> String {
     trim_counted(text, max).0
 }
 
-/// [`trim_to_tokens`], with the tokens of the result (counted once, while trimming).
+/// Trims of course text seen recently, by (text, limit): every turn that shows a component or a
+/// retrieved chunk trims it again, and encoding costs about 1.5 µs a token. Bounded: emptied
+/// when full. Keyed by a hash, checked against the text itself.
+struct Memo {
+    trims: std::collections::HashMap<(u64, usize), (String, String, usize)>,
+}
+
+const MEMO_CAP: usize = 2048;
+/// Texts shorter than this are trimmed without the memo (encoding them is cheap).
+const MEMO_MIN_BYTES: usize = 256;
+
+fn memo() -> &'static std::sync::Mutex<Memo> {
+    static M: std::sync::OnceLock<std::sync::Mutex<Memo>> = std::sync::OnceLock::new();
+    M.get_or_init(|| std::sync::Mutex::new(Memo { trims: std::collections::HashMap::new() }))
+}
+
+fn text_key(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// [`trim_to_tokens`], with the tokens of the result (counted once, while trimming; a text
+/// trimmed to the same limit before is not encoded again).
 pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
+    if text.len() < MEMO_MIN_BYTES {
+        return trim_uncached(text, max);
+    }
+    let key = (text_key(text), max);
+    if let Some((original, trimmed, n)) = memo().lock().expect("memo lock").trims.get(&key)
+        && original == text
+    {
+        return (trimmed.clone(), *n);
+    }
+    let (trimmed, n) = trim_uncached(text, max);
+    let mut m = memo().lock().expect("memo lock");
+    if m.trims.len() >= MEMO_CAP {
+        m.trims.clear();
+    }
+    m.trims.insert(key, (text.to_owned(), trimmed.clone(), n));
+    (trimmed, n)
+}
+
+fn trim_uncached(text: &str, max: usize) -> (String, usize) {
     // tokens average about four bytes of text, so encoding a prefix of 6 bytes per token is
     // enough to find the cut without encoding all of a long text
     let mut end = text.len().min(max.saturating_mul(6));
@@ -96,6 +139,11 @@ mod tests {
         let chunker = Chunker::new(ChunkSettings { tokens: 64, overlap: 8 }).unwrap();
         let chunks = chunker.split(&text);
         assert!(chunks.len() > 4, "{}", chunks.len());
+        // the memo gives what encoding gives
+        for max in [5, 40, 1000] {
+            assert_eq!(trim_counted(&text, max), trim_uncached(&text, max));
+            assert_eq!(trim_counted(&text, max), trim_uncached(&text, max));
+        }
         for c in &chunks {
             assert!(count_tokens(c) <= 64, "{} tokens", count_tokens(c));
         }
