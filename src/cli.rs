@@ -516,7 +516,7 @@ async fn ask(
     let app = App::open(cfg).await?;
     app.open_index().await.context("opening the index")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let req = crate::agent::TurnRequest { learner, session_id: session, component, message: question };
+    let req = crate::agent::TurnRequest { learner, session_id: session, component, message: question, courses: None };
     let printer = tokio::spawn(async move {
         let mut out = std::io::stdout();
         while let Some(e) = rx.recv().await {

@@ -505,10 +505,15 @@ impl Config {
                 "auth.jwt_secret must be at least 32 bytes (e.g. `openssl rand -hex 32`)".into(),
             ));
         }
-        if let Some(url) = &auth.jwks_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(ConfigError::Invalid(format!("auth.jwks_url must be an http(s) URL (got {url:?})")));
+        if let Some(url) = &auth.jwks_url {
+            let host = url.strip_prefix("http://").map(|r| r.split(['/', ':']).next().unwrap_or_default());
+            let loopback = host
+                .is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+            if !(url.starts_with("https://") || loopback) {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.jwks_url must be an https URL (plain http only on loopback), got {url:?}"
+                )));
+            }
         }
         let l = &self.limits;
         if l.request_timeout_secs == 0

@@ -211,6 +211,7 @@ async fn a_service_sees_only_its_courses_skills_and_an_unknown_route_is_401_then
     };
     assert_eq!(courses(&all), BTreeSet::from(["fractions".to_owned(), "security".to_owned()]));
     assert_eq!(courses(&scoped), BTreeSet::from(["security".to_owned()]));
+    assert_eq!(scoped["format_preference"]["formats"], json!([]), "engagement counted over every course: {scoped}");
 
     assert_eq!(call(&app, "GET", "/v1/nothing-here", None, None).await.0, 401);
     let (status, body) = call(&app, "GET", "/v1/nothing-here", None, bearer_of("alice").as_deref()).await;
@@ -425,4 +426,38 @@ async fn metrics_count_requests_by_route_template_and_a_metrics_listener_needs_n
     assert!(!text.contains("alice"), "a learner id in the metrics");
     assert!(text.contains("# TYPE tutor_llm_call_duration_seconds histogram"));
     assert!(text.contains("tutor_index_ready 1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_service_chatting_on_its_page_sees_nothing_of_the_learners_other_courses() {
+    // the model asks for the learner's mastery of a skill of another course
+    let server = llm(vec![
+        tool_calls(&[(
+            "call_1",
+            "lookup_mastery",
+            r#"{"skills": ["security.phishing-recognize", "fractions.divide"]}"#,
+        )]),
+        text(&["Let's look at dividing [fractions-divide-explain-intro]."]),
+    ])
+    .await;
+    let base = format!("{}/v1", server.uri());
+    let app = secured_app(|c| {
+        c.agent.llm_base_url = Some(base);
+        c.agent.llm_api_key = Some("sk-test".into());
+    })
+    .await;
+    let answers = json!([{"id": "s1", "actor": "alice", "verb": "answered",
+        "object": {"component": "security-phishing-recognize-ex-1", "item": "q1"}, "result": {"success": false},
+        "timestamp": "2026-11-20T08:01:00Z"}]);
+    assert_eq!(call(&app, "POST", "/v1/events", Some(&answers), bearer_of("admin").as_deref()).await.0, 200);
+    let body = json!({"learner_id": "alice", "component_id": PAGE, "message": "why do we flip the second fraction when dividing?"});
+    let (status, reply) = call(&app, "POST", "/v1/tutor/chat", Some(&body), bearer_of("service").as_deref()).await;
+    assert_eq!(status, 200, "{reply}");
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2, "the model was asked, and its tool call answered");
+    for r in sent {
+        for m in r["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool") {
+            assert!(!m["content"].as_str().unwrap_or_default().contains("security."), "another course's mastery: {m}");
+        }
+    }
 }

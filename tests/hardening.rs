@@ -93,6 +93,11 @@ async fn a_client_that_never_finishes_its_headers_or_body_is_cut_off() {
     let reply = tokio::task::spawn_blocking(move || raw(&base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "held for {:?}", started.elapsed());
     assert!(!reply.contains("200 OK"), "{reply}");
+    // a connection that sends nothing at all is closed too
+    let base = app.base.clone();
+    let started = Instant::now();
+    let reply = tokio::task::spawn_blocking(move || raw(&base, b"")).await.unwrap();
+    assert!(reply.is_empty() && started.elapsed() < Duration::from_secs(10), "{reply} after {:?}", started.elapsed());
     // a body announced and never sent
     let base = app.base.clone();
     let reply = tokio::task::spawn_blocking(move || {

@@ -11,7 +11,7 @@ use super::policy::Mode;
 use super::prompts::Prompts;
 use super::transcript::{Role, Turn};
 use crate::config::{Config, PassportConfig};
-use crate::content::{Component, ComponentId, Library, SkillId, count_tokens, trim_counted, trim_to_tokens};
+use crate::content::{Component, ComponentId, Library, SkillId, count_tokens, trim_course_text, trim_to_tokens};
 use crate::passport::{Band, LearnerState, name_in_sentence};
 
 /// Tokens a chat message costs beyond its text (role, separators), as OpenAI counts them.
@@ -161,57 +161,54 @@ pub fn turn_block(lib: &Library, page: Option<&Component>, g: &Grounding, max: u
     let ids: Vec<&ComponentId> = ids.into_iter().filter(|id| exercise_ok(id) && seen.insert(*id)).collect();
     // at least 60 tokens of each component shown: fewer components when room is short
     let ids = &ids[..ids.len().min(max / 60)];
-    let mut materials: Vec<String> = Vec::new();
+    // everything but the material, which is counted while it is trimmed
+    let mut frame = out.clone();
     if !ids.is_empty() {
-        out.push_str("\n\nCourse material the service retrieved for this message (cite what you use by its id):");
+        let intro = "\n\nCourse material the service retrieved for this message (cite what you use by its id):";
+        out.push_str(intro);
+        frame.push_str(intro);
         let per = max / ids.len();
         for (n, id) in ids.iter().enumerate() {
             let Some(c) = lib.components.get(*id) else { continue };
             let level = if n == 0 && g.material.as_ref() == Some(*id) { ", at this learner's level" } else { "" };
-            let (text, tokens) = trim_counted(&c.retrievable_text(), per);
+            let (text, tokens) = trim_course_text(&c.retrievable_text(), per);
             material_tokens += tokens + 1;
-            out.push_str(&format!(
-                "\n\n[{}] \"{}\" ({} {}{level}):\n{MATERIAL_MARK}",
+            let header = format!(
+                "\n\n[{}] \"{}\" ({} {}{level}):\n",
                 c.id,
                 c.title,
                 c.level,
                 c.format.as_str().replace('_', " "),
-            ));
-            materials.push(text);
+            );
+            out.push_str(&header);
+            frame.push_str(&header);
+            out.push_str(&text);
         }
     }
+    let mut push = |t: &str| {
+        out.push_str(t);
+        frame.push_str(t);
+    };
     if let Some(m) = &g.earlier_mistake {
-        out.push_str(&format!(
+        push(&format!(
             "\n\nThe learner's earlier answers show a known mistake: {m} Name it kindly and explain the right idea; never present the mistake as correct."
         ));
     }
     if let Some(d) = &g.diagnosis {
-        out.push_str(&format!(
+        push(&format!(
             "\n\nThe learner's message states the answer \"{}\" to question {} of [{}]. ",
             d.response, d.number, d.component
         ));
         match &d.mistake {
-            Some(m) => out.push_str(&format!(
+            Some(m) => push(&format!(
                 "That is a known mistake: {m} Name this mistake kindly and explain the right idea; do not give the correct answer."
             )),
-            None => out.push_str(
-                "That answer is right: say so without writing the answer again, and explain why it works.",
-            ),
+            None => push("That answer is right: say so without writing the answer again, and explain why it works."),
         }
     }
-    // the frame is counted; the material, counted while trimming, goes in after
-    let tokens = count_tokens(&out) + material_tokens;
-    let mut parts = out.split(MATERIAL_MARK);
-    let mut text = parts.next().unwrap_or_default().to_owned();
-    for (part, material) in parts.zip(&materials) {
-        text.push_str(material);
-        text.push_str(part);
-    }
-    (text, tokens)
+    let tokens = count_tokens(&frame) + material_tokens;
+    (out, tokens)
 }
-
-/// Where a component's text goes in the frame of the turn block while it is counted.
-const MATERIAL_MARK: &str = "\u{0}material\u{0}";
 
 /// The history that fits, oldest first, and the summary of what was dropped.
 #[derive(Debug, Clone, PartialEq)]

@@ -225,7 +225,8 @@ fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
                 && lower.is_char_boundary(end)
                 && &lower[i..end] == k
                 && stands_alone(&text[..i], &text[end..], k)
-                && answer_context(&format!("{before}{}", &text[..i]), &g.items)
+                && !reads_as_a_word(k, &text[end..])
+                && (answer_context(&context_before(before, &text[..i]), &g.items) || named_right(&text[end..]))
             {
                 out.push_str(WITHHELD);
                 withheld += 1;
@@ -238,6 +239,40 @@ fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
         i += c.len_utf8();
     }
     (out, withheld)
+}
+
+/// The last characters before a candidate answer: enough for [`answer_context`], without
+/// copying all that was said before.
+fn context_before(before: &str, head: &str) -> String {
+    const KEEP: usize = 60;
+    let from_head: Vec<char> = head.chars().rev().take(KEEP).collect();
+    let mut out: String = if from_head.len() < KEEP {
+        let need = KEEP - from_head.len();
+        let tail: Vec<char> = before.chars().rev().take(need).collect();
+        tail.into_iter().rev().collect()
+    } else {
+        String::new()
+    };
+    out.extend(from_head.into_iter().rev());
+    out
+}
+
+/// Whether an answer that is also an English word is used as one: "a" or "i" followed by a word
+/// ("the answer is a fraction").
+fn reads_as_a_word(key: &str, tail: &str) -> bool {
+    matches!(key, "a" | "i") && {
+        let mut rest = tail.chars();
+        rest.next() == Some(' ') && rest.next().is_some_and(char::is_alphabetic)
+    }
+}
+
+/// Whether the text after a candidate answer names it as the answer: "B is correct", "5 is the
+/// answer".
+fn named_right(tail: &str) -> bool {
+    let t = tail.trim_start_matches(['*', '"', '\'', '`', ')', ']']).to_ascii_lowercase();
+    ["is correct", "is right", "is the answer", "is the correct", "is the right"]
+        .iter()
+        .any(|p| t.strip_prefix(' ').is_some_and(|r| r.starts_with(p)))
 }
 
 /// Whether a short answer found between `head` and `tail` is a token of its own ("b" in "is
@@ -265,7 +300,12 @@ pub fn answer_context(head: &str, items: &[String]) -> bool {
         let chars: Vec<char> = head.chars().collect();
         chars[chars.len().saturating_sub(60)..].iter().collect::<String>().to_lowercase()
     };
-    let t = tail.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '"' | '\'' | '`' | '(' | '“' | '‘'));
+    let t = tail
+        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '"' | '\'' | '`' | '(' | '[' | '“' | '‘'));
+    // "the answer is definitely b"
+    const HEDGES: &[&str] =
+        &[" definitely", " probably", " clearly", " actually", " simply", " just", " obviously", " really", " surely"];
+    let t = HEDGES.iter().find_map(|h| t.strip_suffix(h)).unwrap_or(t);
     let t = t
         .strip_suffix("option")
         .or_else(|| t.strip_suffix("choice"))
@@ -287,8 +327,9 @@ pub fn answer_context(head: &str, items: &[String]) -> bool {
             || spaced.is_some_and(|s| clause.contains(&s))
             || clause.contains(&format!("item {id}"))
     });
+    let words: Vec<&str> = clause.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
     names_item
-        || NOUNS.iter().any(|n| clause.contains(n))
+        || words.iter().any(|w| NOUNS.iter().any(|n| w == n || w.strip_suffix('s') == Some(n)))
         || ["pick", "choose", "select", "tick"]
             .iter()
             .any(|v| clause.trim_start().starts_with(v) || clause.contains(&format!(" {v}")))
@@ -437,6 +478,26 @@ mod tests {
             "There are 5 apples. Is it less? Think about it."
         );
         assert_eq!(r("The answer is 50, not bread."), "The answer is 50, not bread.");
+        // hedged, bracketed, or named as right after it
+        assert_eq!(r("The answer is definitely b."), "The answer is definitely [answer withheld].");
+        assert_eq!(r("The correct option is [b]."), "The correct option is [[answer withheld]].");
+        assert_eq!(r("I think b is correct here."), "I think [answer withheld] is correct here.");
+        // an incorrect guess, or results, do not name the answer
+        assert_eq!(r("An incorrect idea is 5 + 3."), "An incorrect idea is 5 + 3.");
+    }
+
+    #[test]
+    fn a_one_letter_answer_that_is_a_word_is_left_where_it_is_a_word() {
+        let key = crate::content::AnswerKey {
+            answer: "a".into(),
+            accept: vec![],
+            explanation: None,
+            hints: vec![],
+            misconceptions: vec![],
+        };
+        let g = Guarded::of(std::iter::once(("q1", "Which?", &key)));
+        assert_eq!(redact("The answer is a fraction.", &g), "The answer is a fraction.");
+        assert_eq!(redact("The answer is a.", &g), "The answer is [answer withheld].");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct TurnRequest {
     pub session_id: Option<String>,
     pub component: Option<ComponentId>,
     pub message: String,
+    /// The courses whose learner data the turn may show (a service token's); `None`: all.
+    pub courses: Option<Vec<String>>,
 }
 
 /// A tool call, as the client sees it: short summaries, never an answer key.
@@ -183,9 +185,16 @@ pub struct TurnCtx {
     pub seen: Mutex<std::collections::BTreeSet<ComponentId>>,
     /// Model calls a tool made (a generated render).
     pub side_calls: llm::Calls,
+    /// The courses whose learner data the turn may show; `None`: all.
+    pub courses: Option<Vec<String>>,
 }
 
 impl TurnCtx {
+    /// Whether the turn may show the learner's data on `skill`.
+    pub fn may_show(&self, skill: &SkillId) -> bool {
+        self.courses.as_ref().is_none_or(|cs| self.lib.skills.get(skill).is_some_and(|s| cs.contains(&s.course)))
+    }
+
     fn skill_list(&self) -> String {
         if self.skills.is_empty() {
             "(no page; any skill id of the course)".into()

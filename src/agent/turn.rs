@@ -128,6 +128,7 @@ impl Agent {
             raised: Mutex::new(Vec::new()),
             seen: Mutex::new(Default::default()),
             side_calls: Default::default(),
+            courses: req.courses.clone(),
         }
     }
 

@@ -133,7 +133,8 @@ async fn chat_inner(
             }
         }
     };
-    let req = TurnRequest { learner, session_id: body.session_id, component, message };
+    let courses = (caller.role == Role::Service).then(|| caller.courses.iter().cloned().collect());
+    let req = TurnRequest { learner, session_id: body.session_id, component, message, courses };
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

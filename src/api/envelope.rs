@@ -37,7 +37,11 @@ pub async fn envelope(req: Request, next: Next) -> Response {
     );
     // the route template, not the path: learner ids stay out of the metrics
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
-    let method = req.method().to_string();
+    // a client may send any method name: only the standard ones become labels
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_owned(),
+        _ => "OTHER".to_owned(),
+    };
     let started = Instant::now();
     let mut res = next.run(req).instrument(span.clone()).await;
     let status = res.status();

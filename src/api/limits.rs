@@ -21,9 +21,17 @@ pub fn rate_limited(what: &str, wait: Duration) -> ApiError {
     }
 }
 
-/// The client's address: the peer of the connection.
+/// The client's address: the peer of the connection; an IPv6 address by its /64 network (one
+/// host is given a whole /64, and could otherwise rotate through it).
 fn client_ip(req: &Request) -> Option<IpAddr> {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| match c.0.ip() {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("mapped")),
+        v4 => v4,
+    })
 }
 
 /// Health and readiness probes are not limited: they are cheap, and an orchestrator polls them.

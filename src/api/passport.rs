@@ -147,9 +147,15 @@ pub(super) async fn get_passport(
     let state = s.stores.passports.learner(&learner).await?;
     let mut view = passport::passport(&lib, &s.config.passport, &learner, &state);
     if courses.len() < lib.courses.len() {
-        // a service sees its own courses' skills only
+        // a service sees its own courses' skills only, and nothing drawn from the others
+        let ours = |skill: &crate::content::SkillId| lib.skills.get(skill).is_some_and(|k| courses.contains(&k.course));
         view.skills.retain(|v| courses.contains(&v.course));
-        view.prerequisite_gaps.retain(|g| lib.skills.get(&g.skill).is_some_and(|k| courses.contains(&k.course)));
+        view.prerequisite_gaps.retain(|g| ours(&g.skill));
+        for g in &mut view.prerequisite_gaps {
+            g.needed_by.retain(|s| ours(s));
+        }
+        // engagement by format is counted over every course
+        view.format_preference = passport::FormatPreference::default();
     }
     Ok(Json(view))
 }

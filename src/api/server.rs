@@ -16,6 +16,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+/// Connections open at once; more are refused until one closes.
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains for at most `grace`.
 pub async fn run(
     listener: TcpListener,
@@ -26,8 +29,14 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(64);
     let graceful = GracefulShutdown::new();
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -47,14 +56,25 @@ pub async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(max = MAX_CONNECTIONS, "too many open connections; refusing one");
+            continue;
+        };
         let service = router.clone().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             req.map(axum::body::Body::new)
         });
-        let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service)).into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _permit = permit;
+            // a connection that sends nothing is closed: hyper's header timeout starts only once
+            // a request (or the HTTP/2 preface) begins
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(header_timeout, tcp.peek(&mut first)).await, Ok(Ok(n)) if n > 0) {
+                return;
+            }
+            let conn = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

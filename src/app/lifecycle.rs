@@ -139,17 +139,17 @@ impl App {
     }
 
     /// Serves the content snapshot of `generation` when there is one that matches the index;
-    /// else the content stays as it is (none at start: not ready, saying why).
-    async fn serve_snapshot(&self, generation: &str) {
+    /// else the content stays as it is (none at start: not ready, saying why). Whether it did.
+    async fn serve_snapshot(&self, generation: &str) -> bool {
         let (cfg, g) = (self.config.clone(), generation.to_owned());
         let Some(Some(lib)) = blocking(move || snapshot::load(&cfg, &g)).await else {
             tracing::warn!(generation, "no content snapshot of this generation to fall back on");
-            return;
+            return false;
         };
         let model = self.embedder.as_ref().map(|e| e.model().to_owned());
         if !matches!(is_stale(self.index.as_ref(), self.config.chunking(), &lib, model.as_deref()), Ok(false)) {
             tracing::warn!(generation, "the content snapshot does not match the index; not serving it");
-            return;
+            return false;
         }
         tracing::warn!(generation, "serving the last content that validated, with the index built from it");
         self.status.set_problem(format!(
@@ -158,6 +158,7 @@ impl App {
             self.config.content_dir.display()
         ));
         self.set_library(lib);
+        true
     }
 
     /// Swaps in each new generation the backend marks current. In-flight searches finish on
@@ -191,7 +192,15 @@ impl App {
                                 problems = e.diagnostics.len(),
                                 "the content tree no longer validates; serving the content the new generation was built from"
                             );
-                            self.serve_snapshot(&store.manifest().generation).await;
+                            if !self.serve_snapshot(&store.manifest().generation).await {
+                                // its content is nowhere to be had: keep the generation and the
+                                // content that match
+                                tracing::warn!("keeping the generation being served");
+                                continue;
+                            }
+                            self.retriever.set_store(store);
+                            self.status.serving(false);
+                            continue;
                         }
                     }
                     self.retriever.set_store(store);

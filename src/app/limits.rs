@@ -33,6 +33,11 @@ impl RateLimiter {
             // drop the keys that have refilled: they hold nothing a fresh bucket would not
             let full_after = self.period;
             buckets.retain(|_, (_, at)| now.duration_since(*at) < full_after);
+            if buckets.len() >= MAX_KEYS / 2 {
+                // that many callers active at once: start over rather than grow (memory stays
+                // bounded; the buckets refill, which only errs towards letting requests in)
+                buckets.clear();
+            }
         }
         let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.capacity, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_sec).min(self.capacity);
@@ -127,6 +132,15 @@ mod tests {
         let wait = l.take("a").unwrap_err();
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
         l.take("b").unwrap();
+    }
+
+    #[test]
+    fn the_keys_held_stay_bounded_however_many_callers_come() {
+        let l = RateLimiter::new(5, Duration::from_secs(60));
+        for i in 0..(MAX_KEYS + 10) {
+            l.take(&format!("k{i}")).unwrap();
+        }
+        assert!(l.len() <= MAX_KEYS, "{}", l.len());
     }
 
     #[test]

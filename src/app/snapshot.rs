@@ -29,7 +29,10 @@ pub fn save(cfg: &Config, lib: &Library, generation: &str) -> std::io::Result<()
             std::fs::copy(course.dir.join(SKILLS_FILE), into.join(SKILLS_FILE))?;
             for id in &course.components {
                 let Some(c) = lib.components.get(id) else { continue };
-                let rel = c.path.strip_prefix(&course.dir).unwrap_or(&c.path);
+                let Ok(rel) = c.path.strip_prefix(&course.dir) else {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    return Err(std::io::Error::other(format!("{} is outside its course folder", c.path.display())));
+                };
                 let to = into.join(rel);
                 if let Some(parent) = to.parent() {
                     std::fs::create_dir_all(parent)?;
@@ -37,11 +40,29 @@ pub fn save(cfg: &Config, lib: &Library, generation: &str) -> std::io::Result<()
                 std::fs::copy(&c.path, to)?;
             }
         }
+        // the files are read again from disk: an edit made since they were validated must not
+        // make a snapshot that differs from the index built from them
+        if !same_content(&load_library(&tmp, &cfg.load_options()).ok(), lib) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(std::io::Error::other("the content changed while it was being kept; not kept"));
+        }
         std::fs::create_dir_all(&dir)?;
         std::fs::rename(&tmp, &target)?;
     }
     prune(cfg, generation);
     Ok(())
+}
+
+/// Whether `copy` holds the same components, skills and answer keys as `lib` (wherever its
+/// files are).
+fn same_content(copy: &Option<Library>, lib: &Library) -> bool {
+    let Some(copy) = copy else { return false };
+    copy.skills == lib.skills
+        && copy.components.len() == lib.components.len()
+        && copy.components.iter().all(|(id, c)| {
+            lib.components.get(id).is_some_and(|o| o.body == c.body && o.title == c.title && o.items == c.items)
+        })
+        && copy.answer_keys().eq(lib.answer_keys())
 }
 
 /// The snapshot of `generation`, if there is one and it still validates.

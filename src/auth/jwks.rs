@@ -22,7 +22,10 @@ struct Key {
 #[derive(Default)]
 struct Cached {
     keys: Arc<Vec<Key>>,
+    /// When the set was last fetched.
     fetched: Option<Instant>,
+    /// When a fetch was last tried, whether or not it worked.
+    tried: Option<Instant>,
 }
 
 /// A cached JWKS.
@@ -30,7 +33,9 @@ pub struct Jwks {
     url: String,
     refresh: Duration,
     client: reqwest::Client,
-    cached: Mutex<Cached>,
+    cached: std::sync::Mutex<Cached>,
+    /// Held by the one fetch in flight: others wait for it, then use what it got.
+    fetching: Mutex<()>,
 }
 
 impl Jwks {
@@ -40,34 +45,61 @@ impl Jwks {
     /// The set at `url`, refreshed every `refresh`.
     pub fn new(url: String, refresh: Duration) -> Self {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { url, refresh, client, cached: Mutex::default() }
+        Self { url, refresh, client, cached: std::sync::Mutex::default(), fetching: Mutex::new(()) }
+    }
+
+    /// The cached key for `kid`, when the set is fresh and has it.
+    fn cached_key(&self, kid: Option<&str>, fresh_only: bool) -> Option<Key> {
+        let c = self.cached.lock().expect("jwks lock");
+        let fresh = c.fetched.is_some_and(|t| t.elapsed() < self.refresh);
+        (fresh || !fresh_only).then(|| find(&c.keys, kid).cloned()).flatten()
     }
 
     /// The key a token with this `kid` and `alg` is verified with, and the algorithms it may use.
+    /// At most one fetch runs at a time, and none within [`Jwks::MIN_REFETCH`] of the last
+    /// attempt: a burst of tokens with unknown key ids, or an unreachable JWKS, costs one fetch.
     pub(super) async fn key_for(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<(DecodingKey, Vec<Algorithm>), AuthError> {
-        let mut cached = self.cached.lock().await;
-        let stale = cached.fetched.is_none_or(|t| t.elapsed() >= self.refresh);
-        let missing = find(&cached.keys, kid).is_none();
-        let may_fetch = cached.fetched.is_none_or(|t| t.elapsed() >= Self::MIN_REFETCH);
-        if (stale || missing) && may_fetch {
-            match self.fetch().await {
-                Ok(keys) => *cached = Cached { keys: Arc::new(keys), fetched: Some(Instant::now()) },
-                Err(e) if cached.fetched.is_none() => return Err(AuthError::KeysUnavailable(e)),
-                Err(e) => {
-                    tracing::warn!(url = %self.url, error = %e, "refreshing the JWKS failed; keeping the cached keys");
-                    cached.fetched = Some(Instant::now());
-                }
-            }
-        }
-        let key = find(&cached.keys, kid).ok_or(AuthError::UnknownKey)?;
+        let key = match self.cached_key(kid, true) {
+            Some(k) => k,
+            None => self.fetch_for(kid).await?,
+        };
         if key.alg.is_some_and(|a| a != alg) {
             return Err(AuthError::Algorithm);
         }
-        Ok((key.key.clone(), vec![alg]))
+        Ok((key.key, vec![alg]))
+    }
+
+    async fn fetch_for(&self, kid: Option<&str>) -> Result<Key, AuthError> {
+        let _flight = self.fetching.lock().await;
+        // a fetch that ran while this one waited may have brought the key
+        if let Some(k) = self.cached_key(kid, true) {
+            return Ok(k);
+        }
+        let recently = self.cached.lock().expect("jwks lock").tried.is_some_and(|t| t.elapsed() < Self::MIN_REFETCH);
+        if !recently {
+            let fetched = self.fetch().await;
+            let mut c = self.cached.lock().expect("jwks lock");
+            c.tried = Some(Instant::now());
+            match fetched {
+                Ok(keys) => {
+                    c.keys = Arc::new(keys);
+                    c.fetched = Some(Instant::now());
+                }
+                Err(e) if c.fetched.is_none() => return Err(AuthError::KeysUnavailable(e)),
+                Err(e) => {
+                    tracing::warn!(url = %self.url, error = %e, "refreshing the JWKS failed; keeping the cached keys");
+                }
+            }
+        }
+        let c = self.cached.lock().expect("jwks lock");
+        if c.fetched.is_none() {
+            return Err(AuthError::KeysUnavailable("the last fetch failed".into()));
+        }
+        find(&c.keys, kid).cloned().ok_or(AuthError::UnknownKey)
     }
 
     async fn fetch(&self) -> Result<Vec<Key>, String> {

@@ -56,19 +56,22 @@ pub fn trim_to_tokens(text: &str, max: usize) -> String {
 }
 
 /// Trims of course text seen recently, by (text, limit): every turn that shows a component or a
-/// retrieved chunk trims it again, and encoding costs about 1.5 µs a token. Bounded: emptied
+/// retrieved chunk trims it again, and encoding costs about 1.5 µs a token. Only course text
+/// goes in (never learner data: nothing here outlives an erasure). Bounded in bytes: emptied
 /// when full. Keyed by a hash, checked against the text itself.
 struct Memo {
     trims: std::collections::HashMap<(u64, usize), (String, String, usize)>,
+    bytes: usize,
 }
 
-const MEMO_CAP: usize = 2048;
+/// The most bytes of text the memo holds.
+const MEMO_BYTES: usize = 8 << 20;
 /// Texts shorter than this are trimmed without the memo (encoding them is cheap).
 const MEMO_MIN_BYTES: usize = 256;
 
 fn memo() -> &'static std::sync::Mutex<Memo> {
     static M: std::sync::OnceLock<std::sync::Mutex<Memo>> = std::sync::OnceLock::new();
-    M.get_or_init(|| std::sync::Mutex::new(Memo { trims: std::collections::HashMap::new() }))
+    M.get_or_init(|| std::sync::Mutex::new(Memo { trims: std::collections::HashMap::new(), bytes: 0 }))
 }
 
 fn text_key(text: &str) -> u64 {
@@ -78,11 +81,11 @@ fn text_key(text: &str) -> u64 {
     h.finish()
 }
 
-/// [`trim_to_tokens`], with the tokens of the result (counted once, while trimming; a text
-/// trimmed to the same limit before is not encoded again).
-pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
-    if text.len() < MEMO_MIN_BYTES {
-        return trim_uncached(text, max);
+/// [`trim_counted`] for course text (a component, a retrieved chunk): a text trimmed to the
+/// same limit recently is not encoded again.
+pub fn trim_course_text(text: &str, max: usize) -> (String, usize) {
+    if text.len() < MEMO_MIN_BYTES || text.len() > MEMO_BYTES / 64 {
+        return trim_counted(text, max);
     }
     let key = (text_key(text), max);
     if let Some((original, trimmed, n)) = memo().lock().expect("memo lock").trims.get(&key)
@@ -90,16 +93,21 @@ pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
     {
         return (trimmed.clone(), *n);
     }
-    let (trimmed, n) = trim_uncached(text, max);
+    let (trimmed, n) = trim_counted(text, max);
     let mut m = memo().lock().expect("memo lock");
-    if m.trims.len() >= MEMO_CAP {
+    let size = text.len() + trimmed.len();
+    if m.bytes + size > MEMO_BYTES {
         m.trims.clear();
+        m.bytes = 0;
     }
-    m.trims.insert(key, (text.to_owned(), trimmed.clone(), n));
+    if m.trims.insert(key, (text.to_owned(), trimmed.clone(), n)).is_none() {
+        m.bytes += size;
+    }
     (trimmed, n)
 }
 
-fn trim_uncached(text: &str, max: usize) -> (String, usize) {
+/// [`trim_to_tokens`], with the tokens of the result (counted once, while trimming).
+pub fn trim_counted(text: &str, max: usize) -> (String, usize) {
     // tokens average about four bytes of text, so encoding a prefix of 6 bytes per token is
     // enough to find the cut without encoding all of a long text
     let mut end = text.len().min(max.saturating_mul(6));
@@ -141,8 +149,8 @@ mod tests {
         assert!(chunks.len() > 4, "{}", chunks.len());
         // the memo gives what encoding gives
         for max in [5, 40, 1000] {
-            assert_eq!(trim_counted(&text, max), trim_uncached(&text, max));
-            assert_eq!(trim_counted(&text, max), trim_uncached(&text, max));
+            assert_eq!(trim_course_text(&text, max), trim_counted(&text, max));
+            assert_eq!(trim_course_text(&text, max), trim_counted(&text, max));
         }
         for c in &chunks {
             assert!(count_tokens(c) <= 64, "{} tokens", count_tokens(c));

@@ -5,7 +5,7 @@ mod chunk;
 mod load;
 mod model;
 
-pub use chunk::{ChunkSettings, Chunker, count_tokens, tokenizer, trim_counted, trim_to_tokens};
+pub use chunk::{ChunkSettings, Chunker, count_tokens, tokenizer, trim_counted, trim_course_text, trim_to_tokens};
 pub use load::{ContentError, Diagnostic, LoadOptions, SKILLS_FILE, load_library};
 pub(crate) use model::text_enum;
 pub use model::*;

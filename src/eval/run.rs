@@ -492,6 +492,7 @@ impl Runner {
                 session_id: session.clone(),
                 component: page.clone(),
                 message: turn.clone(),
+                courses: None,
             };
             let collect = tokio::spawn(async move {
                 let mut tools = Vec::new();

@@ -15,6 +15,6 @@ pub use event::{
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
 pub use store::{PassportStore, Recorded, SqlPassportStore};
 pub use view::{
-    Band, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence, passport, plan,
-    skill_view,
+    Band, FormatPreference, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,
+    passport, plan, skill_view,
 };

@@ -110,7 +110,7 @@ pub struct Gap {
 }
 
 /// A learner's format preference.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct FormatPreference {
     pub preferred: Option<Format>,
     pub formats: Vec<FormatView>,

@@ -76,6 +76,8 @@ impl Tool for LookupMastery {
         } else {
             a.skills.iter().map(|s| skill_id(ctx, s)).collect::<Result<_, _>>()?
         };
+        // a service token's turn shows nothing of the learner's other courses
+        let skills: Vec<SkillId> = skills.into_iter().filter(|s| ctx.may_show(s)).collect();
         let rows = skills
             .iter()
             .map(|s| {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Done, Tool, ToolName, parse_format, parse_level, skill_id};
 use crate::agent::TurnCtx;
-use crate::content::trim_to_tokens;
+use crate::content::trim_course_text;
 use crate::content::{Component, ComponentId, Format, Level, SkillId};
 use crate::passport::best_material;
 
@@ -104,7 +104,7 @@ impl Tool for RenderFormat {
         let Some((chosen, exact)) = authored(ctx, &skill, level, format, own.as_ref()) else {
             return Err(format!("the course has no material on {skill}"));
         };
-        let text = trim_to_tokens(&chosen.retrievable_text(), ctx.config.agent.tool_result_tokens);
+        let text = trim_course_text(&chosen.retrievable_text(), ctx.config.agent.tool_result_tokens).0;
         if exact || a.authored_only || ctx.llm.is_none() || format == Format::Exercise {
             return Ok(as_authored(chosen, exact, level, format, text));
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Done, Tool, ToolName, parse_format, parse_level, skill_id};
 use crate::agent::TurnCtx;
-use crate::content::trim_to_tokens;
+use crate::content::trim_course_text;
 use crate::content::{ComponentId, Format, Level, SkillId};
 use crate::retrieval::{SearchFilter, SearchRequest};
 
@@ -89,7 +89,7 @@ impl Tool for Retrieve {
         let components = hits
             .into_iter()
             .map(|h| Retrieved {
-                text: trim_to_tokens(&h.text, per_hit),
+                text: trim_course_text(&h.text, per_hit).0,
                 component_id: h.component_id,
                 title: h.title,
                 skills: h.skills,
