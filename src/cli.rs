@@ -132,6 +132,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Apply the retention policy now: delete transcripts and raw events older than TUTOR_RETENTION_DAYS
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Mint a bearer token with the configured secret (TUTOR_JWT_SECRET), for operators and tests
     Token {
         /// learner, educator, admin or service
@@ -182,6 +187,19 @@ pub struct EvalArgs {
     /// Print the JSON report to stdout instead of the table
     #[arg(long)]
     json: bool,
+}
+
+/// `tutor retention …`.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Delete what is older than the policy (or --days) allows, and say what went
+    Run {
+        /// Days to keep [default: TUTOR_RETENTION_DAYS]
+        #[arg(long)]
+        days: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `tutor events …`.
@@ -309,6 +327,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ask(cfg, question, learner, component, session, json).await
         }
         Command::Eval(args) => eval(cfg, args).await,
+        Command::Retention { command: RetentionCommand::Run { days, json } } => {
+            let Some(days) = days.or(cfg.retention_days).filter(|d| *d > 0) else {
+                anyhow::bail!("no retention policy: set TUTOR_RETENTION_DAYS or pass --days N (at least 1)");
+            };
+            let lib = load_or_report(&cfg, json)?;
+            let app = App::open(cfg).await.context("opening the service")?;
+            let r = app.apply_retention(days, &lib).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                out!(
+                    "Deleted what is older than {days} day(s): {} event(s), {} session(s), {} turn(s). Passports are kept.",
+                    r.events,
+                    r.sessions,
+                    r.turns
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token { role, sub, courses, group, ttl } => {
             let req = crate::auth::TokenRequest {
                 role: role.parse()?,

@@ -40,6 +40,9 @@ pub struct Config {
     /// `host:port` of a second listener serving only `GET /metrics`, without authentication
     /// (for a scraper on a private network); unset: `/metrics` is on the main port, for admins.
     pub metrics_addr: Option<String>,
+    /// Transcripts and raw learner events older than this many days are deleted (daily, and by
+    /// `tutor retention run`); the passport they built is kept. Unset: kept for good.
+    pub retention_days: Option<u32>,
 }
 
 /// Bearer-token authentication. With neither `jwt_secret` nor `jwks_url` the service runs
@@ -259,6 +262,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             metrics_addr: None,
+            retention_days: None,
         }
     }
 }
@@ -368,6 +372,7 @@ pub const KEYS: &[Key] = &[
     key!("flags.falling_by", "TUTOR_FLAG_FALLING_BY", |c, v| c.flags.falling_by = parse(v)?),
     key!("flags.hints_per_answer", "TUTOR_FLAG_HINTS_PER_ANSWER", |c, v| c.flags.hints_per_answer = parse(v)?),
     key!("prompts_dir", "TUTOR_PROMPTS_DIR", |c, v| c.prompts_dir = Some(PathBuf::from(v))),
+    key!("retention_days", "TUTOR_RETENTION_DAYS", |c, v| c.retention_days = Some(parse(v)?)),
     key!("metrics_addr", "TUTOR_METRICS_ADDR", |c, v| c.metrics_addr = Some(v.trim().to_owned())),
     key!("auth.jwt_secret", "TUTOR_JWT_SECRET", |c, v| c.auth.jwt_secret = Some(v.to_owned())),
     key!("auth.jwks_url", "TUTOR_JWKS_URL", |c, v| c.auth.jwks_url = Some(v.trim().to_owned())),
@@ -495,6 +500,11 @@ impl Config {
                 "flags.falling_by ({}) must be in 0..1 and flags.hints_per_answer ({}) above 0",
                 f.falling_by, f.hints_per_answer
             )));
+        }
+        if self.retention_days == Some(0) {
+            return Err(ConfigError::Invalid(
+                "retention_days must be at least 1 (leave it unset to keep everything)".into(),
+            ));
         }
         let auth = &self.auth;
         if auth.jwt_secret.is_some() && auth.jwks_url.is_some() {

@@ -67,6 +67,7 @@ fn migrator() -> Migrator {
             m(1, "passport", include_str!("../migrations/0001_passport.sql")),
             m(2, "agent", include_str!("../migrations/0002_agent.sql")),
             m(3, "limits", include_str!("../migrations/0003_limits.sql")),
+            m(4, "retention", include_str!("../migrations/0004_retention.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -196,6 +197,8 @@ pub struct Erased {
     pub turns: u64,
     /// Days of LLM token counts.
     pub llm_usage_days: u64,
+    /// Entries of the audit log of who read the learner's data.
+    pub audit_reads: u64,
 }
 
 /// A store that keeps data about learners: it deletes its own rows of one learner inside the

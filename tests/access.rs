@@ -148,6 +148,13 @@ fn table() -> Vec<Row> {
             expect: [401, 200, 403, 403, 200, 403, 200],
         },
         Row {
+            method: "GET",
+            path: "/v1/learners/{id}/audit",
+            target: "/v1/learners/alice/audit",
+            body: None,
+            expect: [401, 200, 403, 403, 403, 403, 200],
+        },
+        Row {
             method: "POST",
             path: "/v1/tutor/chat",
             target: "/v1/tutor/chat",
@@ -212,6 +219,14 @@ async fn a_service_sees_only_its_courses_skills_and_an_unknown_route_is_401_then
     assert_eq!(courses(&all), BTreeSet::from(["fractions".to_owned(), "security".to_owned()]));
     assert_eq!(courses(&scoped), BTreeSet::from(["security".to_owned()]));
     assert_eq!(scoped["format_preference"]["formats"], json!([]), "engagement counted over every course: {scoped}");
+    // alice sees who read her data: the admin and the service, not herself
+    call(&app, "GET", "/v1/learners/alice/passport", None, bearer_of("alice").as_deref()).await;
+    let audit = call(&app, "GET", "/v1/learners/alice/audit", None, bearer_of("alice").as_deref()).await.1;
+    let readers: Vec<&str> = audit["reads"].as_array().unwrap().iter().map(|r| r["reader"].as_str().unwrap()).collect();
+    assert_eq!(readers, ["service:lms-2", "admin:root"], "{audit}");
+    // erased with her
+    let erased = call(&app, "DELETE", "/v1/learners/alice", None, bearer_of("alice").as_deref()).await.1;
+    assert_eq!(erased["erased"]["audit_reads"], 2, "{erased}");
 
     assert_eq!(call(&app, "GET", "/v1/nothing-here", None, None).await.0, 401);
     let (status, body) = call(&app, "GET", "/v1/nothing-here", None, bearer_of("alice").as_deref()).await;

@@ -85,7 +85,7 @@ async fn rows_of(url: &str, learner: &str) -> i64 {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     let mut n = 0;
-    for table in ["events", "skill_states", "learners"] {
+    for table in ["events", "skill_states", "learners", "audit_reads", "llm_usage", "sessions", "turns", "flags"] {
         let c: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE learner = $1"))
             .bind(learner)
             .fetch_one(&mut conn)
@@ -261,7 +261,7 @@ async fn erase_leaves_nothing_of_the_learner(backend: Backend) {
         (status, body),
         (
             200,
-            json!({"learner": "gone", "erased": {"events": 3, "skills": 2, "flags": 0, "sessions": 0, "turns": 0, "llm_usage_days": 0}})
+            json!({"learner": "gone", "erased": {"events": 3, "skills": 2, "flags": 0, "sessions": 0, "turns": 0, "llm_usage_days": 0, "audit_reads": 0}})
         )
     );
     assert_eq!(rows_of(&url, "gone").await, 0);

@@ -426,6 +426,19 @@ impl Redactor {
 mod tests {
     use super::*;
 
+    /// `text` through a [`Redactor`] in pieces of `split` characters: what came out, and how
+    /// many answers it withheld.
+    fn streamed(g: &Guarded, text: &str, split: usize) -> (String, usize) {
+        let mut red = Redactor::new(g.clone());
+        let mut out = String::new();
+        let chars: Vec<char> = text.chars().collect();
+        for piece in chars.chunks(split) {
+            out.push_str(&red.push(&piece.iter().collect::<String>()));
+        }
+        out.push_str(&red.finish());
+        (out, red.withheld())
+    }
+
     fn numeric() -> Guarded {
         let key = crate::content::AnswerKey {
             answer: "3/2".into(),
@@ -504,13 +517,7 @@ mod tests {
     fn a_short_answer_after_context_sent_earlier_is_still_withheld() {
         let text = "Think about the sizes first. Then the answer to q4 is 5 and that is all.";
         for split in 1..8 {
-            let mut red = Redactor::new(short_keys());
-            let mut out = String::new();
-            let chars: Vec<char> = text.chars().collect();
-            for piece in chars.chunks(split) {
-                out.push_str(&red.push(&piece.iter().collect::<String>()));
-            }
-            out.push_str(&red.finish());
+            let (out, _) = streamed(&short_keys(), text, split);
             assert_eq!(
                 out, "Think about the sizes first. Then the answer to q4 is [answer withheld] and that is all.",
                 "split {split}"
@@ -527,18 +534,12 @@ mod tests {
         );
         let text = "So 3/4 ÷ 1/2 is 12/8, or 1 1/2 once simplified.";
         for split in 1..7 {
-            let mut red = Redactor::new(g.clone());
-            let mut out = String::new();
-            let chars: Vec<char> = text.chars().collect();
-            for piece in chars.chunks(split) {
-                out.push_str(&red.push(&piece.iter().collect::<String>()));
-            }
-            out.push_str(&red.finish());
+            let (out, withheld) = streamed(&g, text, split);
             assert_eq!(
                 out, "So 3/4 ÷ 1/2 is [answer withheld], or [answer withheld] once simplified.",
                 "split {split}"
             );
-            assert_eq!(red.withheld(), 2);
+            assert_eq!(withheld, 2);
         }
     }
 
@@ -562,13 +563,7 @@ mod tests {
     fn a_key_split_across_deltas_is_still_withheld() {
         let text = "So 3/4 ÷ 1/2 gives 3/2 which is 1 1/2 in all; 12 more";
         for split in 1..6 {
-            let mut red = Redactor::new(keys());
-            let mut out = String::new();
-            let chars: Vec<char> = text.chars().collect();
-            for piece in chars.chunks(split) {
-                out.push_str(&red.push(&piece.iter().collect::<String>()));
-            }
-            out.push_str(&red.finish());
+            let (out, _) = streamed(&keys(), text, split);
             assert_eq!(out, redact(text, &keys()), "split {split}");
             assert!(!out.contains("3/2 ") && !out.contains("12 more"), "{out}");
         }

@@ -71,6 +71,9 @@ pub trait AgentStore: LearnerData {
     /// Empties the render cache (the eval suite does, so that each case's model requests do not
     /// depend on the cases run before it).
     async fn forget_renders(&self) -> Result<(), StoreError>;
+    /// Deletes the turns written before `before` (ms) and the sessions not used since, returning
+    /// (sessions, turns) deleted.
+    async fn forget_transcripts_before(&self, before: i64) -> Result<(u64, u64), StoreError>;
     /// LLM tokens `learner` spent on `day` (`YYYY-MM-DD`, UTC).
     async fn llm_tokens(&self, learner: &LearnerId, day: &str) -> Result<u64, StoreError>;
     /// Adds `tokens` to what `learner` spent on `day`.
@@ -234,6 +237,25 @@ impl AgentStore for SqlAgentStore {
         let _writer = self.db.write_guard().await;
         sqlx::query("DELETE FROM renders").execute(self.db.relaxed_pool()).await?;
         Ok(())
+    }
+
+    async fn forget_transcripts_before(&self, before: i64) -> Result<(u64, u64), StoreError> {
+        let _writer = self.db.write_guard().await;
+        let mut tx = self.db.relaxed_pool().begin().await?;
+        let turns = sqlx::query("DELETE FROM turns WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE updated_at < $1 AND NOT EXISTS (SELECT 1 FROM turns WHERE turns.session_id = sessions.id)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((sessions, turns))
     }
 
     async fn llm_tokens(&self, learner: &LearnerId, day: &str) -> Result<u64, StoreError> {

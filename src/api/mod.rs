@@ -69,6 +69,7 @@ routes! { cfg;
     POST "/v1/events" => passport::post_events, DefaultBodyLimit::max(MAX_EVENTS_BODY), bounded(cfg);
     GET "/v1/learners/{id}/passport" => passport::get_passport, bounded(cfg);
     GET "/v1/learners/{id}/plan" => passport::get_plan, bounded(cfg);
+    GET "/v1/learners/{id}/audit" => passport::get_audit, bounded(cfg);
     DELETE "/v1/learners/{id}" => passport::erase_learner, bounded(cfg);
     // streams for as long as the turn takes (the turn has its own budget)
     POST "/v1/tutor/chat" => chat::chat, DefaultBodyLimit::max(chat::MAX_CHAT_BODY);
@@ -203,6 +204,7 @@ pub async fn serve(
         tracing::info!(auth = Verifier::describe(app.verifier.as_deref()), "bearer tokens required");
     }
     app.start();
+    app.start_retention();
     if let Some(m) = &cfg.metrics_addr {
         serve_metrics(app.clone(), m).await?;
     }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::agent::TurnResult;
 use crate::db::Erased;
-use crate::passport::{Passport, Plan, Recorded, WireStatement};
+use crate::passport::{Passport, Plan, Read, Recorded, WireStatement};
 
 /// What a request body or a reply is.
 enum Body {
@@ -75,6 +75,11 @@ fn health() -> Value {
 fn erased(g: &mut SchemaGenerator) -> Value {
     json!({"type": "object", "required": ["learner", "erased"], "properties": {
         "learner": {"type": "string"}, "erased": schema::<Erased>(g)}})
+}
+
+fn audit(g: &mut SchemaGenerator) -> Value {
+    json!({"type": "object", "required": ["learner", "reads"], "properties": {
+        "learner": {"type": "string"}, "reads": {"type": "array", "items": schema::<Read>(g)}}})
 }
 
 fn ops() -> Vec<Op> {
@@ -148,6 +153,16 @@ fn ops() -> Vec<Op> {
             request: Body::None,
             reply: Body::Schema(schema::<Plan>),
             errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/learners/{id}/audit",
+            summary: "Who read the learner's data (admins, services), newest first",
+            access: "the learner, an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(audit),
+            errors: &[400, 401, 403, 429, 503],
         },
         Op {
             method: "DELETE",

@@ -144,6 +144,7 @@ pub(super) async fn get_passport(
     let learner = learner_id(&id)?;
     let lib = library(&s)?;
     let courses = access::readable_courses(&caller, &lib, &learner)?;
+    audit(&s, &caller, &learner, "passport").await?;
     let state = s.stores.passports.learner(&learner).await?;
     let mut view = passport::passport(&lib, &s.config.passport, &learner, &state);
     if courses.len() < lib.courses.len() {
@@ -182,8 +183,30 @@ pub(super) async fn get_plan(
         .get(&component_id)
         .ok_or_else(|| ApiError::not_found("unknown_component", format!("no component '{component_id}'")))?;
     access::own_or_service(&caller, &learner, component)?;
+    audit(&s, &caller, &learner, &format!("plan {component_id}")).await?;
     let state = s.stores.passports.learner(&learner).await?;
     Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component)))
+}
+
+/// Notes a read of `learner`'s data by anyone but the learner (an admin, a service) in the
+/// audit log; the read fails if the note cannot be written.
+async fn audit(s: &AppState, caller: &Caller, learner: &LearnerId, what: &str) -> Result<(), ApiError> {
+    if caller.dev || caller.learner().as_ref() == Some(learner) {
+        return Ok(());
+    }
+    Ok(s.stores.passports.note_read(learner, &caller.key(), what).await?)
+}
+
+/// `GET /v1/learners/{id}/audit`: who read the learner's data (the newest 200 reads).
+pub(super) async fn get_audit(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let learner = learner_id(&id)?;
+    access::own(&caller, &learner)?;
+    let reads = s.stores.passports.reads(&learner, 200).await?;
+    Ok(Json(json!({"learner": learner, "reads": reads})))
 }
 
 pub(super) async fn erase_learner(

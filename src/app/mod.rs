@@ -178,6 +178,53 @@ impl App {
     }
 }
 
+/// What a retention run deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Retained {
+    /// Everything written before this (ms since the Unix epoch) went.
+    pub before: i64,
+    pub events: u64,
+    pub sessions: u64,
+    pub turns: u64,
+}
+
+impl App {
+    /// Deletes transcripts and raw learner events older than `days` days; the passports they
+    /// built stay (the model as of the deleted events is kept as the base of later replays).
+    pub async fn apply_retention(&self, days: u32, lib: &Library) -> Result<Retained, StoreError> {
+        let before = crate::ids::now_ms() - i64::from(days) * 86_400_000;
+        let events = self.stores.passports.forget_events_before(before, lib).await?;
+        let (sessions, turns) = self.stores.sessions.forget_transcripts_before(before).await?;
+        let r = Retained { before, events, sessions, turns };
+        tracing::info!(days, events, sessions, turns, "retention: deleted what is older than the policy allows");
+        Ok(r)
+    }
+
+    /// With a retention policy, applies it now and then once a day, while the runtime runs.
+    pub fn start_retention(self: &Arc<Self>) {
+        let Some(days) = self.config.retention_days else { return };
+        let app = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match app.library() {
+                    Some(lib) => {
+                        if let Err(e) = app.apply_retention(days, &lib).await {
+                            tracing::error!(error = %e, "retention failed; trying again in an hour");
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                            continue;
+                        }
+                    }
+                    None => {
+                        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                        continue;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(86_400)).await;
+            }
+        });
+    }
+}
+
 /// Keeps `lib` as the content snapshot of `generation` (best effort: a failure is logged, and
 /// only means a broken content tree at the next start has nothing to fall back on).
 pub async fn keep_snapshot(cfg: &Config, lib: &Library, generation: &str) {

@@ -13,7 +13,7 @@ pub use event::{
     validate_statement,
 };
 pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
-pub use store::{PassportStore, Recorded, SqlPassportStore};
+pub use store::{PassportStore, Read, Recorded, SqlPassportStore};
 pub use view::{
     Band, FormatPreference, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,
     passport, plan, skill_view,

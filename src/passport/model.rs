@@ -209,8 +209,13 @@ impl LearnerState {
 
     /// Builds the state from all of a learner's events, in any order.
     pub fn replay(lib: &Library, events: &mut [Event]) -> Self {
+        Self::replay_from(Self::default(), lib, events)
+    }
+
+    /// `events` in order, applied on top of `base` (the model as of events no longer stored).
+    pub fn replay_from(base: Self, lib: &Library, events: &mut [Event]) -> Self {
         events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        let mut st = Self::default();
+        let mut st = base;
         for e in events.iter() {
             st.apply(lib, e);
         }

@@ -31,6 +31,24 @@ pub trait PassportStore: LearnerData {
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError>;
     /// The learner's model; empty for a learner with no events.
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError>;
+    /// Notes that `reader` (`role:subject`) read `what` of the learner's data.
+    async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError>;
+    /// The newest `limit` reads of the learner's data by others, newest first.
+    async fn reads(&self, learner: &LearnerId, limit: usize) -> Result<Vec<Read>, StoreError>;
+    /// Deletes every learner's events older than `before` (ms), keeping the model they built:
+    /// it becomes the base a later replay starts from. Returns how many events went.
+    async fn forget_events_before(&self, before: i64, lib: &Library) -> Result<u64, StoreError>;
+}
+
+/// A read of a learner's data by someone else, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Read {
+    /// `role:subject` of the token.
+    pub reader: String,
+    /// What was read, e.g. `passport`, `plan fractions-divide-ex-1`.
+    pub what: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
 }
 
 /// The passport tables (`events`, `skill_states`, `learners`) in the learner database.
@@ -89,6 +107,19 @@ impl SqlPassportStore {
 
     async fn load_state(tx: &mut Tx, learner: &LearnerId) -> Result<LearnerState, StoreError> {
         load_state(tx, learner).await
+    }
+
+    /// The model left by events the retention policy deleted (empty when none were).
+    async fn base(tx: &mut Tx, learner: &LearnerId) -> Result<LearnerState, StoreError> {
+        let row = sqlx::query("SELECT base_state FROM learners WHERE learner = $1")
+            .bind(learner.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        match row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten() {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt { learner: learner.to_string(), message: e.to_string() }),
+            None => Ok(LearnerState::default()),
+        }
     }
 
     async fn all_events(tx: &mut Tx, learner: &LearnerId) -> Result<Vec<Event>, StoreError> {
@@ -221,7 +252,8 @@ impl PassportStore for SqlPassportStore {
             } else {
                 // an event older than the newest applied: replay the learner from the start
                 let mut all = Self::all_events(&mut tx, learner).await?;
-                state = LearnerState::replay(lib, &mut all);
+                let base = Self::base(&mut tx, learner).await?;
+                state = LearnerState::replay_from(base, lib, &mut all);
                 sqlx::query("DELETE FROM skill_states WHERE learner = $1")
                     .bind(learner.as_str())
                     .execute(&mut *tx)
@@ -241,6 +273,64 @@ impl PassportStore for SqlPassportStore {
         tx.commit().await?;
         state
     }
+
+    async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError> {
+        let _writer = self.db.write_guard().await;
+        sqlx::query("INSERT INTO audit_reads (learner, reader, what, at) VALUES ($1, $2, $3, $4)")
+            .bind(learner.as_str().to_owned())
+            .bind(reader.to_owned())
+            .bind(what.to_owned())
+            .bind(now_ms())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn reads(&self, learner: &LearnerId, limit: usize) -> Result<Vec<Read>, StoreError> {
+        let rows = sqlx::query("SELECT reader, what, at FROM audit_reads WHERE learner = $1 ORDER BY at DESC LIMIT $2")
+            .bind(learner.as_str().to_owned())
+            .bind(limit.min(10_000) as i64)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(Read { reader: r.try_get("reader")?, what: r.try_get("what")?, at: r.try_get("at")? }))
+            .collect()
+    }
+
+    async fn forget_events_before(&self, before: i64, lib: &Library) -> Result<u64, StoreError> {
+        let learners: Vec<String> = sqlx::query("SELECT DISTINCT learner FROM events WHERE ts < $1")
+            .bind(before)
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        let mut deleted = 0;
+        for raw in learners {
+            let Ok(learner) = LearnerId::parse(&raw) else { continue };
+            let _writer = self.db.write_guard().await;
+            let mut tx = self.db.pool().begin().await?;
+            self.db.lock_learner(&mut tx, learner.as_str()).await?;
+            // the new base: the old one with the events that go applied on top, in order
+            let mut old: Vec<Event> = Self::all_events(&mut tx, &learner).await?;
+            old.retain(|e| e.timestamp < before);
+            let base = LearnerState::replay_from(Self::base(&mut tx, &learner).await?, lib, &mut old);
+            sqlx::query("UPDATE learners SET base_state = $1, base_until = $2 WHERE learner = $3")
+                .bind(serde_json::to_string(&base).expect("state serializes"))
+                .bind(before)
+                .bind(learner.as_str())
+                .execute(&mut *tx)
+                .await?;
+            deleted += sqlx::query("DELETE FROM events WHERE learner = $1 AND ts < $2")
+                .bind(learner.as_str())
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+        }
+        Ok(deleted)
+    }
 }
 
 #[async_trait]
@@ -249,6 +339,7 @@ impl LearnerData for SqlPassportStore {
         erased.events += delete_rows(tx, "events", learner).await?;
         erased.skills += delete_rows(tx, "skill_states", learner).await?;
         delete_rows(tx, "learners", learner).await?;
+        erased.audit_reads += delete_rows(tx, "audit_reads", learner).await?;
         Ok(())
     }
 }
