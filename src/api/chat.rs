@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::access::{self, Caller};
 use super::limits::too_many_turns;
@@ -142,13 +143,17 @@ async fn chat_inner(
     if wants_json {
         // on its own task, so a client that goes away does not stop the turn (it is stored)
         let agent = s.agent.clone();
-        let r = tokio::spawn(async move {
-            let r = agent.turn(lib, req, None).await;
-            if let Ok(r) = &r {
-                settle(r).await;
+        let r = tokio::spawn(
+            async move {
+                let r = agent.turn(lib, req, None).await;
+                if let Ok(r) = &r {
+                    settle(r).await;
+                }
+                r
             }
-            r
-        })
+            // the turn's logs carry the request's span (and its request id)
+            .instrument(tracing::Span::current()),
+        )
         .await
         .map_err(|e| ApiError::TurnFailed(e.to_string()))??;
         return Ok(Json(r).into_response());
@@ -158,14 +163,17 @@ async fn chat_inner(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<TurnEvent>(64);
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<ApiError>();
     let agent = s.agent.clone();
-    tokio::spawn(async move {
-        match agent.turn(lib, req, Some(tx)).await {
-            Ok(r) => settle(&r).await,
-            Err(e) => {
-                let _ = failed_tx.send(ApiError::from(e));
+    tokio::spawn(
+        async move {
+            match agent.turn(lib, req, Some(tx)).await {
+                Ok(r) => settle(&r).await,
+                Err(e) => {
+                    let _ = failed_tx.send(ApiError::from(e));
+                }
             }
         }
-    });
+        .instrument(tracing::Span::current()),
+    );
     // a turn fails only before its first event: then the reply is a JSON error, not a stream
     let first_event = rx.recv().await;
     if first_event.is_none()
