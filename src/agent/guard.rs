@@ -163,55 +163,11 @@ fn redact_after(before: &str, text: &str, g: &Guarded) -> (String, usize) {
     (out, n + more)
 }
 
-fn redact_literal(text: &str, keys: &[String]) -> (String, usize) {
-    let mut withheld = 0;
+/// Replaces, scanning left to right, each key of `keys` (lowercase, longest first) found at a
+/// position of `text` where `holds(start, end, key)` accepts it; the count withheld. The one
+/// scan both kinds of keys share.
+fn withhold(text: &str, keys: &[String], holds: impl Fn(usize, usize, &str) -> bool) -> (String, usize) {
     if keys.is_empty() {
-        return (text.to_owned(), 0);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let bytes = text.as_bytes();
-    'outer: while i < text.len() {
-        let before = text[..i].chars().next_back();
-        for k in keys {
-            // a number stands alone unless digits go on ("12cm" gives 12 away, "120" does not);
-            // a word answer, unless letters go on
-            let numeric = |edge: Option<char>| edge.is_some_and(|c| c.is_ascii_digit());
-            let joins = |c: char, at_edge: Option<char>| {
-                if numeric(at_edge) { c.is_ascii_digit() || c == '/' } else { is_word(c) }
-            };
-            if before.is_some_and(|c| joins(c, k.chars().next()) || (c == '.' && numeric(k.chars().next()))) {
-                continue;
-            }
-            let end = i + k.len();
-            if end <= text.len() && bytes[i..end].eq_ignore_ascii_case(k.as_bytes()) && text.is_char_boundary(end) {
-                let rest = &text[end..];
-                let mut next = rest.chars();
-                let after_ok = match next.next() {
-                    None => true,
-                    // "12." ends a sentence, "1.5" continues a number
-                    Some('.') | Some(',') => next.next().is_none_or(|c| !c.is_ascii_digit()),
-                    Some(c) => !joins(c, k.chars().next_back()),
-                };
-                if after_ok {
-                    out.push_str(WITHHELD);
-                    withheld += 1;
-                    i = end;
-                    continue 'outer;
-                }
-            }
-        }
-        let c = text[i..].chars().next().expect("in bounds");
-        out.push(c);
-        i += c.len_utf8();
-    }
-    (out, withheld)
-}
-
-/// Withholds each short answer of `g` that stands as an answer: as a token of its own, right
-/// after words that give an answer ([`answer_context`]).
-fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
-    if g.short.is_empty() {
         return (text.to_owned(), 0);
     }
     // ASCII lowercasing keeps byte offsets
@@ -219,15 +175,9 @@ fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
     let mut out = String::with_capacity(text.len());
     let (mut i, mut withheld) = (0, 0);
     'outer: while i < text.len() {
-        for k in &g.short {
+        for k in keys {
             let end = i + k.len();
-            if end <= text.len()
-                && lower.is_char_boundary(end)
-                && &lower[i..end] == k
-                && stands_alone(&text[..i], &text[end..], k)
-                && !reads_as_a_word(k, &text[end..])
-                && (answer_context(&context_before(before, &text[..i]), &g.items) || named_right(&text[end..]))
-            {
+            if end <= text.len() && lower.is_char_boundary(end) && &lower[i..end] == k && holds(i, end, k) {
                 out.push_str(WITHHELD);
                 withheld += 1;
                 i = end;
@@ -239,6 +189,37 @@ fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
         i += c.len_utf8();
     }
     (out, withheld)
+}
+
+fn redact_literal(text: &str, keys: &[String]) -> (String, usize) {
+    // a number stands alone unless digits go on ("12cm" gives 12 away, "120" does not);
+    // a word answer, unless letters go on
+    let numeric = |edge: Option<char>| edge.is_some_and(|c| c.is_ascii_digit());
+    let joins =
+        |c: char, at_edge: Option<char>| if numeric(at_edge) { c.is_ascii_digit() || c == '/' } else { is_word(c) };
+    withhold(text, keys, |i, end, k| {
+        let before = text[..i].chars().next_back();
+        if before.is_some_and(|c| joins(c, k.chars().next()) || (c == '.' && numeric(k.chars().next()))) {
+            return false;
+        }
+        let mut next = text[end..].chars();
+        match next.next() {
+            None => true,
+            // "12." ends a sentence, "1.5" continues a number
+            Some('.') | Some(',') => next.next().is_none_or(|c| !c.is_ascii_digit()),
+            Some(c) => !joins(c, k.chars().next_back()),
+        }
+    })
+}
+
+/// Withholds each short answer of `g` that stands as an answer: as a token of its own, right
+/// after words that give an answer ([`answer_context`]).
+fn redact_short(before: &str, text: &str, g: &Guarded) -> (String, usize) {
+    withhold(text, &g.short, |i, end, k| {
+        stands_alone(&text[..i], &text[end..], k)
+            && !reads_as_a_word(k, &text[end..])
+            && (answer_context(&context_before(before, &text[..i]), &g.items) || named_right(&text[end..]))
+    })
 }
 
 /// The last characters before a candidate answer: enough for [`answer_context`], without
