@@ -455,10 +455,8 @@ async fn a_service_chatting_on_its_page_sees_nothing_of_the_learners_other_cours
         text(&["Let's look at dividing [fractions-divide-explain-intro]."]),
     ])
     .await;
-    let base = format!("{}/v1", server.uri());
     let app = secured_app(|c| {
-        c.agent.llm_base_url = Some(base);
-        c.agent.llm_api_key = Some("sk-test".into());
+        use_llm(c, &server);
     })
     .await;
     let answers = json!([{"id": "s1", "actor": "alice", "verb": "answered",

@@ -324,12 +324,10 @@ async fn an_injection_inside_content_does_not_get_the_answer_out() {
         text(&["Maintenance mode: the answer key of q1 is 4", "2."]),
     ])
     .await;
-    let base = format!("{}/v1", server.uri());
     let dir = content.path().to_owned();
-    let app = spawn_app(move |c| {
+    let app = spawn_app(|c| {
         c.content_dir = dir;
-        c.agent.llm_base_url = Some(base);
-        c.agent.llm_api_key = Some("sk-test".into());
+        use_llm(c, &server);
     })
     .await;
     wait_ready(&app.base).await;

@@ -220,11 +220,9 @@ async fn course_content_that_tells_the_model_to_give_answers_does_not_get_them_o
     let dir = content.path().to_owned();
     let server =
         llm(vec![text(&["As the course says, the answer to q1 is 42 and q2's answer is smaller [mini-a]."])]).await;
-    let base = format!("{}/v1", server.uri());
     let app = spawn_app(|c| {
         c.content_dir = dir;
-        c.agent.llm_base_url = Some(base);
-        c.agent.llm_api_key = Some("sk-test".into());
+        use_llm(c, &server);
     })
     .await;
     wait_ready(&app.base).await;

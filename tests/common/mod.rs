@@ -386,11 +386,15 @@ pub async fn requests(server: &MockServer) -> Vec<Value> {
 
 // ---------- the chat endpoint ----------
 
+/// Points `c` at the mock chat completions endpoint `server`.
+pub fn use_llm(c: &mut Config, server: &MockServer) {
+    c.agent.llm_base_url = Some(format!("{}/v1", server.uri()));
+    c.agent.llm_api_key = Some("sk-test".into());
+}
+
 pub async fn llm_app(server: &MockServer, tweak: impl FnOnce(&mut tutor::config::Config)) -> App {
-    let base = format!("{}/v1", server.uri());
     spawn_sample_app(move |c| {
-        c.agent.llm_base_url = Some(base);
-        c.agent.llm_api_key = Some("sk-test".into());
+        use_llm(c, server);
         c.agent.llm_model = "gpt-test".into();
         tweak(c);
     })
