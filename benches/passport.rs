@@ -136,7 +136,7 @@ async fn read_latency(store: &Arc<SqlPassportStore>, lib: &Library, reads: usize
 }
 
 async fn run(name: &str, url: &str, lib: &Arc<Library>, small: bool) {
-    let store = Arc::new(SqlPassportStore::new(tutor::db::Database::connect(url).await.unwrap()));
+    let store = Arc::new(SqlPassportStore::new(tutor::db::Database::connect(url).await.unwrap(), 0.7));
     let batches = if small { 20 } else { 200 };
     let seq = throughput(&store, lib, batches, 1, "seq").await;
     let conc = throughput(&store, lib, batches, 8, "conc").await;

@@ -32,15 +32,32 @@ async fn completions(_: Bytes) -> axum::response::Response {
         .unwrap()
 }
 
-/// Resident memory of a process, in MB.
-fn rss_mb(pid: u32) -> f64 {
+/// Resident memory of a process in MB: the total, and its parts — anonymous (the heap: caches,
+/// sessions, the allocator's arenas, SQLite's page cache), file-backed (the binary, mapped files)
+/// and shared (SQLite's WAL index).
+fn rss_mb(pid: u32) -> [f64; 4] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    [field("VmRSS:"), field("RssAnon:"), field("RssFile:"), field("RssShmem:")]
+}
+
+/// Size of the data directory's database and its WAL, in MB.
+fn db_mb(dir: &std::path::Path) -> f64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".db"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len() as f64 / 1048576.0)
+        .sum()
 }
 
 #[derive(Default)]
@@ -70,8 +87,8 @@ async fn soak(engine: &str, minutes: u64, sessions: usize, posters: usize, mock:
     common::wait_ready(&base).await;
     println!("engine {engine}: {sessions} chat sessions pausing 0.5 s, {posters} event posters, {minutes} min");
     println!(
-        "{:>6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>9}",
-        "min", "RSS MB", "turns", "events", "errors", "p50 ms", "p99 ms"
+        "{:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>8} {:>8} {:>7} {:>8} {:>8}",
+        "min", "RSS MB", "anon", "file", "shmem", "db MB", "turns", "events", "errors", "p50 ms", "p99 ms"
     );
 
     let counts = Arc::new(Counts::default());
@@ -152,11 +169,15 @@ async fn soak(engine: &str, minutes: u64, sessions: usize, posters: usize, mock:
         lat.sort();
         let pct = |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p) as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
         let m = rss_mb(child.id());
-        rss.push((started.elapsed().as_secs_f64() / 60.0, m));
+        rss.push((started.elapsed().as_secs_f64() / 60.0, m[0]));
         println!(
-            "{:>6.1} {:>9.1} {:>8} {:>8} {:>7} {:>9.2} {:>9.2}",
+            "{:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>6.1} {:>7.1} {:>8} {:>8} {:>7} {:>8.2} {:>8.2}",
             started.elapsed().as_secs_f64() / 60.0,
-            m,
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            db_mb(data.path()),
             counts.turns.load(Ordering::Relaxed),
             counts.events.load(Ordering::Relaxed),
             counts.errors.load(Ordering::Relaxed),

@@ -137,6 +137,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Demo learners of the sample courses (ids starting with demo-), for trying /educator
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
     /// Mint a bearer token with the configured secret (TUTOR_JWT_SECRET), for operators and tests
     Token {
         /// learner, educator, admin or service
@@ -197,6 +202,21 @@ pub enum RetentionCommand {
         /// Days to keep [default: TUTOR_RETENTION_DAYS]
         #[arg(long)]
         days: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tutor demo …`.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Add the demo learners (groups, a month of views and answers, the flags they raise)
+    Seed {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase every demo learner and everything about them
+    Clear {
         #[arg(long)]
         json: bool,
     },
@@ -343,6 +363,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     r.sessions,
                     r.turns
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { command } => {
+            let lib = std::sync::Arc::new(load_or_report(&cfg, false)?);
+            let app = App::open(cfg).await.context("opening the service")?;
+            match command {
+                DemoCommand::Seed { json } => {
+                    // the index, for the demo learners' tutor turns (a running server holds it:
+                    // then they are seeded without a conversation)
+                    if let Err(e) = crate::app::serve_current(&app.index, &app.retriever).await {
+                        tracing::warn!(error = %e, "no index for the demo's tutor turns");
+                    }
+                    let n = app.demo_seed(&lib).await?;
+                    if json {
+                        out!("{}", serde_json::to_string_pretty(&n)?);
+                    } else {
+                        out!(
+                            "Seeded {} demo learner(s), {} event(s), {} flag(s). `tutor demo clear` removes them.",
+                            n.learners,
+                            n.events,
+                            n.flags
+                        );
+                    }
+                }
+                DemoCommand::Clear { json } => {
+                    let n = crate::app::demo::clear(&app).await?;
+                    if json {
+                        out!("{}", serde_json::json!({"erased_learners": n}));
+                    } else {
+                        out!("Erased {n} demo learner(s).");
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

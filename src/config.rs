@@ -31,6 +31,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Thresholds of the struggle rules.
     pub flags: FlagConfig,
+    /// Educators' analytics: the smallest group shown, when a learner counts as gone quiet.
+    pub analytics: AnalyticsConfig,
     /// A folder overriding the built-in prompts (`tutor.md`, `tools/*.md`, `render/*.md`).
     pub prompts_dir: Option<PathBuf>,
     /// Who may call: bearer JWTs (off in dev mode, on loopback only).
@@ -40,6 +42,10 @@ pub struct Config {
     /// `host:port` of a second listener serving only `GET /metrics`, without authentication
     /// (for a scraper on a private network); unset: `/metrics` is on the main port, for admins.
     pub metrics_addr: Option<String>,
+    /// Seed the sample courses' demo learners when the service starts in dev mode on an empty
+    /// database (`true`, the default), so that `/educator` has something to show; never with
+    /// authentication on. `tutor demo clear` removes them.
+    pub demo: bool,
     /// Transcripts and raw learner events older than this many days are deleted (daily, and by
     /// `tutor retention run`); the passport they built is kept. Unset: kept for good.
     pub retention_days: Option<u32>,
@@ -205,6 +211,22 @@ impl Default for FlagConfig {
     }
 }
 
+/// Educators' analytics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Any figure over fewer learners than this is suppressed.
+    pub min_group: u64,
+    /// A learner with no events in a course for this many days has gone quiet (drop-off).
+    pub dropoff_days: u64,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self { min_group: 5, dropoff_days: 14 }
+    }
+}
+
 /// Where mastery bands start, and how much evidence a skip offer needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -258,10 +280,12 @@ impl Default for Config {
             passport: PassportConfig::default(),
             agent: AgentConfig::default(),
             flags: FlagConfig::default(),
+            analytics: AnalyticsConfig::default(),
             prompts_dir: None,
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             metrics_addr: None,
+            demo: true,
             retention_days: None,
         }
     }
@@ -371,7 +395,10 @@ pub const KEYS: &[Key] = &[
     key!("flags.wrong_streak", "TUTOR_FLAG_WRONG_STREAK", |c, v| c.flags.wrong_streak = parse(v)?),
     key!("flags.falling_by", "TUTOR_FLAG_FALLING_BY", |c, v| c.flags.falling_by = parse(v)?),
     key!("flags.hints_per_answer", "TUTOR_FLAG_HINTS_PER_ANSWER", |c, v| c.flags.hints_per_answer = parse(v)?),
+    key!("analytics.min_group", "TUTOR_MIN_GROUP", |c, v| c.analytics.min_group = parse(v)?),
+    key!("analytics.dropoff_days", "TUTOR_DROPOFF_DAYS", |c, v| c.analytics.dropoff_days = parse(v)?),
     key!("prompts_dir", "TUTOR_PROMPTS_DIR", |c, v| c.prompts_dir = Some(PathBuf::from(v))),
+    key!("demo", "TUTOR_DEMO", |c, v| c.demo = parse(v)?),
     key!("retention_days", "TUTOR_RETENTION_DAYS", |c, v| c.retention_days = Some(parse(v)?)),
     key!("metrics_addr", "TUTOR_METRICS_ADDR", |c, v| c.metrics_addr = Some(v.trim().to_owned())),
     key!("auth.jwt_secret", "TUTOR_JWT_SECRET", |c, v| c.auth.jwt_secret = Some(v.to_owned())),
@@ -499,6 +526,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "flags.falling_by ({}) must be in 0..1 and flags.hints_per_answer ({}) above 0",
                 f.falling_by, f.hints_per_answer
+            )));
+        }
+        if self.analytics.min_group < 2 || self.analytics.dropoff_days == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "analytics.min_group ({}) must be at least 2 and analytics.dropoff_days ({}) at least 1",
+                self.analytics.min_group, self.analytics.dropoff_days
             )));
         }
         if self.retention_days == Some(0) {
@@ -635,25 +668,31 @@ mod tests {
                 _ => "https://sample-value.example.org/thirty-two-bytes",
             };
             // the first sample of the key's type
-            let (sample, from_file) =
-                [n_sample(k.toml).to_string(), "0.33".into(), "0.5".into(), "0.8".into(), string.into()]
-                    .into_iter()
-                    .find_map(|sample| {
-                        let literal = if sample.parse::<f64>().is_ok() {
-                            sample.clone()
-                        } else if k.toml == "limits.cors_origins" {
-                            format!("[{sample:?}]")
-                        } else {
-                            format!("{sample:?}")
-                        };
-                        let text = match table {
-                            Some(t) => format!("[{t}]\n{leaf} = {literal}\n"),
-                            None => format!("{leaf} = {literal}\n"),
-                        };
-                        std::fs::write(&file, text).unwrap();
-                        Config::load_with(Some(&file), env(&[])).ok().map(|c| (sample, c))
-                    })
-                    .unwrap_or_else(|| panic!("no sample value fits {}", k.toml));
+            let (sample, from_file) = [
+                n_sample(k.toml).to_string(),
+                "0.33".into(),
+                "0.5".into(),
+                "0.8".into(),
+                "false".into(),
+                string.into(),
+            ]
+            .into_iter()
+            .find_map(|sample| {
+                let literal = if sample.parse::<f64>().is_ok() || sample == "false" {
+                    sample.clone()
+                } else if k.toml == "limits.cors_origins" {
+                    format!("[{sample:?}]")
+                } else {
+                    format!("{sample:?}")
+                };
+                let text = match table {
+                    Some(t) => format!("[{t}]\n{leaf} = {literal}\n"),
+                    None => format!("{leaf} = {literal}\n"),
+                };
+                std::fs::write(&file, text).unwrap();
+                Config::load_with(Some(&file), env(&[])).ok().map(|c| (sample, c))
+            })
+            .unwrap_or_else(|| panic!("no sample value fits {}", k.toml));
             let from_env = Config::load_with(None, env(&[(k.var, &sample)])).unwrap();
             assert_eq!(from_file, from_env, "{} and {}", k.toml, k.var);
             assert_ne!(from_env, Config::default(), "{} changes nothing", k.var);

@@ -68,6 +68,7 @@ fn migrator() -> Migrator {
             m(2, "agent", include_str!("../migrations/0002_agent.sql")),
             m(3, "limits", include_str!("../migrations/0003_limits.sql")),
             m(4, "retention", include_str!("../migrations/0004_retention.sql")),
+            m(5, "educators", include_str!("../migrations/0005_educators.sql")),
         ]),
         ..Migrator::DEFAULT
     }

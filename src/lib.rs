@@ -28,6 +28,7 @@
 //! - [`metrics`]: the process's Prometheus metrics.
 
 pub mod agent;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -31,6 +31,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "Turns the offline engine answered after the LLM failed or its answer failed the checks.",
     ),
     ("tutor_flags_raised_total", Kind::Counter, "Struggle flags raised or extended."),
+    ("tutor_flag_changes_total", Kind::Counter, "Flag status changes by educators, by the status reached."),
     ("tutor_events_total", Kind::Counter, "Learner statements by outcome (accepted, duplicate, refused)."),
     ("tutor_ingests_total", Kind::Counter, "Index builds by outcome (rebuilt, unchanged, failed)."),
     ("tutor_chat_turns_running", Kind::Gauge, "Chat turns running now."),

@@ -56,8 +56,8 @@ async fn call(app: &App, method: &str, path: &str, body: Option<&Value>, bearer:
     let status = r.status().as_u16();
     let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let text = r.text().await.unwrap();
-    if status == 200 && ct.starts_with("text/plain") {
-        // the metrics
+    if status == 200 && !ct.starts_with("application/json") {
+        // the metrics, the pages and their assets
         return (status, Value::String(text));
     }
     assert!(ct.starts_with("application/json"), "{method} {path}: {status} {ct}: {text}");
@@ -65,7 +65,7 @@ async fn call(app: &App, method: &str, path: &str, body: Option<&Value>, bearer:
 }
 
 /// The callers of the table, in its column order.
-const CALLERS: &[&str] = &["none", "alice", "bob", "educator", "service", "service_other", "admin"];
+const CALLERS: &[&str] = &["none", "alice", "bob", "educator", "educator_other", "service", "service_other", "admin"];
 
 fn bearer_of(who: &str) -> Option<String> {
     match who {
@@ -73,6 +73,7 @@ fn bearer_of(who: &str) -> Option<String> {
         "alice" => Some(token(Role::Learner, "alice", &[])),
         "bob" => Some(token(Role::Learner, "bob", &[])),
         "educator" => Some(token(Role::Educator, "ada", &["fractions"])),
+        "educator_other" => Some(token(Role::Educator, "eve", &["security"])),
         "service" => Some(token(Role::Service, "lms", &["fractions"])),
         "service_other" => Some(token(Role::Service, "lms-2", &["security"])),
         "admin" => Some(token(Role::Admin, "root", &[])),
@@ -83,11 +84,12 @@ fn bearer_of(who: &str) -> Option<String> {
 struct Row {
     method: &'static str,
     path: &'static str,
-    /// The request's path (the route with its parameters filled in: alice's resources).
+    /// The request's path (the route with its parameters filled in: alice's resources;
+    /// `{flag}` stands for alice's flag on the fractions course).
     target: &'static str,
     body: Option<Value>,
     /// The status for each caller of [`CALLERS`].
-    expect: [u16; 7],
+    expect: [u16; 8],
 }
 
 /// Every route × every role, on alice's resources ("alice" is the owner, "bob" another
@@ -96,70 +98,156 @@ fn table() -> Vec<Row> {
     let viewed = json!({"id": "v-1", "actor": "alice", "verb": "viewed", "object": {"component": PAGE},
                         "timestamp": "2026-11-20T08:00:00Z"});
     let chat = json!({"learner_id": "alice", "component_id": PAGE, "message": "how do I divide fractions?"});
-    //                                       none alice bob  edu  svc  svc2 admin
+    let resolve = json!({"outcome": "supported", "note": "talked it through"});
+    let priorities = json!({"skills": ["fractions.divide"]});
+    //                                       none alice bob  edu  edu2 svc  svc2 admin
     vec![
         Row {
             method: "GET",
             path: "/healthz",
             target: "/healthz",
             body: None,
-            expect: [200, 200, 200, 200, 200, 200, 200],
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
         },
         Row {
             method: "GET",
             path: "/readyz",
             target: "/readyz",
             body: None,
-            expect: [200, 200, 200, 200, 200, 200, 200],
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
         },
         Row {
             method: "GET",
             path: "/openapi.json",
             target: "/openapi.json",
             body: None,
-            expect: [200, 200, 200, 200, 200, 200, 200],
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
         },
         Row {
             method: "GET",
             path: "/metrics",
             target: "/metrics",
             body: None,
-            expect: [401, 403, 403, 403, 403, 403, 200],
+            expect: [401, 403, 403, 403, 403, 403, 403, 200],
         },
         Row {
             method: "POST",
             path: "/v1/events",
             target: "/v1/events",
             body: Some(viewed),
-            expect: [401, 200, 403, 403, 200, 403, 200],
+            expect: [401, 200, 403, 403, 403, 200, 403, 200],
         },
         Row {
             method: "GET",
             path: "/v1/learners/{id}/passport",
             target: "/v1/learners/alice/passport",
             body: None,
-            expect: [401, 200, 403, 403, 200, 200, 200],
+            expect: [401, 200, 403, 403, 403, 200, 200, 200],
         },
         Row {
             method: "GET",
             path: "/v1/learners/{id}/plan",
             target: "/v1/learners/alice/plan?component=fractions-divide-ex-1",
             body: None,
-            expect: [401, 200, 403, 403, 200, 403, 200],
+            expect: [401, 200, 403, 403, 403, 200, 403, 200],
         },
         Row {
             method: "GET",
             path: "/v1/learners/{id}/audit",
             target: "/v1/learners/alice/audit",
             body: None,
-            expect: [401, 200, 403, 403, 403, 403, 200],
+            expect: [401, 200, 403, 403, 403, 403, 403, 200],
         },
         Row {
             method: "POST",
             path: "/v1/tutor/chat",
             target: "/v1/tutor/chat",
             body: Some(chat),
-            expect: [401, 200, 403, 403, 200, 403, 200],
+            expect: [401, 200, 403, 403, 403, 200, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/me",
+            target: "/v1/me",
+            body: None,
+            expect: [401, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/flags",
+            target: "/v1/flags?course=fractions",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/flags/{id}",
+            target: "/v1/flags/{flag}",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "POST",
+            path: "/v1/flags/{id}/acknowledge",
+            target: "/v1/flags/{flag}/acknowledge",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "POST",
+            path: "/v1/flags/{id}/resolve",
+            target: "/v1/flags/{flag}/resolve",
+            body: Some(resolve),
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "POST",
+            path: "/v1/flags/{id}/reopen",
+            target: "/v1/flags/{flag}/reopen",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/analytics/skills",
+            target: "/v1/analytics/skills?course=fractions",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/analytics/components",
+            target: "/v1/analytics/components?course=fractions",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/courses/{course}/priorities",
+            target: "/v1/courses/fractions/priorities",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "PUT",
+            path: "/v1/courses/{course}/priorities",
+            target: "/v1/courses/fractions/priorities",
+            body: Some(priorities),
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/educator",
+            target: "/educator",
+            body: None,
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/assets/{file}",
+            target: "/assets/educator.js",
+            body: None,
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
         },
         // last: it erases alice (erasing twice is fine)
         Row {
@@ -167,9 +255,29 @@ fn table() -> Vec<Row> {
             path: "/v1/learners/{id}",
             target: "/v1/learners/alice",
             body: None,
-            expect: [401, 200, 403, 403, 403, 403, 200],
+            expect: [401, 200, 403, 403, 403, 403, 403, 200],
         },
     ]
+}
+
+/// Three wrong answers of `learner` on a fractions exercise (posted by an admin): the flag they
+/// raise.
+async fn raise_flag(app: &App, learner: &str) -> String {
+    let wrong: Vec<Value> = (1..=3)
+        .map(|i| {
+            json!({"id": format!("w{i}"), "actor": learner, "verb": "answered", "object": {"component": PAGE, "item": "q1"},
+                   "result": {"success": false, "response": "3/8"}, "timestamp": format!("2026-11-20T08:0{i}:00Z")})
+        })
+        .collect();
+    let admin = bearer_of("admin");
+    let (status, body) = call(app, "POST", "/v1/events", Some(&json!(wrong)), admin.as_deref()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, page) = call(app, "GET", "/v1/flags?course=fractions", None, admin.as_deref()).await;
+    assert_eq!(status, 200, "{page}");
+    page["flags"].as_array().unwrap().iter().find(|f| f["learner"] == learner).expect("a flag")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -182,15 +290,15 @@ async fn every_role_on_every_route_gets_what_it_may() {
     assert_eq!(documented, routes, "/openapi.json must document every route, and only those");
 
     let app = secured_app(|_| {}).await;
+    let flag = raise_flag(&app, "alice").await;
     let mut failures = Vec::new();
     for row in &table {
+        let target = row.target.replace("{flag}", &flag);
         for (i, who) in CALLERS.iter().enumerate() {
-            let (status, body) = call(&app, row.method, row.target, row.body.as_ref(), bearer_of(who).as_deref()).await;
+            let (status, body) = call(&app, row.method, &target, row.body.as_ref(), bearer_of(who).as_deref()).await;
             if status != row.expect[i] {
-                failures.push(format!(
-                    "{} {} as {who}: {status}, expected {}: {body}",
-                    row.method, row.target, row.expect[i]
-                ));
+                failures
+                    .push(format!("{} {target} as {who}: {status}, expected {}: {body}", row.method, row.expect[i]));
             }
             if status >= 400 {
                 assert!(body["error"]["code"].is_string() && body["error"]["request_id"].is_string(), "{body}");

@@ -55,6 +55,15 @@ pub trait AgentStore: LearnerData {
     ) -> Result<Option<Session>, StoreError>;
     /// The session's newest `limit` turns, oldest first.
     async fn turns(&self, session: &str, limit: usize) -> Result<Vec<Turn>, StoreError>;
+    /// The learner's turns written between `from` and `to` (ms), in any session, with their
+    /// session id: the newest `limit`, oldest first.
+    async fn turns_between(
+        &self,
+        learner: &LearnerId,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Turn)>, StoreError>;
     /// Appends turns (their `seq` is assigned here) and updates the session's summary; stores
     /// nothing when the session is gone (its learner was erased while the turn ran).
     async fn append_turns(
@@ -156,6 +165,45 @@ impl AgentStore for SqlAgentStore {
                 meta: serde_json::Value::Null,
                 at: r.try_get("created_at")?,
             })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        turns.reverse();
+        Ok(turns)
+    }
+
+    async fn turns_between(
+        &self,
+        learner: &LearnerId,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Turn)>, StoreError> {
+        let mut turns = sqlx::query(
+            "SELECT session_id, seq, role, content, tokens, created_at FROM turns \
+             WHERE learner = $1 AND created_at >= $2 AND created_at <= $3 ORDER BY created_at DESC, seq DESC LIMIT $4",
+        )
+        .bind(learner.as_str().to_owned())
+        .bind(from)
+        .bind(to)
+        .bind(limit as i64)
+        .fetch_all(self.db.relaxed_pool())
+        .await?
+        .iter()
+        .map(|r| {
+            let role: String = r.try_get("role")?;
+            Ok((
+                r.try_get("session_id")?,
+                Turn {
+                    seq: r.try_get("seq")?,
+                    role: role
+                        .parse::<Role>()
+                        .map_err(|e| StoreError::Corrupt { learner: learner.to_string(), message: e.0 })?,
+                    content: r.try_get("content")?,
+                    tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
+                    meta: serde_json::Value::Null,
+                    at: r.try_get("created_at")?,
+                },
+            ))
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
         turns.reverse();

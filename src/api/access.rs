@@ -16,8 +16,14 @@ use crate::auth::{AuthError, Principal, Role};
 use crate::content::{Component, Library};
 use crate::passport::LearnerId;
 
-/// Routes anyone may call, without a token.
-pub const OPEN: &[&str] = &["/healthz", "/readyz", "/openapi.json"];
+/// Routes anyone may call, without a token (the pages hold no data: they call the API with
+/// the token the user gives them).
+pub const OPEN: &[&str] = &["/healthz", "/readyz", "/openapi.json", "/educator"];
+
+/// Whether a path is open to anyone: an [`OPEN`] route or a page's asset.
+pub fn is_open(path: &str) -> bool {
+    OPEN.contains(&path) || path.starts_with("/assets/")
+}
 
 /// The verified caller of a request.
 #[derive(Debug, Clone)]
@@ -56,7 +62,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
             tracing::Span::current().record("caller", tracing::field::display(p.key()));
             req.extensions_mut().insert(Caller(Arc::new(p)));
         }
-        None if !OPEN.contains(&req.uri().path()) => {
+        None if !is_open(req.uri().path()) => {
             return ApiError::Unauthorized(AuthError::Missing).into_response();
         }
         None => {}

@@ -27,6 +27,8 @@ pub enum ApiError {
     NotJson,
     /// 429: a limit is reached; try again after `retry_after` seconds.
     TooMany { code: &'static str, message: String, retry_after: u64 },
+    /// 409: the resource is not in a state this request can change; `details` says more.
+    Conflict { code: &'static str, message: String, details: Option<serde_json::Value> },
     /// 404: a thing the request names does not exist.
     NotFound { code: &'static str, message: String },
     /// 413: the request is larger than allowed.
@@ -86,6 +88,7 @@ impl ApiError {
             ),
             Self::TooMany { code, message, .. } => (StatusCode::TOO_MANY_REQUESTS, code, message.clone()),
             Self::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message.clone()),
+            Self::Conflict { code, message, .. } => (StatusCode::CONFLICT, code, message.clone()),
             Self::TooLarge { code, message } => (StatusCode::PAYLOAD_TOO_LARGE, code, message.clone()),
             Self::Unprocessable { code, message, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone()),
             Self::ContentNotLoaded => (
@@ -150,7 +153,7 @@ impl IntoResponse for ApiError {
             Self::TooMany { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
-        if let Self::Unprocessable { details: Some(d), .. } = self {
+        if let Self::Unprocessable { details: Some(d), .. } | Self::Conflict { details: Some(d), .. } = self {
             error["details"] = d;
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
@@ -171,6 +174,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "request_timeout",
         StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",

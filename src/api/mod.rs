@@ -23,10 +23,12 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub mod access;
 mod chat;
+mod educators;
 mod envelope;
 mod error;
 mod limits;
 mod openapi;
+mod pages;
 mod passport;
 mod server;
 
@@ -71,9 +73,24 @@ routes! { cfg;
     GET "/v1/learners/{id}/plan" => passport::get_plan, bounded(cfg);
     GET "/v1/learners/{id}/audit" => passport::get_audit, bounded(cfg);
     DELETE "/v1/learners/{id}" => passport::erase_learner, bounded(cfg);
+    GET "/v1/me" => educators::me, bounded(cfg);
+    GET "/v1/flags" => educators::list_flags, bounded(cfg);
+    GET "/v1/flags/{id}" => educators::get_flag, bounded(cfg);
+    POST "/v1/flags/{id}/acknowledge" => educators::acknowledge, DefaultBodyLimit::max(SMALL_BODY), bounded(cfg);
+    POST "/v1/flags/{id}/resolve" => educators::resolve, DefaultBodyLimit::max(SMALL_BODY), bounded(cfg);
+    POST "/v1/flags/{id}/reopen" => educators::reopen, DefaultBodyLimit::max(SMALL_BODY), bounded(cfg);
+    GET "/v1/analytics/skills" => educators::skills_analytics, bounded(cfg);
+    GET "/v1/analytics/components" => educators::components_analytics, bounded(cfg);
+    GET "/v1/courses/{course}/priorities" => educators::get_priorities, bounded(cfg);
+    PUT "/v1/courses/{course}/priorities" => educators::put_priorities, DefaultBodyLimit::max(SMALL_BODY), bounded(cfg);
+    GET "/educator" => pages::educator;
+    GET "/assets/{file}" => pages::asset;
     // streams for as long as the turn takes (the turn has its own budget)
     POST "/v1/tutor/chat" => chat::chat, DefaultBodyLimit::max(chat::MAX_CHAT_BODY);
 }
+
+/// The largest body of the educators' small writes (a note, a list of skills).
+const SMALL_BODY: usize = 16 * 1024;
 
 /// The answer-time bound of a route that does not stream.
 fn bounded(cfg: &Config) -> TimeoutLayer {
@@ -88,7 +105,7 @@ pub fn router(state: AppState) -> Router {
     let origins: Vec<_> = cfg.limits.cors_origins.iter().filter_map(|o| o.parse().ok()).collect();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, REQUEST_ID])
         .expose_headers([REQUEST_ID, header::RETRY_AFTER])
         .max_age(Duration::from_secs(600));
@@ -170,6 +187,27 @@ async fn serve_metrics(app: AppState, addr: &str) -> Result<SocketAddr, ServeErr
     Ok(local)
 }
 
+/// In dev mode on an empty database: seeds the demo learners once the content is loaded.
+fn seed_demo_when_ready(app: AppState) {
+    tokio::spawn(async move {
+        let lib = loop {
+            match app.library() {
+                Some(lib) => break lib,
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        match crate::app::demo::is_empty(&app).await {
+            Ok(true) => {
+                if let Err(e) = crate::app::demo::seed(&app, &lib).await {
+                    tracing::warn!(error = %e, "could not seed the demo data");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check for demo data"),
+        }
+    });
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -205,6 +243,9 @@ pub async fn serve(
     }
     app.start();
     app.start_retention();
+    if cfg.demo && app.verifier.is_none() {
+        seed_demo_when_ready(app.clone());
+    }
     if let Some(m) = &cfg.metrics_addr {
         serve_metrics(app.clone(), m).await?;
     }

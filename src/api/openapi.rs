@@ -8,7 +8,9 @@ use schemars::r#gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use crate::agent::TurnResult;
+use crate::analytics::{ComponentsReport, Priority, SkillsReport};
 use crate::db::Erased;
+use crate::flags::{Change, Detail, Flag, FlagPage};
 use crate::passport::{Passport, Plan, Read, Recorded, WireStatement};
 
 /// What a request body or a reply is.
@@ -19,6 +21,8 @@ enum Body {
     Text(&'static str),
     /// Server-Sent Events, or this JSON with `Accept: application/json`.
     StreamOr(fn(&mut SchemaGenerator) -> Value),
+    /// This JSON, or CSV with `format=csv`.
+    SchemaOrCsv(fn(&mut SchemaGenerator) -> Value),
 }
 
 /// One operation: route, summary, who may call it, its body, its reply and its errors.
@@ -81,6 +85,50 @@ fn audit(g: &mut SchemaGenerator) -> Value {
     json!({"type": "object", "required": ["learner", "reads"], "properties": {
         "learner": {"type": "string"}, "reads": {"type": "array", "items": schema::<Read>(g)}}})
 }
+
+fn me() -> Value {
+    json!({"type": "object", "required": ["role", "sub", "dev", "courses", "min_group", "proficient"], "properties": {
+        "role": {"type": "string"}, "sub": {"type": "string"}, "group": {"type": ["string", "null"]},
+        "dev": {"type": "boolean"}, "min_group": {"type": "integer"}, "proficient": {"type": "number"},
+        "courses": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "title": {"type": "string"},
+            "skills": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}}}}}}}}})
+}
+
+fn changed(g: &mut SchemaGenerator) -> Value {
+    json!({"type": "object", "required": ["flag", "changed", "history"], "properties": {
+        "flag": schema::<Flag>(g), "changed": {"type": "boolean",
+            "description": "false when the flag was already in that status (perhaps moved there by another reviewer)"},
+        "history": {"type": "array", "items": schema::<Change>(g)}}})
+}
+
+fn priorities(g: &mut SchemaGenerator) -> Value {
+    json!({"type": "object", "required": ["course", "priorities"], "properties": {
+        "course": {"type": "string"}, "priorities": {"type": "array", "items": schema::<Priority>(g)}}})
+}
+
+/// A report as JSON, or its table as CSV with `format=csv`.
+fn report<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    schema::<T>(g)
+}
+
+const FLAG_FILTERS: &[(&str, bool, &str)] = &[
+    ("course", false, "One of the caller's courses (default: all of them)"),
+    ("skill", false, "A skill id"),
+    ("component", false, "A component id"),
+    ("status", false, "open, acknowledged or resolved"),
+    ("severity", false, "low, medium or high"),
+    ("since", false, "Opened at or after: a date (2026-11-20) or RFC 3339"),
+    ("cursor", false, "next_cursor of the previous page"),
+    ("limit", false, "1 to 200 (default 50)"),
+];
+
+const ANALYTICS_QUERY: &[(&str, bool, &str)] = &[
+    ("course", true, "The course"),
+    ("group", false, "One group of the course (an educator whose token names a group sees that group only)"),
+    ("format", false, "json (default) or csv"),
+];
 
 fn ops() -> Vec<Op> {
     vec![
@@ -175,6 +223,126 @@ fn ops() -> Vec<Op> {
             errors: &[400, 401, 403, 429, 503],
         },
         Op {
+            method: "GET",
+            path: "/v1/me",
+            summary: "Who the token says the caller is, and the courses they reach",
+            access: "anyone with a token",
+            query: &[],
+            request: Body::None,
+            reply: Body::Json(me),
+            errors: &[401, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/flags",
+            summary: "The struggle review queue: most severe first, then oldest; paginated",
+            access: "an educator (their courses), an admin",
+            query: FLAG_FILTERS,
+            request: Body::None,
+            reply: Body::Schema(schema::<FlagPage>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/flags/{id}",
+            summary: "A flag with its evidence: answers, mastery trend, transcript, rules, history (the read is audited)",
+            access: "an educator of the flag's course, an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(schema::<Detail>),
+            errors: &[401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/flags/{id}/acknowledge",
+            summary: "Acknowledge an open flag (idempotent)",
+            access: "an educator of the flag's course, an admin",
+            query: &[],
+            request: Body::Schema(schema::<super::educators::ChangeBody>),
+            reply: Body::Schema(changed),
+            errors: &[401, 403, 404, 409, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/flags/{id}/resolve",
+            summary: "Resolve a flag with an outcome and a note (idempotent; the first of two reviewers wins)",
+            access: "an educator of the flag's course, an admin",
+            query: &[],
+            request: Body::Schema(schema::<super::educators::ChangeBody>),
+            reply: Body::Schema(changed),
+            errors: &[401, 403, 404, 409, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/flags/{id}/reopen",
+            summary: "Reopen a flag (409 when another is open for the same learner and skill)",
+            access: "an educator of the flag's course, an admin",
+            query: &[],
+            request: Body::Schema(schema::<super::educators::ChangeBody>),
+            reply: Body::Schema(changed),
+            errors: &[401, 403, 404, 409, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/analytics/skills",
+            summary: "Per skill: learners, answers, wrong rate, hints, flags, demand, misconceptions, time to proficient; progression by week (small groups suppressed)",
+            access: "an educator (their courses), an admin",
+            query: ANALYTICS_QUERY,
+            request: Body::None,
+            reply: Body::SchemaOrCsv(report::<SkillsReport>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/analytics/components",
+            summary: "Per component: learners, answers, wrong rate, hints, flags, misconceptions; where learners stop (small groups suppressed)",
+            access: "an educator (their courses), an admin",
+            query: ANALYTICS_QUERY,
+            request: Body::None,
+            reply: Body::SchemaOrCsv(report::<ComponentsReport>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/courses/{course}/priorities",
+            summary: "The course's priority skills (for the course, and per group)",
+            access: "an educator of the course, an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(priorities),
+            errors: &[401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "PUT",
+            path: "/v1/courses/{course}/priorities",
+            summary: "Replace the priority skills of the course or of one group",
+            access: "an educator of the course, an admin",
+            query: &[],
+            request: Body::Schema(schema::<super::educators::PrioritiesBody>),
+            reply: Body::Schema(priorities),
+            errors: &[401, 403, 404, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/educator",
+            summary: "The educators' page: the review queue and the analytics",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/html; charset=utf-8"),
+            errors: &[],
+        },
+        Op {
+            method: "GET",
+            path: "/assets/{file}",
+            summary: "The pages' scripts and styles",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/javascript; charset=utf-8"),
+            errors: &[404],
+        },
+        Op {
             method: "POST",
             path: "/v1/tutor/chat",
             summary: "A tutor turn: an SSE stream (tool, delta, replace, done), or one JSON reply with Accept: application/json",
@@ -193,6 +361,7 @@ fn error_reply(status: u16) -> Value {
         401 => "No bearer token, or one that is not accepted",
         403 => "The token may not do this",
         404 => "Not found",
+        409 => "The resource is not in a state this can change",
         413 => "The body is too large",
         415 => "The body is not application/json",
         422 => "The body is well-formed but not acceptable",
@@ -213,6 +382,10 @@ fn content(body: &Body, g: &mut SchemaGenerator) -> Option<Value> {
             m.insert((*ct).to_owned(), json!({"schema": {"type": "string"}}));
             Some(Value::Object(m))
         }
+        Body::SchemaOrCsv(f) => Some(json!({
+            "application/json": {"schema": f(g)},
+            "text/csv": {"schema": {"type": "string"}},
+        })),
         Body::StreamOr(f) => Some(json!({
             "text/event-stream": {"schema": {"type": "string", "description":
                 "events `tool`, `delta` ({text}), `replace` ({reason, message}) and `done` (the JSON reply)"}},
@@ -237,8 +410,21 @@ pub fn document() -> Value {
             })
             .collect();
         if op.path.contains("{id}") {
-            params.push(json!({"name": "id", "in": "path", "required": true, "description": "The learner id",
-                               "schema": {"type": "string", "pattern": "^[A-Za-z0-9._@:-]{1,128}$"}}));
+            let (what, pattern) = if op.path.starts_with("/v1/flags") {
+                ("The flag id", "^[A-Za-z0-9_-]{1,128}$")
+            } else {
+                ("The learner id", "^[A-Za-z0-9._@:-]{1,128}$")
+            };
+            params.push(json!({"name": "id", "in": "path", "required": true, "description": what,
+                               "schema": {"type": "string", "pattern": pattern}}));
+        }
+        if op.path.contains("{course}") {
+            params.push(json!({"name": "course", "in": "path", "required": true, "description": "The course id",
+                               "schema": {"type": "string"}}));
+        }
+        if op.path.contains("{file}") {
+            params.push(json!({"name": "file", "in": "path", "required": true, "description": "The asset's name",
+                               "schema": {"type": "string", "enum": super::pages::asset_names()}}));
         }
         let mut responses = Map::new();
         let mut ok = json!({"description": "OK"});

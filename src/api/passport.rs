@@ -75,7 +75,7 @@ pub(super) async fn post_events(
         });
     }
     let lib = library(&s)?;
-    let events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| {
+    let mut events = validate_batch(&statements, &lib, now_ms()).map_err(|bad| {
         crate::metrics::add("tutor_events_total", &[("outcome", "refused")], statements.len() as u64);
         ApiError::Unprocessable {
             code: "invalid_statements",
@@ -86,6 +86,14 @@ pub(super) async fn post_events(
     may_post(&s, &caller, &lib, &events).inspect_err(|_| {
         crate::metrics::add("tutor_events_total", &[("outcome", "refused")], events.len() as u64);
     })?;
+    // a learner token's group claim is the learner's group, unless a statement names one
+    if caller.role == Role::Learner
+        && let Some(g) = caller.group.as_deref().and_then(|g| passport::parse_group(g).ok())
+    {
+        for e in events.iter_mut().filter(|e| e.group.is_none()) {
+            e.group = Some(g.clone());
+        }
+    }
     let recorded = s.stores.passports.record(&events, &lib).await?;
     tracing::info!(accepted = recorded.accepted, duplicates = recorded.duplicates, "events recorded");
     crate::metrics::add("tutor_events_total", &[("outcome", "accepted")], recorded.accepted as u64);
@@ -185,7 +193,10 @@ pub(super) async fn get_plan(
     access::own_or_service(&caller, &learner, component)?;
     audit(&s, &caller, &learner, &format!("plan {component_id}")).await?;
     let state = s.stores.passports.learner(&learner).await?;
-    Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component)))
+    let db = &s.stores.db;
+    let group = crate::analytics::group_of(db, learner.as_str(), &component.course).await?;
+    let priorities = crate::analytics::priorities_for(db, &component.course, group.as_deref()).await?;
+    Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component, &priorities)))
 }
 
 /// Notes a read of `learner`'s data by anyone but the learner (an admin, a service) in the

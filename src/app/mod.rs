@@ -4,6 +4,7 @@
 //! it. New backends and features plug in here, once. [`lifecycle`] keeps the served index in
 //! step with the content and with builds made by other processes.
 
+pub mod demo;
 pub mod lifecycle;
 pub mod limits;
 pub mod snapshot;
@@ -73,7 +74,7 @@ impl Stores {
     pub async fn open(cfg: &Config) -> Result<Self, StoreError> {
         let db = Database::connect(&cfg.database_url()).await?;
         Ok(Self {
-            passports: Arc::new(SqlPassportStore::new(db.clone())),
+            passports: Arc::new(SqlPassportStore::new(db.clone(), cfg.passport.proficient)),
             flags: Arc::new(SqlFlagStore::new(db.clone())),
             sessions: Arc::new(SqlAgentStore::new(db.clone())),
             db,
@@ -198,6 +199,12 @@ impl App {
         let r = Retained { before, events, sessions, turns };
         tracing::info!(days, events, sessions, turns, "retention: deleted what is older than the policy allows");
         Ok(r)
+    }
+
+    /// Seeds the demo learners (see [`demo`]), after clearing earlier ones.
+    pub async fn demo_seed(self: &Arc<Self>, lib: &Arc<Library>) -> Result<demo::Seeded, StoreError> {
+        demo::clear(self).await?;
+        demo::seed(self, lib).await
     }
 
     /// With a retention policy, applies it now and then once a day, while the runtime runs.

@@ -535,7 +535,8 @@ impl Runner {
             .collect();
         let page_component = page.as_ref().and_then(|p| self.lib.components.get(p));
         if let Some(c) = page_component {
-            let plan = crate::passport::plan(&self.lib, &self.app.config.passport, &learner, &state, c);
+            let plan =
+                crate::passport::plan(&self.lib, &self.app.config.passport, &learner, &state, c, &Default::default());
             o.skip_offer = Some(plan.skip_offer.offered);
             let skill = &c.skills[0];
             o.band = Some(Band::of(state.mastery(&self.lib, skill), &self.app.config.passport));

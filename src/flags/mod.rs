@@ -2,10 +2,15 @@
 //! independent of any model), and where flags are kept ([`FlagStore`]). At most one open flag
 //! per (learner, skill); new evidence is appended to it.
 
+mod review;
 mod store;
 
 use serde::{Deserialize, Serialize};
 
+pub use review::{
+    Answer, Change, ChangeRequest, Detail, Excerpt, FlagPage, FlagQuery, MAX_NOTE_CHARS, Outcome, TRANSCRIPT_SHOWN,
+    Transition, TrendPoint, detail, transcript_window,
+};
 pub use store::{FlagStore, MAX_EVIDENCE, SqlFlagStore};
 
 pub use crate::config::FlagConfig;
@@ -26,7 +31,7 @@ text_enum!(
 );
 
 /// One piece of evidence behind a flag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Evidence {
     /// `wrong_streak`, `falling_mastery`, `heavy_hints`, `confusion`, `repeated_question`,
     /// `model` (the tutor called `flag_struggle`).
@@ -52,7 +57,7 @@ pub struct Raise {
 }
 
 /// A stored flag.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Flag {
     pub id: String,
     pub learner: LearnerId,

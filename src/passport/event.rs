@@ -61,6 +61,10 @@ pub struct Event {
     pub duration_ms: Option<u64>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
+    /// The learner's group (a class, a team) in the component's course, from the statement's
+    /// `context.group` or the posting token's `group` claim; not stored with the event, but
+    /// as the learner's group in that course.
+    pub group: Option<String>,
 }
 
 impl Event {
@@ -81,6 +85,17 @@ pub struct WireStatement {
     #[serde(default)]
     result: Option<WireResult>,
     timestamp: String,
+    #[serde(default)]
+    context: Option<WireContext>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct WireContext {
+    /// The learner's group in the component's course (a class, a team): analytics are given
+    /// per group, never per learner. 1 to 64 characters.
+    #[serde(default)]
+    group: Option<String>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -204,6 +219,10 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
     if control(id) || control(&w.actor) || result.response.as_deref().is_some_and(control) {
         return Err("id, actor and result.response must not contain control characters".into());
     }
+    let group = match w.context.and_then(|c| c.group) {
+        Some(g) => Some(parse_group(&g).map_err(|e| format!("context.group: {e}"))?),
+        None => None,
+    };
     let mut success = result.success;
     match verb {
         Verb::Answered => {
@@ -246,7 +265,20 @@ pub fn validate_statement(v: &Value, lib: &Library, now_ms: i64) -> Result<Event
         hints_used: result.hints_used,
         duration_ms,
         timestamp,
+        group,
     })
+}
+
+/// The longest group name.
+pub const MAX_GROUP_CHARS: usize = 64;
+
+/// Checks a group name: 1 to 64 characters, no control characters, trimmed.
+pub fn parse_group(raw: &str) -> Result<String, String> {
+    let g = raw.trim();
+    if g.is_empty() || g.chars().count() > MAX_GROUP_CHARS || g.chars().any(char::is_control) {
+        return Err(format!("a group is 1 to {MAX_GROUP_CHARS} characters without control characters"));
+    }
+    Ok(g.to_owned())
 }
 
 /// One bad statement of a batch.

@@ -9,10 +9,10 @@ mod store;
 mod view;
 
 pub use event::{
-    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, Verb, WireStatement, normalize_answer, validate_batch,
-    validate_statement,
+    Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, MAX_GROUP_CHARS, Verb, WireStatement, normalize_answer, parse_group,
+    validate_batch, validate_statement,
 };
-pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally};
+pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally, week_of, week_start};
 pub use store::{PassportStore, Read, Recorded, SqlPassportStore};
 pub use view::{
     Band, FormatPreference, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,

@@ -11,6 +11,17 @@ use crate::content::{Demand, Format, Library, SkillId};
 
 /// How many recent answers a skill state keeps for its trend and its "last N" reasons.
 pub const RECENT: usize = 10;
+/// The week (Monday to Sunday, UTC) of a timestamp in ms, counted from the week of the Unix epoch.
+pub fn week_of(ts_ms: i64) -> i64 {
+    // 1970-01-01 was a Thursday: shift by three days so that weeks start on Mondays
+    (ts_ms.div_euclid(86_400_000) + 3).div_euclid(7)
+}
+
+/// The first day (a Monday) of a week of [`week_of`], in ms since the Unix epoch.
+pub fn week_start(week: i64) -> i64 {
+    (week * 7 - 3) * 86_400_000
+}
+
 /// How many recent misconceptions a skill state keeps.
 pub const MISCONCEPTIONS_KEPT: usize = 5;
 
@@ -50,6 +61,12 @@ pub struct SkillState {
     pub by_demand: BTreeMap<Demand, Tally>,
     /// Newest last.
     pub misconceptions: Vec<MisconceptionHit>,
+    /// Milliseconds since the Unix epoch of the first answer.
+    #[serde(default)]
+    pub first_seen: i64,
+    /// When mastery first reached the proficient threshold (for "time to proficient").
+    #[serde(default)]
+    pub proficient_at: Option<i64>,
 }
 
 impl SkillState {
@@ -65,6 +82,8 @@ impl SkillState {
             last_seen: 0,
             by_demand: BTreeMap::new(),
             misconceptions: Vec::new(),
+            first_seen: 0,
+            proficient_at: None,
         }
     }
 
@@ -150,6 +169,9 @@ impl LearnerState {
                     let params = lib.bkt(skill);
                     let st = self.skills.entry(skill.clone()).or_insert_with(|| SkillState::new(params.prior));
                     st.mastery = bkt::update(st.mastery, correct, &params);
+                    if st.evidence == 0 {
+                        st.first_seen = e.timestamp;
+                    }
                     st.evidence += 1;
                     st.correct += u32::from(correct);
                     st.hints_used = st.hints_used.saturating_add(e.hints_used.unwrap_or(0));
@@ -207,18 +229,39 @@ impl LearnerState {
             .map(|(f, _)| f)
     }
 
-    /// Builds the state from all of a learner's events, in any order.
-    pub fn replay(lib: &Library, events: &mut [Event]) -> Self {
-        Self::replay_from(Self::default(), lib, events)
-    }
-
-    /// `events` in order, applied on top of `base` (the model as of events no longer stored).
-    pub fn replay_from(base: Self, lib: &Library, events: &mut [Event]) -> Self {
+    /// `events` in order, applied on top of `base` (the model as of events no longer stored),
+    /// noting when each skill first reached `proficient`.
+    pub fn replay_from(base: Self, lib: &Library, events: &mut [Event], proficient: f64) -> Self {
         events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         let mut st = base;
-        for e in events.iter() {
-            st.apply(lib, e);
-        }
+        st.apply_all(lib, &events.iter().collect::<Vec<_>>(), proficient, |_, _, _| {});
         st
+    }
+
+    /// Applies `events` (sorted) and notes when each skill first reached `proficient`; calls
+    /// `answered(skill, timestamp, mastery)` after each answer; returns the skills whose state
+    /// changed.
+    pub fn apply_all(
+        &mut self,
+        lib: &Library,
+        events: &[&Event],
+        proficient: f64,
+        mut answered: impl FnMut(&SkillId, i64, f64),
+    ) -> Vec<SkillId> {
+        let mut touched = Vec::new();
+        for e in events {
+            for skill in self.apply(lib, e) {
+                if let Some(st) = self.skills.get_mut(&skill) {
+                    if st.proficient_at.is_none() && st.mastery >= proficient {
+                        st.proficient_at = Some(e.timestamp);
+                    }
+                    answered(&skill, e.timestamp, st.mastery);
+                }
+                if !touched.contains(&skill) {
+                    touched.push(skill);
+                }
+            }
+        }
+        touched
     }
 }

@@ -31,6 +31,8 @@ pub trait PassportStore: LearnerData {
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError>;
     /// The learner's model; empty for a learner with no events.
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError>;
+    /// The learner's stored events, in order.
+    async fn events(&self, learner: &LearnerId) -> Result<Vec<Event>, StoreError>;
     /// Notes that `reader` (`role:subject`) read `what` of the learner's data.
     async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError>;
     /// The newest `limit` reads of the learner's data by others, newest first.
@@ -54,6 +56,8 @@ pub struct Read {
 /// The passport tables (`events`, `skill_states`, `learners`) in the learner database.
 pub struct SqlPassportStore {
     db: Arc<Database>,
+    /// Mastery at which a skill counts as proficient (when it is first reached is kept).
+    proficient: f64,
 }
 
 const EVENT_COLUMNS: &str =
@@ -63,9 +67,9 @@ const EVENT_COLUMNS: &str =
 const INSERT_ROWS: usize = 500;
 
 impl SqlPassportStore {
-    /// The store over `db`.
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    /// The store over `db`; `proficient` is the mastery at which a skill counts as proficient.
+    pub fn new(db: Arc<Database>, proficient: f64) -> Self {
+        Self { db, proficient }
     }
 
     /// Inserts the events, returning the `(learner, id)` pairs that were new.
@@ -141,12 +145,14 @@ impl SqlPassportStore {
             skills.iter().filter_map(|s| state.skills.get(s).map(|st| (s, st))).collect();
         for chunk in skills.chunks(INSERT_ROWS) {
             let sql = format!(
-                "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at) VALUES {} \
-                 ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, evidence = excluded.evidence, \
-                 state = excluded.state, updated_at = excluded.updated_at",
-                placeholders(chunk.len(), 6)
+                "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at, first_at, proficient_at) \
+                 VALUES {} ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, \
+                 evidence = excluded.evidence, state = excluded.state, updated_at = excluded.updated_at, \
+                 first_at = excluded.first_at, proficient_at = excluded.proficient_at",
+                placeholders(chunk.len(), 8)
             );
-            let mut q = sqlx::query(&sql);
+            // not cached: a NULL proficient_at binds with another type than a number
+            let mut q = sqlx::query(&sql).persistent(false);
             for (skill, st) in chunk {
                 q = q
                     .bind(learner.as_str().to_owned())
@@ -154,7 +160,9 @@ impl SqlPassportStore {
                     .bind(st.mastery)
                     .bind(i64::from(st.evidence))
                     .bind(serde_json::to_string(st).expect("state serializes"))
-                    .bind(now);
+                    .bind(now)
+                    .bind(st.first_seen)
+                    .bind(st.proficient_at);
             }
             q.execute(&mut **tx).await?;
         }
@@ -168,6 +176,68 @@ impl SqlPassportStore {
         .bind(now)
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+}
+
+impl SqlPassportStore {
+    /// Mastery at the end of each week with answers.
+    async fn save_weeks(
+        tx: &mut Tx,
+        learner: &LearnerId,
+        weeks: &BTreeMap<(SkillId, i64), f64>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<_> = weeks.iter().collect();
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO mastery_weeks (learner, skill, week, mastery) VALUES {} \
+                 ON CONFLICT (learner, skill, week) DO UPDATE SET mastery = excluded.mastery",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for ((skill, week), mastery) in chunk {
+                q = q.bind(learner.as_str().to_owned()).bind(skill.as_str().to_owned()).bind(*week).bind(**mastery);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The learner's newest activity and group per course the events touched.
+    async fn save_activity(
+        tx: &mut Tx,
+        learner: &LearnerId,
+        events: &[&Event],
+        lib: &Library,
+    ) -> Result<(), StoreError> {
+        // per course: the newest event (events are sorted) and the newest group given
+        let mut courses: BTreeMap<&str, (&Event, Option<&str>)> = BTreeMap::new();
+        for e in events {
+            let Some(c) = lib.components.get(&e.component) else { continue };
+            let entry = courses.entry(c.course.as_str()).or_insert((e, None));
+            entry.0 = e;
+            if let Some(g) = &e.group {
+                entry.1 = Some(g);
+            }
+        }
+        for (course, (last, group)) in courses {
+            sqlx::query(
+                "INSERT INTO learner_courses (learner, course, grp, last_at, last_component) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (learner, course) DO UPDATE SET grp = COALESCE(excluded.grp, learner_courses.grp), \
+                 last_component = CASE WHEN excluded.last_at >= learner_courses.last_at \
+                     THEN excluded.last_component ELSE learner_courses.last_component END, \
+                 last_at = CASE WHEN excluded.last_at >= learner_courses.last_at \
+                     THEN excluded.last_at ELSE learner_courses.last_at END",
+            )
+            .persistent(false)
+            .bind(learner.as_str().to_owned())
+            .bind(course.to_owned())
+            .bind(group.map(str::to_owned))
+            .bind(last.timestamp)
+            .bind(last.component.as_str().to_owned())
+            .execute(&mut **tx)
+            .await?;
+        }
         Ok(())
     }
 }
@@ -194,6 +264,7 @@ fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, Stor
         hints_used: r.try_get::<Option<i64>, _>("hints_used")?.map(|h| h.clamp(0, i64::from(u32::MAX)) as u32),
         duration_ms: r.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
         timestamp: r.try_get("ts")?,
+        group: None,
     }))
 }
 
@@ -247,13 +318,19 @@ impl PassportStore for SqlPassportStore {
             }
             new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
             let mut state = Self::load_state(&mut tx, learner).await?;
+            // mastery at the end of each week an answer fell in, for progression
+            let mut weeks: BTreeMap<(SkillId, i64), f64> = BTreeMap::new();
+            let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
+                weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
+            };
             let touched: BTreeSet<SkillId> = if state.can_append(new[0]) {
-                new.iter().flat_map(|e| state.apply(lib, e)).collect()
+                state.apply_all(lib, &new, self.proficient, &mut week_of_answer).into_iter().collect()
             } else {
                 // an event older than the newest applied: replay the learner from the start
                 let mut all = Self::all_events(&mut tx, learner).await?;
-                let base = Self::base(&mut tx, learner).await?;
-                state = LearnerState::replay_from(base, lib, &mut all);
+                all.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                state = Self::base(&mut tx, learner).await?;
+                state.apply_all(lib, &all.iter().collect::<Vec<_>>(), self.proficient, &mut week_of_answer);
                 sqlx::query("DELETE FROM skill_states WHERE learner = $1")
                     .bind(learner.as_str())
                     .execute(&mut *tx)
@@ -261,6 +338,8 @@ impl PassportStore for SqlPassportStore {
                 state.skills.keys().cloned().collect()
             };
             Self::save(&mut tx, learner, &state, &touched, now).await?;
+            Self::save_weeks(&mut tx, learner, &weeks).await?;
+            Self::save_activity(&mut tx, learner, &new, lib).await?;
         }
         tx.commit().await?;
         Ok(Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() })
@@ -272,6 +351,13 @@ impl PassportStore for SqlPassportStore {
         let state = load_state(&mut tx, learner).await;
         tx.commit().await?;
         state
+    }
+
+    async fn events(&self, learner: &LearnerId) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let events = Self::all_events(&mut tx, learner).await;
+        tx.commit().await?;
+        events
     }
 
     async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError> {
@@ -314,7 +400,7 @@ impl PassportStore for SqlPassportStore {
             // the new base: the old one with the events that go applied on top, in order
             let mut old: Vec<Event> = Self::all_events(&mut tx, &learner).await?;
             old.retain(|e| e.timestamp < before);
-            let base = LearnerState::replay_from(Self::base(&mut tx, &learner).await?, lib, &mut old);
+            let base = LearnerState::replay_from(Self::base(&mut tx, &learner).await?, lib, &mut old, self.proficient);
             sqlx::query("UPDATE learners SET base_state = $1, base_until = $2 WHERE learner = $3")
                 .bind(serde_json::to_string(&base).expect("state serializes"))
                 .bind(before)
@@ -339,6 +425,8 @@ impl LearnerData for SqlPassportStore {
         erased.events += delete_rows(tx, "events", learner).await?;
         erased.skills += delete_rows(tx, "skill_states", learner).await?;
         delete_rows(tx, "learners", learner).await?;
+        delete_rows(tx, "learner_courses", learner).await?;
+        delete_rows(tx, "mastery_weeks", learner).await?;
         erased.audit_reads += delete_rows(tx, "audit_reads", learner).await?;
         Ok(())
     }

@@ -346,6 +346,7 @@ pub fn plan(
     learner: &LearnerId,
     state: &LearnerState,
     component: &Component,
+    priorities: &std::collections::BTreeSet<SkillId>,
 ) -> Plan {
     let states: Vec<(&SkillId, SkillState)> =
         component.skills.iter().map(|s| (s, state.skill_or_prior(lib, s))).collect();
@@ -423,19 +424,25 @@ pub fn plan(
                 continue;
             }
             let material = best_material(lib, pre, Band::of(p.mastery, cfg).level(), format, None);
+            let mut reason = format!(
+                "{}; {} comes before {}.",
+                capitalize(&recent_sentence(p, &name_in_sentence(lib, pre))),
+                name_in_sentence(lib, pre),
+                name_in_sentence(lib, s)
+            );
+            if priorities.contains(pre) {
+                reason.push_str(" Your educators marked it a priority.");
+            }
             review.push(Review {
                 skill: pre.clone(),
                 component_id: material.map(|c| c.id.clone()),
                 title: material.map(|c| c.title.clone()),
-                reason: format!(
-                    "{}; {} comes before {}.",
-                    capitalize(&recent_sentence(p, &name_in_sentence(lib, pre))),
-                    name_in_sentence(lib, pre),
-                    name_in_sentence(lib, s)
-                ),
+                reason,
             });
         }
     }
+    // the skills educators marked a priority first, otherwise in the order found
+    review.sort_by_key(|r| !priorities.contains(&r.skill));
     Plan { learner: learner.clone(), component: component.id.clone(), skip_offer, variant, review }
 }
 

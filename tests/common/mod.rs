@@ -81,7 +81,8 @@ pub fn load(root: &Path) -> Library {
 /// A config with a fresh data dir (kept alive by the returned guard).
 pub fn config(content: &Path) -> (Config, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.to_owned(), ..Config::default() };
+    let cfg =
+        Config { data_dir: data.path().to_owned(), content_dir: content.to_owned(), demo: false, ..Config::default() };
     (cfg, data)
 }
 
@@ -193,7 +194,8 @@ impl App {
 pub async fn spawn_app(cfg_for: impl FnOnce(&mut Config)) -> App {
     init_test_log();
     let data = tempfile::tempdir().unwrap();
-    let mut cfg = Config { data_dir: data.path().to_owned(), port: 0, ..Config::default() };
+    // no demo learners unless a test asks for them
+    let mut cfg = Config { data_dir: data.path().to_owned(), port: 0, demo: false, ..Config::default() };
     cfg_for(&mut cfg);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, server) = tutor::api::serve(cfg, async {
