@@ -328,14 +328,19 @@ impl Analytics {
             return Ok(a);
         }
         let pool = db.pool();
-        let join = "LEFT JOIN learner_courses lc ON lc.learner = e.learner AND lc.course = $1";
-        let in_components = params(2, components.len());
         fn bind<'q>(
             sql: &'q str,
             course: &str,
             values: &[String],
         ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
             let mut q = sqlx::query(sql).persistent(false).bind(course.to_owned());
+            for v in values {
+                q = q.bind(v.clone());
+            }
+            q
+        }
+        fn bind_values<'q>(sql: &'q str, values: &[String]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+            let mut q = sqlx::query(sql).persistent(false);
             for v in values {
                 q = q.bind(v.clone());
             }
@@ -353,115 +358,107 @@ impl Analytics {
             a.learners.add(grp(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
         }
 
-        // answers per item and wrong response (the response only when wrong)
-        let sql = format!(
-            "SELECT e.component, e.item, CASE WHEN e.success = 0 THEN e.response END AS wrong_response, lc.grp AS grp, \
-             COUNT(*) AS n, SUM(CASE WHEN e.success = 0 THEN 1 ELSE 0 END) AS wrong, \
-             SUM(COALESCE(e.hints_used, 0)) AS hints, COUNT(DISTINCT e.learner) AS learners \
-             FROM events e {join} WHERE e.verb = 'answered' AND e.component IN ({in_components}) \
-             GROUP BY e.component, e.item, CASE WHEN e.success = 0 THEN e.response END, lc.grp"
-        );
-        for r in bind(&sql, course, &components).fetch_all(pool).await? {
-            let (component, item): (String, String) =
-                (r.try_get("component")?, r.try_get::<Option<String>, _>("item")?.unwrap_or_default());
-            let t = Tally {
-                learners: int(&r, "learners")?,
-                attempts: int(&r, "n")?,
-                wrong: int(&r, "wrong")?,
-                hints: int(&r, "hints")?,
-            };
-            let g = grp(&r)?;
-            a.items.entry((component.clone(), item.clone())).or_default().add(g.clone(), Tally { learners: 0, ..t });
-            if let Some(resp) = r.try_get::<Option<String>, _>("wrong_response")? {
-                a.responses.entry((component, item, normalize_answer(&resp))).or_default().add(g, t);
-            }
+        // answers per item and group, from the rollup the passport keeps
+        let g = |r: &sqlx::any::AnyRow| -> Result<Grp, StoreError> {
+            Ok(r.try_get::<Option<String>, _>("grp")?.filter(|g| !g.is_empty()))
+        };
+        for r in bind("SELECT component, item, grp, attempts, wrong, hints FROM item_stats WHERE course = $1", course, &[])
+            .fetch_all(pool)
+            .await?
+        {
+            let key = (r.try_get::<String, _>("component")?, r.try_get::<String, _>("item")?);
+            let t = Tally { learners: 0, attempts: int(&r, "attempts")?, wrong: int(&r, "wrong")?, hints: int(&r, "hints")? };
+            a.items.entry(key).or_default().add(g(&r)?, t);
         }
-
-        // distinct learners per component
-        let sql = format!(
-            "SELECT e.component, lc.grp AS grp, COUNT(DISTINCT e.learner) AS learners FROM events e {join} \
-             WHERE e.verb = 'answered' AND e.component IN ({in_components}) GROUP BY e.component, lc.grp"
-        );
-        for r in bind(&sql, course, &components).fetch_all(pool).await? {
+        // learners who gave each known misconception
+        for r in bind(
+            "SELECT component, item, response, grp, COUNT(*) AS n FROM learner_misconceptions WHERE course = $1 \
+             GROUP BY component, item, response, grp",
+            course,
+            &[],
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let key = (r.try_get("component")?, r.try_get("item")?, r.try_get("response")?);
+            a.responses.entry(key).or_default().add(g(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+        }
+        // learners per component
+        for r in bind(
+            "SELECT component, grp, COUNT(*) AS n FROM learner_components WHERE course = $1 GROUP BY component, grp",
+            course,
+            &[],
+        )
+        .fetch_all(pool)
+        .await?
+        {
             a.component_learners
                 .entry(r.try_get("component")?)
                 .or_default()
-                .add(grp(&r)?, Tally { learners: int(&r, "learners")?, ..Tally::default() });
+                .add(g(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
         }
-
-        // per skill and demand, through a map of (component, item) → (skill, demand)
-        let mut map: Vec<String> = Vec::new();
-        for cid in &c.components {
-            let Some(comp) = lib.components.get(cid) else { continue };
-            for item in &comp.items {
-                for skill in &comp.skills {
-                    map.extend([cid.to_string(), item.id.clone(), skill.to_string(), item.demand.as_str().to_owned()]);
+        // per skill and demand: learners from their rollup, answers from the items'
+        for r in bind(
+            "SELECT skill, demand, grp, COUNT(*) AS n FROM learner_demands WHERE course = $1 GROUP BY skill, demand, grp",
+            course,
+            &[],
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let Ok(demand) = r.try_get::<String, _>("demand")?.parse::<Demand>() else { continue };
+            a.demand
+                .entry((r.try_get("skill")?, demand))
+                .or_default()
+                .add(g(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+        }
+        for ((component, item), by) in &a.items {
+            let Some(comp) = ComponentId::parse(component).ok().and_then(|id| lib.components.get(&id)) else { continue };
+            let Some(it) = comp.items.iter().find(|i| &i.id == item) else { continue };
+            for skill in &comp.skills {
+                let cell = a.demand.entry((skill.to_string(), it.demand)).or_default();
+                for (grp, t) in &by.0 {
+                    cell.add(grp.clone(), Tally { learners: 0, ..*t });
                 }
-            }
-        }
-        if !map.is_empty() {
-            let rows: Vec<String> = (0..map.len() / 4).map(|i| format!("({})", params(2 + i * 4, 4))).collect();
-            let sql = format!(
-                "WITH m (component, item, skill, demand) AS (VALUES {}) \
-                 SELECT m.skill, m.demand, lc.grp AS grp, COUNT(*) AS n, \
-                 SUM(CASE WHEN e.success = 0 THEN 1 ELSE 0 END) AS wrong, COUNT(DISTINCT e.learner) AS learners \
-                 FROM events e JOIN m ON m.component = e.component AND m.item = e.item {join} \
-                 WHERE e.verb = 'answered' GROUP BY m.skill, m.demand, lc.grp",
-                rows.join(", ")
-            );
-            for r in bind(&sql, course, &map).fetch_all(pool).await? {
-                let Ok(demand) = r.try_get::<String, _>("demand")?.parse::<Demand>() else { continue };
-                a.demand.entry((r.try_get("skill")?, demand)).or_default().add(
-                    grp(&r)?,
-                    Tally {
-                        learners: int(&r, "learners")?,
-                        attempts: int(&r, "n")?,
-                        wrong: int(&r, "wrong")?,
-                        hints: 0,
-                    },
-                );
             }
         }
 
         if !skills.is_empty() {
-            let in_skills = params(2, skills.len());
+            let in_skills = params(1, skills.len());
             let sql = format!(
-                "SELECT s.skill, lc.grp AS grp, COUNT(*) AS learners FROM skill_states s \
-                 LEFT JOIN learner_courses lc ON lc.learner = s.learner AND lc.course = $1 \
-                 WHERE s.skill IN ({in_skills}) AND s.evidence > 0 GROUP BY s.skill, lc.grp"
+                "SELECT skill, grp, COUNT(*) AS learners FROM skill_states \
+                 WHERE skill IN ({in_skills}) AND evidence > 0 GROUP BY skill, grp"
             );
-            for r in bind(&sql, course, &skills).fetch_all(pool).await? {
+            for r in bind_values(&sql, &skills).fetch_all(pool).await? {
                 a.skill_learners
                     .entry(r.try_get("skill")?)
                     .or_default()
-                    .add(grp(&r)?, Tally { learners: int(&r, "learners")?, ..Tally::default() });
+                    .add(g(&r)?, Tally { learners: int(&r, "learners")?, ..Tally::default() });
             }
             let sql = format!(
-                "SELECT s.skill, lc.grp AS grp, s.proficient_at - s.first_at AS took FROM skill_states s \
-                 LEFT JOIN learner_courses lc ON lc.learner = s.learner AND lc.course = $1 \
-                 WHERE s.skill IN ({in_skills}) AND s.proficient_at IS NOT NULL AND s.first_at > 0"
+                "SELECT skill, grp, proficient_at - first_at AS took FROM skill_states \
+                 WHERE skill IN ({in_skills}) AND proficient_at IS NOT NULL AND first_at > 0"
             );
-            for r in bind(&sql, course, &skills).fetch_all(pool).await? {
+            for r in bind_values(&sql, &skills).fetch_all(pool).await? {
                 let took = r.try_get::<Option<i64>, _>("took")?.unwrap_or(0).max(0) as f64 / 3_600_000.0;
-                a.to_proficient.entry(r.try_get("skill")?).or_default().entry(grp(&r)?).or_default().push(took);
+                a.to_proficient.entry(r.try_get("skill")?).or_default().entry(g(&r)?).or_default().push(took);
             }
             // bands per week, over the last weeks with answers
             let sql = format!(
-                "SELECT w.week, lc.grp AS grp, COUNT(DISTINCT w.learner) AS learners, \
-                 SUM(CASE WHEN w.mastery < {d} THEN 1 ELSE 0 END) AS b0, \
-                 SUM(CASE WHEN w.mastery >= {d} AND w.mastery < {p} THEN 1 ELSE 0 END) AS b1, \
-                 SUM(CASE WHEN w.mastery >= {p} AND w.mastery < {m} THEN 1 ELSE 0 END) AS b2, \
-                 SUM(CASE WHEN w.mastery >= {m} THEN 1 ELSE 0 END) AS b3 \
-                 FROM mastery_weeks w LEFT JOIN learner_courses lc ON lc.learner = w.learner AND lc.course = $1 \
-                 WHERE w.skill IN ({in_skills}) GROUP BY w.week, lc.grp",
+                "SELECT week, grp, COUNT(DISTINCT learner) AS learners, \
+                 CAST(SUM(CASE WHEN mastery < {d} THEN 1 ELSE 0 END) AS BIGINT) AS b0, \
+                 CAST(SUM(CASE WHEN mastery >= {d} AND mastery < {p} THEN 1 ELSE 0 END) AS BIGINT) AS b1, \
+                 CAST(SUM(CASE WHEN mastery >= {p} AND mastery < {m} THEN 1 ELSE 0 END) AS BIGINT) AS b2, \
+                 CAST(SUM(CASE WHEN mastery >= {m} THEN 1 ELSE 0 END) AS BIGINT) AS b3 \
+                 FROM mastery_weeks WHERE skill IN ({in_skills}) GROUP BY week, grp",
                 d = cfg.developing,
                 p = cfg.proficient,
                 m = cfg.mastered,
             );
-            for r in bind(&sql, course, &skills).fetch_all(pool).await? {
+            for r in bind_values(&sql, &skills).fetch_all(pool).await? {
                 let week: i64 = r.try_get("week")?;
                 let bands = [int(&r, "b0")?, int(&r, "b1")?, int(&r, "b2")?, int(&r, "b3")?];
-                a.weeks.entry(week).or_default().insert(grp(&r)?, (int(&r, "learners")?, bands));
+                a.weeks.entry(week).or_default().insert(g(&r)?, (int(&r, "learners")?, bands));
             }
             while a.weeks.len() as i64 > WEEKS_SHOWN {
                 a.weeks.pop_first();

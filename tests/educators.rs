@@ -36,8 +36,16 @@ struct Api {
 }
 
 impl Api {
-    async fn new() -> Self {
-        Self { app: spawn_sample_app(|c| c.auth = auth()).await, client: reqwest::Client::new() }
+    /// The service on the sample courses, on SQLite or (`pg`) on a fresh PostgreSQL database;
+    /// `None` when PostgreSQL is asked for and none is configured.
+    async fn new(pg: bool, test: &str) -> Option<Self> {
+        let url = if pg { Some(fresh_postgres(test).await?) } else { None };
+        let app = spawn_sample_app(|c| {
+            c.auth = auth();
+            c.database_url = url;
+        })
+        .await;
+        Some(Self { app, client: reqwest::Client::new() })
     }
 
     async fn call(&self, method: &str, path: &str, bearer: &str, body: Option<&Value>) -> (u16, Value) {
@@ -75,9 +83,8 @@ fn struggle(learner: &str, component: &str) -> Vec<Value> {
     (0..3).map(|n| answer(learner, n, component, "q1", false, None)).collect()
 }
 
-#[tokio::test]
-async fn the_queue_filters_orders_and_pages_and_counts_by_status() {
-    let api = Api::new().await;
+async fn the_queue_filters_orders_and_pages_and_counts_by_status(pg: bool) {
+    let Some(api) = Api::new(pg, "the_queue_filters_orders_and_pages_and_counts_by_status").await else { return };
     let mut all = Vec::new();
     for l in ["l1", "l2", "l3", "l4", "l5"] {
         all.extend(struggle(l, DIVIDE));
@@ -118,9 +125,12 @@ async fn the_queue_filters_orders_and_pages_and_counts_by_status() {
     assert_eq!(status, 403);
 }
 
-#[tokio::test]
-async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it() {
-    let api = Api::new().await;
+async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it(pg: bool) {
+    let Some(api) =
+        Api::new(pg, "a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it").await
+    else {
+        return;
+    };
     let mut events = struggle("mia", DIVIDE);
     events.push(answer("mia", 9, MULTIPLY, "q1", true, None));
     api.events(events).await;
@@ -182,9 +192,11 @@ async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educato
     assert_eq!(api.call("GET", &format!("/v1/flags/{id}"), &ada, None).await.0, 404);
 }
 
-#[tokio::test]
-async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction() {
-    let api = Api::new().await;
+async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction(pg: bool) {
+    let Some(api) = Api::new(pg, "analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction").await
+    else {
+        return;
+    };
     let mut events = Vec::new();
     // group A: 8 learners, mostly right on recall, wrong on reasoning; group B: 3 learners
     for (g, n) in [("A", 8), ("B", 3)] {
@@ -262,11 +274,21 @@ async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtra
     assert!(b_row.starts_with("fractions.multiply,Multiplying fractions,suppressed,suppressed,suppressed"), "{b_row}");
     let (status, e) = api.call("GET", "/v1/analytics/skills", &ada, None).await;
     assert_eq!((status, e["error"]["code"].as_str()), (400, Some("missing_course")));
+
+    // an erased learner leaves the figures
+    let admin = token(Role::Admin, "root", &[], None);
+    assert_eq!(api.call("DELETE", "/v1/learners/A1", &admin, None).await.0, 200);
+    let (_, after) = api.call("GET", "/v1/analytics/skills?course=fractions", &ada, None).await;
+    let m = after["skills"].as_array().unwrap().iter().find(|s| s["skill"] == "fractions.multiply").unwrap();
+    assert_eq!((&m["learners"], &m["attempts"]), (&json!(10), &json!(40)), "{m:#}");
+    assert_eq!(after["learners"], 10);
 }
 
-#[tokio::test]
-async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason() {
-    let api = Api::new().await;
+async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason(pg: bool) {
+    let Some(api) = Api::new(pg, "priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason").await
+    else {
+        return;
+    };
     // lena is weak on multiplying, a prerequisite of dividing
     api.events((0..2).map(|n| answer("lena", n, MULTIPLY, "q1", false, None)).collect()).await;
     let lena = token(Role::Learner, "lena", &[], None);
@@ -291,4 +313,25 @@ async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_
     let eve = token(Role::Educator, "eve", &["security"], None);
     assert_eq!(api.call("PUT", "/v1/courses/fractions/priorities", &eve, Some(&json!({"skills": []}))).await.0, 403);
     assert_eq!(api.call("GET", "/v1/courses/nope/priorities", &ada, None).await.0, 404);
+}
+
+/// Each test on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($($name:ident => $sqlite:ident, $pg:ident;)+) => {$(
+        #[tokio::test]
+        async fn $sqlite() {
+            $name(false).await
+        }
+        #[tokio::test]
+        async fn $pg() {
+            $name(true).await
+        }
+    )+};
+}
+
+on_both! {
+    the_queue_filters_orders_and_pages_and_counts_by_status => the_queue_filters_orders_and_pages_and_counts_by_status_on_sqlite, the_queue_filters_orders_and_pages_and_counts_by_status_on_postgres;
+    a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it => a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it_on_sqlite, a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it_on_postgres;
+    analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction => analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction_on_sqlite, analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction_on_postgres;
+    priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason => priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason_on_sqlite, priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason_on_postgres;
 }

@@ -5,6 +5,7 @@
 pub mod bkt;
 mod event;
 mod model;
+mod rollup;
 mod store;
 mod view;
 

@@ -62,6 +62,8 @@ pub struct SqlPassportStore {
 
 const EVENT_COLUMNS: &str =
     "learner, id, verb, component, item, success, score, response, hints_used, duration_ms, ts, received_at";
+/// The learner's groups per course, for a batch.
+type Groups<'a> = BTreeMap<&'a LearnerId, BTreeMap<String, String>>;
 /// Rows per multi-row insert: 12 parameters each (6,000 in all), well below SQLite's 32,766
 /// and PostgreSQL's 65,535.
 const INSERT_ROWS: usize = 500;
@@ -77,12 +79,14 @@ impl SqlPassportStore {
         tx: &mut Tx,
         events: &[&Event],
         received_at: i64,
+        lib: &Library,
+        groups: &Groups<'_>,
     ) -> Result<BTreeSet<(String, String)>, StoreError> {
         let mut inserted = BTreeSet::new();
         for chunk in events.chunks(INSERT_ROWS) {
             let sql = format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) VALUES {} ON CONFLICT (learner, id) DO NOTHING RETURNING learner, id",
-                placeholders(chunk.len(), 12)
+                "INSERT INTO events ({EVENT_COLUMNS}, grp) VALUES {} ON CONFLICT (learner, id) DO NOTHING RETURNING learner, id",
+                placeholders(chunk.len(), 13)
             );
             // Not a cached prepared statement: sqlx 0.8.6's Any driver sends a NULL f64 as a
             // float4 parameter, and a statement prepared that way rejects the next real score.
@@ -100,7 +104,8 @@ impl SqlPassportStore {
                     .bind(e.hints_used.map(i64::from))
                     .bind(e.duration_ms.map(|d| d.min(i64::MAX as u64) as i64))
                     .bind(e.timestamp)
-                    .bind(received_at);
+                    .bind(received_at)
+                    .bind(groups.get(&e.learner).map_or("", |g| super::rollup::group_of(g, lib, e)).to_owned());
             }
             for row in q.fetch_all(&mut **tx).await? {
                 inserted.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
@@ -140,16 +145,17 @@ impl SqlPassportStore {
         state: &LearnerState,
         skills: &BTreeSet<SkillId>,
         now: i64,
+        group: &(dyn Fn(&SkillId) -> String + Sync),
     ) -> Result<(), StoreError> {
         let skills: Vec<(&SkillId, &SkillState)> =
             skills.iter().filter_map(|s| state.skills.get(s).map(|st| (s, st))).collect();
         for chunk in skills.chunks(INSERT_ROWS) {
             let sql = format!(
-                "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at, first_at, proficient_at) \
+                "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at, first_at, proficient_at, grp) \
                  VALUES {} ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, \
                  evidence = excluded.evidence, state = excluded.state, updated_at = excluded.updated_at, \
-                 first_at = excluded.first_at, proficient_at = excluded.proficient_at",
-                placeholders(chunk.len(), 8)
+                 first_at = excluded.first_at, proficient_at = excluded.proficient_at, grp = excluded.grp",
+                placeholders(chunk.len(), 9)
             );
             // not cached: a NULL proficient_at binds with another type than a number
             let mut q = sqlx::query(&sql).persistent(false);
@@ -162,7 +168,8 @@ impl SqlPassportStore {
                     .bind(serde_json::to_string(st).expect("state serializes"))
                     .bind(now)
                     .bind(st.first_seen)
-                    .bind(st.proficient_at);
+                    .bind(st.proficient_at)
+                    .bind(group(skill));
             }
             q.execute(&mut **tx).await?;
         }
@@ -186,17 +193,23 @@ impl SqlPassportStore {
         tx: &mut Tx,
         learner: &LearnerId,
         weeks: &BTreeMap<(SkillId, i64), f64>,
+        group: &(dyn Fn(&SkillId) -> String + Sync),
     ) -> Result<(), StoreError> {
         let rows: Vec<_> = weeks.iter().collect();
         for chunk in rows.chunks(INSERT_ROWS) {
             let sql = format!(
-                "INSERT INTO mastery_weeks (learner, skill, week, mastery) VALUES {} \
-                 ON CONFLICT (learner, skill, week) DO UPDATE SET mastery = excluded.mastery",
-                placeholders(chunk.len(), 4)
+                "INSERT INTO mastery_weeks (learner, skill, week, mastery, grp) VALUES {} \
+                 ON CONFLICT (learner, skill, week) DO UPDATE SET mastery = excluded.mastery, grp = excluded.grp",
+                placeholders(chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql);
             for ((skill, week), mastery) in chunk {
-                q = q.bind(learner.as_str().to_owned()).bind(skill.as_str().to_owned()).bind(*week).bind(**mastery);
+                q = q
+                    .bind(learner.as_str().to_owned())
+                    .bind(skill.as_str().to_owned())
+                    .bind(*week)
+                    .bind(**mastery)
+                    .bind(group(skill));
             }
             q.execute(&mut **tx).await?;
         }
@@ -306,16 +319,19 @@ impl PassportStore for SqlPassportStore {
         let mut tx = self.db.pool().begin().await?;
         // one learner's batches are applied one at a time; locks taken in id order, so two
         // batches touching the same learners cannot deadlock
-        for learner in by_learner.keys() {
+        let mut groups: Groups = BTreeMap::new();
+        for (learner, evs) in &by_learner {
             self.db.lock_learner(&mut tx, learner.as_str()).await?;
+            groups.insert(learner, super::rollup::groups(&mut tx, learner, evs, lib).await?);
         }
-        let inserted = Self::insert_events(&mut tx, &unique, now).await?;
+        let inserted = Self::insert_events(&mut tx, &unique, now, lib, &groups).await?;
         for (learner, evs) in by_learner {
             let mut new: Vec<&Event> =
                 evs.into_iter().filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
             if new.is_empty() {
                 continue;
             }
+            let grps = &groups[learner];
             new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
             let mut state = Self::load_state(&mut tx, learner).await?;
             // mastery at the end of each week an answer fell in, for progression
@@ -337,9 +353,13 @@ impl PassportStore for SqlPassportStore {
                     .await?;
                 state.skills.keys().cloned().collect()
             };
-            Self::save(&mut tx, learner, &state, &touched, now).await?;
-            Self::save_weeks(&mut tx, learner, &weeks).await?;
+            let skill_group = |skill: &SkillId| -> String {
+                lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
+            };
+            Self::save(&mut tx, learner, &state, &touched, now, &skill_group).await?;
+            Self::save_weeks(&mut tx, learner, &weeks, &skill_group).await?;
             Self::save_activity(&mut tx, learner, &new, lib).await?;
+            super::rollup::count_answers(&mut tx, learner, &new, lib, grps).await?;
         }
         tx.commit().await?;
         Ok(Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() })
@@ -422,6 +442,7 @@ impl PassportStore for SqlPassportStore {
 #[async_trait]
 impl LearnerData for SqlPassportStore {
     async fn erase_in(&self, tx: &mut Tx, learner: &LearnerId, erased: &mut Erased) -> Result<(), StoreError> {
+        super::rollup::uncount(tx, learner).await?;
         erased.events += delete_rows(tx, "events", learner).await?;
         erased.skills += delete_rows(tx, "skill_states", learner).await?;
         delete_rows(tx, "learners", learner).await?;
