@@ -30,6 +30,8 @@ ALTER TABLE skill_states ADD COLUMN grp TEXT;
 ALTER TABLE skill_states ADD COLUMN first_at BIGINT;
 ALTER TABLE skill_states ADD COLUMN proficient_at BIGINT;
 CREATE INDEX skill_states_by_skill_group ON skill_states (skill, grp, evidence);
+CREATE INDEX skill_states_to_proficient ON skill_states (skill, grp, proficient_at, first_at)
+    WHERE proficient_at IS NOT NULL;
 
 CREATE TABLE mastery_weeks (
     learner TEXT NOT NULL,
@@ -39,7 +41,16 @@ CREATE TABLE mastery_weeks (
     mastery DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (learner, skill, week)
 );
-CREATE INDEX mastery_weeks_by_skill ON mastery_weeks (skill, week, grp);
+CREATE INDEX mastery_weeks_by_skill ON mastery_weeks (skill, week, grp, mastery);
+-- the weeks each learner answered in a course (learners per week, for progression)
+CREATE TABLE learner_weeks (
+    learner TEXT NOT NULL,
+    course  TEXT NOT NULL,
+    week    BIGINT NOT NULL,
+    grp     TEXT NOT NULL,
+    PRIMARY KEY (learner, course, week)
+);
+CREATE INDEX learner_weeks_count ON learner_weeks (course, week, grp);
 
 -- Analytics rollups, kept as answers arrive, so that reading them never scans the events.
 -- A learner counts in the group they were in when first seen there ('' for none); erasing a

@@ -285,8 +285,8 @@ pub struct Analytics {
     demand: BTreeMap<(String, Demand), ByGroup<Tally>>,
     /// Per skill: learners with evidence.
     skill_learners: BTreeMap<String, ByGroup<Tally>>,
-    /// Per skill: hours from first answer to proficient, per learner who got there.
-    to_proficient: BTreeMap<String, BTreeMap<Grp, Vec<f64>>>,
+    /// Per skill: (minutes from first answer to proficient, learners who took that long).
+    to_proficient: BTreeMap<String, BTreeMap<Grp, Vec<(i64, u64)>>>,
     /// Flags opened per (skill, component) and group.
     flags: BTreeMap<(String, Option<String>), ByGroup<Tally>>,
     /// Per week: learners, and (learner, skill) pairs per band.
@@ -339,81 +339,120 @@ impl Analytics {
             }
             q
         }
-        fn bind_values<'q>(sql: &'q str, values: &[String]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        fn bind_values<'q>(
+            sql: &'q str,
+            values: &[String],
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
             let mut q = sqlx::query(sql).persistent(false);
             for v in values {
                 q = q.bind(v.clone());
             }
             q
         }
-        let grp = |r: &sqlx::any::AnyRow| -> Result<Grp, StoreError> { Ok(r.try_get::<Option<String>, _>("grp")?) };
-
-        // learners of the course, per group
-        for r in sqlx::query("SELECT grp, COUNT(*) AS n FROM learner_courses WHERE course = $1 GROUP BY grp")
-            .persistent(false)
-            .bind(course.to_owned())
-            .fetch_all(pool)
-            .await?
-        {
-            a.learners.add(grp(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+        if skills.is_empty() {
+            return Ok(a);
         }
-
-        // answers per item and group, from the rollup the passport keeps
+        // the group of a row: NULL or '' for none
         let g = |r: &sqlx::any::AnyRow| -> Result<Grp, StoreError> {
             Ok(r.try_get::<Option<String>, _>("grp")?.filter(|g| !g.is_empty()))
         };
-        for r in bind("SELECT component, item, grp, attempts, wrong, hints FROM item_stats WHERE course = $1", course, &[])
-            .fetch_all(pool)
-            .await?
-        {
+        let in_skills = params(1, skills.len());
+        let skill_learners = format!(
+            "SELECT skill, grp, COUNT(*) AS learners FROM skill_states \
+             WHERE skill IN ({in_skills}) AND evidence > 0 GROUP BY skill, grp"
+        );
+        let to_proficient = format!(
+            "SELECT skill, grp, (proficient_at - first_at) / 60000 AS minutes, COUNT(*) AS n FROM skill_states \
+             WHERE skill IN ({in_skills}) AND proficient_at IS NOT NULL AND first_at > 0 \
+             GROUP BY skill, grp, (proficient_at - first_at) / 60000"
+        );
+        // bands per week, of the (learner, skill) pairs with answers that week
+        let week_bands = format!(
+            "SELECT week, grp, \
+             CAST(SUM(CASE WHEN mastery < {d} THEN 1 ELSE 0 END) AS BIGINT) AS b0, \
+             CAST(SUM(CASE WHEN mastery >= {d} AND mastery < {p} THEN 1 ELSE 0 END) AS BIGINT) AS b1, \
+             CAST(SUM(CASE WHEN mastery >= {p} AND mastery < {m} THEN 1 ELSE 0 END) AS BIGINT) AS b2, \
+             CAST(SUM(CASE WHEN mastery >= {m} THEN 1 ELSE 0 END) AS BIGINT) AS b3 \
+             FROM mastery_weeks WHERE skill IN ({in_skills}) GROUP BY week, grp",
+            d = cfg.developing,
+            p = cfg.proficient,
+            m = cfg.mastered,
+        );
+        let quiet_since = now - (dropoff_days as i64) * 86_400_000;
+        // the queries are independent: they run at once, on as many connections as the pool has
+        let (learners, items, responses, components, demands, skill_rows, proficient, weeks, week_learners, flags, quiet) = tokio::try_join!(
+            bind("SELECT grp, COUNT(*) AS n FROM learner_courses WHERE course = $1 GROUP BY grp", course, &[]).fetch_all(pool),
+            bind("SELECT component, item, grp, attempts, wrong, hints FROM item_stats WHERE course = $1", course, &[])
+                .fetch_all(pool),
+            bind(
+                "SELECT component, item, response, grp, COUNT(*) AS n FROM learner_misconceptions WHERE course = $1 \
+                 GROUP BY component, item, response, grp",
+                course,
+                &[]
+            )
+            .fetch_all(pool),
+            bind(
+                "SELECT component, grp, COUNT(*) AS n FROM learner_components WHERE course = $1 GROUP BY component, grp",
+                course,
+                &[]
+            )
+            .fetch_all(pool),
+            bind(
+                "SELECT skill, demand, grp, COUNT(*) AS n FROM learner_demands WHERE course = $1 GROUP BY skill, demand, grp",
+                course,
+                &[]
+            )
+            .fetch_all(pool),
+            bind_values(&skill_learners, &skills).fetch_all(pool),
+            bind_values(&to_proficient, &skills).fetch_all(pool),
+            bind_values(&week_bands, &skills).fetch_all(pool),
+            bind("SELECT week, grp, COUNT(*) AS n FROM learner_weeks WHERE course = $1 GROUP BY week, grp", course, &[])
+                .fetch_all(pool),
+            bind(
+                "SELECT f.skill, f.component, lc.grp AS grp, COUNT(*) AS n, COUNT(DISTINCT f.learner) AS learners \
+                 FROM flags f LEFT JOIN learner_courses lc ON lc.learner = f.learner AND lc.course = f.course \
+                 WHERE f.course = $1 GROUP BY f.skill, f.component, lc.grp",
+                course,
+                &[]
+            )
+            .fetch_all(pool),
+            sqlx::query(
+                "SELECT last_component, grp, COUNT(*) AS n FROM learner_courses WHERE course = $1 AND last_at < $2 \
+                 GROUP BY last_component, grp",
+            )
+            .persistent(false)
+            .bind(course.to_owned())
+            .bind(quiet_since)
+            .fetch_all(pool),
+        )?;
+        let count = |r: &sqlx::any::AnyRow, col: &str| -> Result<Tally, StoreError> {
+            Ok(Tally { learners: int(r, col)?, ..Tally::default() })
+        };
+        for r in &learners {
+            a.learners.add(g(r)?, count(r, "n")?);
+        }
+        for r in &items {
             let key = (r.try_get::<String, _>("component")?, r.try_get::<String, _>("item")?);
-            let t = Tally { learners: 0, attempts: int(&r, "attempts")?, wrong: int(&r, "wrong")?, hints: int(&r, "hints")? };
-            a.items.entry(key).or_default().add(g(&r)?, t);
+            let t =
+                Tally { learners: 0, attempts: int(r, "attempts")?, wrong: int(r, "wrong")?, hints: int(r, "hints")? };
+            a.items.entry(key).or_default().add(g(r)?, t);
         }
-        // learners who gave each known misconception
-        for r in bind(
-            "SELECT component, item, response, grp, COUNT(*) AS n FROM learner_misconceptions WHERE course = $1 \
-             GROUP BY component, item, response, grp",
-            course,
-            &[],
-        )
-        .fetch_all(pool)
-        .await?
-        {
+        for r in &responses {
             let key = (r.try_get("component")?, r.try_get("item")?, r.try_get("response")?);
-            a.responses.entry(key).or_default().add(g(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+            a.responses.entry(key).or_default().add(g(r)?, count(r, "n")?);
         }
-        // learners per component
-        for r in bind(
-            "SELECT component, grp, COUNT(*) AS n FROM learner_components WHERE course = $1 GROUP BY component, grp",
-            course,
-            &[],
-        )
-        .fetch_all(pool)
-        .await?
-        {
-            a.component_learners
-                .entry(r.try_get("component")?)
-                .or_default()
-                .add(g(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+        for r in &components {
+            a.component_learners.entry(r.try_get("component")?).or_default().add(g(r)?, count(r, "n")?);
         }
         // per skill and demand: learners from their rollup, answers from the items'
-        for r in bind(
-            "SELECT skill, demand, grp, COUNT(*) AS n FROM learner_demands WHERE course = $1 GROUP BY skill, demand, grp",
-            course,
-            &[],
-        )
-        .fetch_all(pool)
-        .await?
-        {
+        for r in &demands {
             let Ok(demand) = r.try_get::<String, _>("demand")?.parse::<Demand>() else { continue };
-            a.demand
-                .entry((r.try_get("skill")?, demand))
-                .or_default()
-                .add(g(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+            a.demand.entry((r.try_get("skill")?, demand)).or_default().add(g(r)?, count(r, "n")?);
         }
         for ((component, item), by) in &a.items {
-            let Some(comp) = ComponentId::parse(component).ok().and_then(|id| lib.components.get(&id)) else { continue };
+            let Some(comp) = ComponentId::parse(component).ok().and_then(|id| lib.components.get(&id)) else {
+                continue;
+            };
             let Some(it) = comp.items.iter().find(|i| &i.id == item) else { continue };
             for skill in &comp.skills {
                 let cell = a.demand.entry((skill.to_string(), it.demand)).or_default();
@@ -422,82 +461,34 @@ impl Analytics {
                 }
             }
         }
-
-        if !skills.is_empty() {
-            let in_skills = params(1, skills.len());
-            let sql = format!(
-                "SELECT skill, grp, COUNT(*) AS learners FROM skill_states \
-                 WHERE skill IN ({in_skills}) AND evidence > 0 GROUP BY skill, grp"
-            );
-            for r in bind_values(&sql, &skills).fetch_all(pool).await? {
-                a.skill_learners
-                    .entry(r.try_get("skill")?)
-                    .or_default()
-                    .add(g(&r)?, Tally { learners: int(&r, "learners")?, ..Tally::default() });
-            }
-            let sql = format!(
-                "SELECT skill, grp, proficient_at - first_at AS took FROM skill_states \
-                 WHERE skill IN ({in_skills}) AND proficient_at IS NOT NULL AND first_at > 0"
-            );
-            for r in bind_values(&sql, &skills).fetch_all(pool).await? {
-                let took = r.try_get::<Option<i64>, _>("took")?.unwrap_or(0).max(0) as f64 / 3_600_000.0;
-                a.to_proficient.entry(r.try_get("skill")?).or_default().entry(g(&r)?).or_default().push(took);
-            }
-            // bands per week, over the last weeks with answers
-            let sql = format!(
-                "SELECT week, grp, COUNT(DISTINCT learner) AS learners, \
-                 CAST(SUM(CASE WHEN mastery < {d} THEN 1 ELSE 0 END) AS BIGINT) AS b0, \
-                 CAST(SUM(CASE WHEN mastery >= {d} AND mastery < {p} THEN 1 ELSE 0 END) AS BIGINT) AS b1, \
-                 CAST(SUM(CASE WHEN mastery >= {p} AND mastery < {m} THEN 1 ELSE 0 END) AS BIGINT) AS b2, \
-                 CAST(SUM(CASE WHEN mastery >= {m} THEN 1 ELSE 0 END) AS BIGINT) AS b3 \
-                 FROM mastery_weeks WHERE skill IN ({in_skills}) GROUP BY week, grp",
-                d = cfg.developing,
-                p = cfg.proficient,
-                m = cfg.mastered,
-            );
-            for r in bind_values(&sql, &skills).fetch_all(pool).await? {
-                let week: i64 = r.try_get("week")?;
-                let bands = [int(&r, "b0")?, int(&r, "b1")?, int(&r, "b2")?, int(&r, "b3")?];
-                a.weeks.entry(week).or_default().insert(g(&r)?, (int(&r, "learners")?, bands));
-            }
-            while a.weeks.len() as i64 > WEEKS_SHOWN {
-                a.weeks.pop_first();
-            }
+        for r in &skill_rows {
+            a.skill_learners.entry(r.try_get("skill")?).or_default().add(g(r)?, count(r, "learners")?);
         }
-
-        // flags opened, per skill and component
-        for r in sqlx::query(
-            "SELECT f.skill, f.component, lc.grp AS grp, COUNT(*) AS n, COUNT(DISTINCT f.learner) AS learners \
-             FROM flags f LEFT JOIN learner_courses lc ON lc.learner = f.learner AND lc.course = f.course \
-             WHERE f.course = $1 GROUP BY f.skill, f.component, lc.grp",
-        )
-        .persistent(false)
-        .bind(course.to_owned())
-        .fetch_all(pool)
-        .await?
-        {
+        for r in &proficient {
+            let minutes = r.try_get::<Option<i64>, _>("minutes")?.unwrap_or(0).max(0);
+            let entry = a.to_proficient.entry(r.try_get("skill")?).or_default().entry(g(r)?).or_default();
+            entry.push((minutes, int(r, "n")?));
+        }
+        for r in &weeks {
+            let week: i64 = r.try_get("week")?;
+            let bands = [int(r, "b0")?, int(r, "b1")?, int(r, "b2")?, int(r, "b3")?];
+            a.weeks.entry(week).or_default().entry(g(r)?).or_default().1 = bands;
+        }
+        for r in &week_learners {
+            let week: i64 = r.try_get("week")?;
+            a.weeks.entry(week).or_default().entry(g(r)?).or_default().0 = int(r, "n")?;
+        }
+        while a.weeks.len() as i64 > WEEKS_SHOWN {
+            a.weeks.pop_first();
+        }
+        for r in &flags {
             a.flags
                 .entry((r.try_get("skill")?, r.try_get("component")?))
                 .or_default()
-                .add(grp(&r)?, Tally { learners: int(&r, "learners")?, attempts: int(&r, "n")?, ..Tally::default() });
+                .add(g(r)?, Tally { learners: int(r, "learners")?, attempts: int(r, "n")?, ..Tally::default() });
         }
-
-        // where learners stop
-        let quiet_since = now - (dropoff_days as i64) * 86_400_000;
-        for r in sqlx::query(
-            "SELECT last_component, grp, COUNT(*) AS n FROM learner_courses WHERE course = $1 AND last_at < $2 \
-             GROUP BY last_component, grp",
-        )
-        .persistent(false)
-        .bind(course.to_owned())
-        .bind(quiet_since)
-        .fetch_all(pool)
-        .await?
-        {
-            a.quiet
-                .entry(r.try_get("last_component")?)
-                .or_default()
-                .add(grp(&r)?, Tally { learners: int(&r, "n")?, ..Tally::default() });
+        for r in &quiet {
+            a.quiet.entry(r.try_get("last_component")?).or_default().add(g(r)?, count(r, "n")?);
         }
         Ok(a)
     }
@@ -621,17 +612,14 @@ impl Analytics {
                     )
                 })
                 .collect();
-            let mut times: Vec<f64> = match view {
+            let mut times: Vec<(i64, u64)> = match view {
                 View::Course => self.to_proficient.get(&id).map(|m| m.values().flatten().copied().collect()),
                 View::Group(g) => self.to_proficient.get(&id).and_then(|m| m.get(&Some(g.clone())).cloned()),
             }
             .unwrap_or_default();
-            times.sort_by(f64::total_cmp);
-            let median = match times.len() {
-                0 => f64::NAN,
-                n if n % 2 == 1 => times[n / 2],
-                n => (times[n / 2 - 1] + times[n / 2]) / 2.0,
-            };
+            times.sort();
+            let reached: u64 = times.iter().map(|t| t.1).sum();
+            let median = median_minutes(&times, reached) / 60.0;
             rows.push(SkillRow {
                 name: lib.skills.get(skill).map_or_else(|| id.clone(), |s| s.name.clone()),
                 learners: Figure::shown(show, who.learners as f64),
@@ -639,7 +627,7 @@ impl Analytics {
                 wrong_rate: Figure::shown(show, rate(ans.wrong, ans.attempts)),
                 hints_per_answer: Figure::shown(show, rate(ans.hints, ans.attempts)),
                 flags_opened: Figure::shown(show, flags.attempts as f64),
-                median_hours_to_proficient: Figure::shown(show && enough(times.len() as u64, self.min), median),
+                median_hours_to_proficient: Figure::shown(show && enough(reached, self.min), median),
                 demand,
                 misconceptions: if show { self.misconceptions(lib, view, |c| comps.contains(c)) } else { Vec::new() },
                 skill: id,
@@ -899,6 +887,25 @@ pub async fn set_priorities(
     Ok(())
 }
 
+/// The median of values given as sorted (value, count) pairs over `n` in all; NaN for none.
+fn median_minutes(sorted: &[(i64, u64)], n: u64) -> f64 {
+    if n == 0 {
+        return f64::NAN;
+    }
+    // the values at ranks (n-1)/2 and n/2 (0-based), averaged
+    let at = |rank: u64| {
+        let mut seen = 0;
+        for (v, c) in sorted {
+            seen += c;
+            if seen > rank {
+                return *v as f64;
+            }
+        }
+        sorted.last().map_or(f64::NAN, |(v, _)| *v as f64)
+    };
+    (at((n - 1) / 2) + at(n / 2)) / 2.0
+}
+
 /// A CSV field, quoted when it must be.
 fn field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
@@ -968,6 +975,14 @@ impl ComponentsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_of_counted_values() {
+        assert_eq!(median_minutes(&[(10, 1), (20, 1), (30, 1)], 3), 20.0);
+        assert_eq!(median_minutes(&[(10, 2), (40, 2)], 4), 25.0);
+        assert_eq!(median_minutes(&[(5, 1), (7, 5)], 6), 7.0);
+        assert!(median_minutes(&[], 0).is_nan());
+    }
 
     #[test]
     fn one_small_part_takes_the_smallest_other_with_it() {

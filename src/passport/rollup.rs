@@ -52,7 +52,9 @@ pub(super) async fn count_answers(
     lib: &Library,
     groups: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    let mut stats: BTreeMap<(&str, &str, &str, &str), (i64, i64, i64)> = BTreeMap::new();
+    // (course, component, item, group) → (answers, wrong, hints)
+    type ItemKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+    let mut stats: BTreeMap<ItemKey, (i64, i64, i64)> = BTreeMap::new();
     let mut components: BTreeMap<(&str, &str), &str> = BTreeMap::new();
     let mut demands: BTreeMap<(&str, String, &str), &str> = BTreeMap::new();
     let mut misconceptions: BTreeMap<(&str, &str, &str, String), &str> = BTreeMap::new();

@@ -193,8 +193,26 @@ impl SqlPassportStore {
         tx: &mut Tx,
         learner: &LearnerId,
         weeks: &BTreeMap<(SkillId, i64), f64>,
+        lib: &Library,
         group: &(dyn Fn(&SkillId) -> String + Sync),
     ) -> Result<(), StoreError> {
+        // the weeks the learner answered in each course
+        let active: BTreeSet<(&str, i64, String)> = weeks
+            .keys()
+            .filter_map(|(skill, week)| lib.skills.get(skill).map(|k| (k.course.as_str(), *week, group(skill))))
+            .collect();
+        let active: Vec<_> = active.into_iter().collect();
+        for chunk in active.chunks(INSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO learner_weeks (learner, course, week, grp) VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for (course, week, grp) in chunk {
+                q = q.bind(learner.as_str().to_owned()).bind(*course).bind(*week).bind(grp.clone());
+            }
+            q.execute(&mut **tx).await?;
+        }
         let rows: Vec<_> = weeks.iter().collect();
         for chunk in rows.chunks(INSERT_ROWS) {
             let sql = format!(
@@ -357,7 +375,7 @@ impl PassportStore for SqlPassportStore {
                 lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
             };
             Self::save(&mut tx, learner, &state, &touched, now, &skill_group).await?;
-            Self::save_weeks(&mut tx, learner, &weeks, &skill_group).await?;
+            Self::save_weeks(&mut tx, learner, &weeks, lib, &skill_group).await?;
             Self::save_activity(&mut tx, learner, &new, lib).await?;
             super::rollup::count_answers(&mut tx, learner, &new, lib, grps).await?;
         }
@@ -448,6 +466,7 @@ impl LearnerData for SqlPassportStore {
         delete_rows(tx, "learners", learner).await?;
         delete_rows(tx, "learner_courses", learner).await?;
         delete_rows(tx, "mastery_weeks", learner).await?;
+        delete_rows(tx, "learner_weeks", learner).await?;
         erased.audit_reads += delete_rows(tx, "audit_reads", learner).await?;
         Ok(())
     }
