@@ -92,7 +92,7 @@ pub(super) async fn count_answers(
              wrong = item_stats.wrong + excluded.wrong, hints = item_stats.hints + excluded.hints",
             placeholders(chunk.len(), 7)
         );
-        let mut q = sqlx::query(&sql).persistent(false);
+        let mut q = sqlx::query(&sql);
         for ((course, component, item, grp), (n, wrong, hints)) in chunk {
             q = q.bind(*course).bind(*component).bind(*item).bind(*grp).bind(*n).bind(*wrong).bind(*hints);
         }
@@ -104,7 +104,7 @@ pub(super) async fn count_answers(
             "INSERT INTO learner_components (learner, course, component, grp) VALUES {} ON CONFLICT DO NOTHING",
             placeholders(chunk.len(), 4)
         );
-        let mut q = sqlx::query(&sql).persistent(false);
+        let mut q = sqlx::query(&sql);
         for ((course, component), grp) in chunk {
             q = q.bind(who.clone()).bind(*course).bind(*component).bind(*grp);
         }
@@ -116,7 +116,7 @@ pub(super) async fn count_answers(
             "INSERT INTO learner_demands (learner, course, skill, demand, grp) VALUES {} ON CONFLICT DO NOTHING",
             placeholders(chunk.len(), 5)
         );
-        let mut q = sqlx::query(&sql).persistent(false);
+        let mut q = sqlx::query(&sql);
         for ((course, skill, demand), grp) in chunk {
             q = q.bind(who.clone()).bind(*course).bind(skill.clone()).bind(*demand).bind(*grp);
         }
@@ -129,7 +129,7 @@ pub(super) async fn count_answers(
              ON CONFLICT DO NOTHING",
             placeholders(chunk.len(), 6)
         );
-        let mut q = sqlx::query(&sql).persistent(false);
+        let mut q = sqlx::query(&sql);
         for ((course, component, item, response), grp) in chunk {
             q = q.bind(who.clone()).bind(*course).bind(*component).bind(*item).bind(response.clone()).bind(*grp);
         }

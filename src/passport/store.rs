@@ -157,8 +157,7 @@ impl SqlPassportStore {
                  first_at = excluded.first_at, proficient_at = excluded.proficient_at, grp = excluded.grp",
                 placeholders(chunk.len(), 9)
             );
-            // not cached: a NULL proficient_at binds with another type than a number
-            let mut q = sqlx::query(&sql).persistent(false);
+            let mut q = sqlx::query(&sql);
             for (skill, st) in chunk {
                 q = q
                     .bind(learner.as_str().to_owned())
@@ -207,7 +206,7 @@ impl SqlPassportStore {
                 "INSERT INTO learner_weeks (learner, course, week, grp) VALUES {} ON CONFLICT DO NOTHING",
                 placeholders(chunk.len(), 4)
             );
-            let mut q = sqlx::query(&sql).persistent(false);
+            let mut q = sqlx::query(&sql);
             for (course, week, grp) in chunk {
                 q = q.bind(learner.as_str().to_owned()).bind(*course).bind(*week).bind(grp.clone());
             }
