@@ -25,6 +25,9 @@ pub struct Config {
     /// Serialized redacted: it may hold a password.
     #[serde(serialize_with = "redacted")]
     pub database_url: Option<String>,
+    /// The most memory each SQLite connection keeps as page cache, in KiB (SQLite's default,
+    /// 2000; the service opens six connections).
+    pub sqlite_cache_kib: u32,
     /// Mastery bands and the evidence the plan asks for.
     pub passport: PassportConfig,
     /// The tutor agent: its LLM (off unless configured) and its bounds.
@@ -277,6 +280,7 @@ impl Default for Config {
             max_file_bytes: LoadOptions::default().max_file_bytes,
             embed: EmbedConfig::default(),
             database_url: None,
+            sqlite_cache_kib: crate::db::DEFAULT_SQLITE_CACHE_KIB,
             passport: PassportConfig::default(),
             agent: AgentConfig::default(),
             flags: FlagConfig::default(),
@@ -370,6 +374,7 @@ pub const KEYS: &[Key] = &[
     key!("embed.timeout_secs", "TUTOR_EMBED_TIMEOUT_SECS", |c, v| c.embed.timeout_secs = parse(v)?),
     key!("embed.timeout_retries", "TUTOR_EMBED_TIMEOUT_RETRIES", |c, v| c.embed.timeout_retries = parse(v)?),
     key!("database_url", "TUTOR_DATABASE_URL", |c, v| c.database_url = Some(v.to_owned())),
+    key!("sqlite_cache_kib", "TUTOR_SQLITE_CACHE_KIB", |c, v| c.sqlite_cache_kib = parse(v)?),
     key!("passport.developing", "TUTOR_BAND_DEVELOPING", |c, v| c.passport.developing = parse(v)?),
     key!("passport.proficient", "TUTOR_BAND_PROFICIENT", |c, v| c.passport.proficient = parse(v)?),
     key!("passport.mastered", "TUTOR_BAND_MASTERED", |c, v| c.passport.mastered = parse(v)?),

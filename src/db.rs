@@ -82,6 +82,13 @@ impl Database {
     /// Connects, creating the SQLite file if needed, and runs the migrations.
     #[tracing::instrument(skip_all, fields(backend))]
     pub async fn connect(url: &str) -> Result<Arc<Self>, StoreError> {
+        Self::connect_with(url, DEFAULT_SQLITE_CACHE_KIB).await
+    }
+
+    /// [`Database::connect`], with each SQLite connection's page cache at most `cache_kib` KiB
+    /// (SQLite's `cache_size`; six connections are open, so the caches take at most six times
+    /// that).
+    pub async fn connect_with(url: &str, cache_kib: u32) -> Result<Arc<Self>, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -98,14 +105,14 @@ impl Database {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
-        let pool = pool_with(url, backend, "FULL", if backend == Backend::Sqlite { 4 } else { 8 }).await?;
+        let pool = pool_with(url, backend, "FULL", if backend == Backend::Sqlite { 4 } else { 8 }, cache_kib).await?;
         migrator().run(&pool).await?;
         let write_lock = (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(()));
         // transcripts and caches need not survive a power cut: on SQLite they commit without
         // waiting for the disk (WAL, synchronous NORMAL: still safe against a crash of the
         // process), so a busy tutor does not queue behind fsyncs
         let relaxed = match backend {
-            Backend::Sqlite => pool_with(url, backend, "NORMAL", 2).await?,
+            Backend::Sqlite => pool_with(url, backend, "NORMAL", 2, cache_kib).await?,
             Backend::Postgres => pool.clone(),
         };
         Ok(Arc::new(Self { pool, relaxed, backend, write_lock }))
@@ -159,7 +166,16 @@ impl Database {
     }
 }
 
-async fn pool_with(url: &str, backend: Backend, synchronous: &'static str, max: u32) -> Result<AnyPool, StoreError> {
+/// SQLite's own default page cache per connection, in KiB.
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 2000;
+
+async fn pool_with(
+    url: &str,
+    backend: Backend,
+    synchronous: &'static str,
+    max: u32,
+    cache_kib: u32,
+) -> Result<AnyPool, StoreError> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .after_connect(move |conn, _| {
@@ -169,7 +185,8 @@ async fn pool_with(url: &str, backend: Backend, synchronous: &'static str, max: 
                     // acknowledged batch survives a power cut
                     conn.execute(
                         format!(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000; \
+                             PRAGMA cache_size = -{cache_kib};"
                         )
                         .as_str(),
                     )

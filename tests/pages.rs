@@ -169,6 +169,7 @@ async fn an_educator_reviews_a_flag_and_reads_the_analytics_in_a_browser() {
         "the small group is listed as suppressed",
         "the small group shows no figure",
         "another course's educator does not see the flag",
+        "the page fits a tablet",
         "no script errors",
     ] {
         assert!(seen.contains(&step), "the browser did not check '{step}': {report:#}");

@@ -72,7 +72,7 @@ impl Stores {
     /// Connects to the configured database (the SQLite file in the data dir by default) and
     /// runs its migrations.
     pub async fn open(cfg: &Config) -> Result<Self, StoreError> {
-        let db = Database::connect(&cfg.database_url()).await?;
+        let db = Database::connect_with(&cfg.database_url(), cfg.sqlite_cache_kib).await?;
         Ok(Self {
             passports: Arc::new(SqlPassportStore::new(db.clone(), cfg.passport.proficient)),
             flags: Arc::new(SqlFlagStore::new(db.clone())),

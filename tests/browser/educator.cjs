@@ -86,6 +86,12 @@ async function main() {
     await page.waitForFunction((g) => document.getElementById('a-summary').textContent.includes('Group ' + g), process.env.SMALL_GROUP);
     const small = await page.textContent('#demand');
     check(small.includes('fewer than 5 learners') && !/\d+%/.test(small), 'the small group shows no figure');
+    // a tablet: the page fits its width (wide tables scroll inside their box)
+    await page.setViewportSize({ width: 820, height: 1180 });
+    await page.click('#show-queue');
+    await page.waitForSelector('[data-flag-row]');
+    check(await page.evaluate(() => document.documentElement.scrollWidth <= 820), 'the page fits a tablet');
+    if (SHOTS) await page.screenshot({ path: path.join(SHOTS, 'educator-tablet.png') });
     if (errors.length) throw new Error('failed: script errors: ' + errors.join('; '));
     seen['no script errors'] = true;
 
