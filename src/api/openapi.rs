@@ -23,6 +23,8 @@ enum Body {
     StreamOr(fn(&mut SchemaGenerator) -> Value),
     /// This JSON, or CSV with `format=csv`.
     SchemaOrCsv(fn(&mut SchemaGenerator) -> Value),
+    /// Text of one of these content types.
+    Texts(&'static [&'static str]),
 }
 
 /// One operation: route, summary, who may call it, its body, its reply and its errors.
@@ -330,7 +332,7 @@ fn ops() -> Vec<Op> {
             query: &[],
             request: Body::None,
             reply: Body::Text("text/html; charset=utf-8"),
-            errors: &[],
+            errors: &[429],
         },
         Op {
             method: "GET",
@@ -339,8 +341,8 @@ fn ops() -> Vec<Op> {
             access: "anyone",
             query: &[],
             request: Body::None,
-            reply: Body::Text("text/javascript; charset=utf-8"),
-            errors: &[404],
+            reply: Body::Texts(&["text/javascript; charset=utf-8", "text/css; charset=utf-8"]),
+            errors: &[404, 429],
         },
         Op {
             method: "POST",
@@ -380,6 +382,13 @@ fn content(body: &Body, g: &mut SchemaGenerator) -> Option<Value> {
         Body::Text(ct) => {
             let mut m = Map::new();
             m.insert((*ct).to_owned(), json!({"schema": {"type": "string"}}));
+            Some(Value::Object(m))
+        }
+        Body::Texts(types) => {
+            let mut m = Map::new();
+            for ct in *types {
+                m.insert((*ct).to_owned(), json!({"schema": {"type": "string"}}));
+            }
             Some(Value::Object(m))
         }
         Body::SchemaOrCsv(f) => Some(json!({
