@@ -49,8 +49,11 @@ impl Api {
     }
 
     async fn call(&self, method: &str, path: &str, bearer: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut req =
-            self.client.request(method.parse().unwrap(), format!("{}{path}", self.app.base)).bearer_auth(bearer);
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.app.base))
+            .bearer_auth(bearer)
+            .header("accept", "application/json");
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -315,6 +318,26 @@ async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_
     assert_eq!(api.call("GET", "/v1/courses/nope/priorities", &ada, None).await.0, 404);
 }
 
+async fn a_flag_raised_in_chat_shows_the_conversation_around_it(pg: bool) {
+    let Some(api) = Api::new(pg, "a_flag_raised_in_chat_shows_the_conversation_around_it").await else { return };
+    let zoe = token(Role::Learner, "zoe", &[], None);
+    let said = "I don't get dividing fractions at all";
+    let (status, turn) =
+        api.call("POST", "/v1/tutor/chat", &zoe, Some(&json!({"component_id": DIVIDE, "message": said}))).await;
+    assert_eq!(status, 200, "{turn}");
+    let ada = token(Role::Educator, "ada", &["fractions"], None);
+    let (_, page) = api.call("GET", "/v1/flags?course=fractions", &ada, None).await;
+    let flag = page["flags"].as_array().unwrap().iter().find(|f| f["learner"] == "zoe").expect("a flag for zoe");
+    assert_eq!(flag["reason"], "confusion", "{flag}");
+    let (status, d) = api.call("GET", &format!("/v1/flags/{}", flag["id"].as_str().unwrap()), &ada, None).await;
+    assert_eq!(status, 200, "{d}");
+    let transcript = d["transcript"].as_array().unwrap();
+    assert_eq!(transcript[0]["role"], "learner", "{d:#}");
+    assert_eq!(transcript[0]["content"], said);
+    assert!(transcript.iter().any(|t| t["role"] == "tutor" && t["content"] == turn["answer"]), "{d:#}");
+    assert_eq!(d["rules"][0]["excerpt"], said);
+}
+
 /// Each test on SQLite and on PostgreSQL.
 macro_rules! on_both {
     ($($name:ident => $sqlite:ident, $pg:ident;)+) => {$(
@@ -330,6 +353,7 @@ macro_rules! on_both {
 }
 
 on_both! {
+    a_flag_raised_in_chat_shows_the_conversation_around_it => chat_flag_on_sqlite, chat_flag_on_postgres;
     the_queue_filters_orders_and_pages_and_counts_by_status => the_queue_filters_orders_and_pages_and_counts_by_status_on_sqlite, the_queue_filters_orders_and_pages_and_counts_by_status_on_postgres;
     a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it => a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it_on_sqlite, a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it_on_postgres;
     analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction => analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction_on_sqlite, analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction_on_postgres;
