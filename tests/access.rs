@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tutor::auth::{Role, TokenRequest, mint};
+use tutor::auth::Role;
 use tutor::config::{AuthConfig, Config};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -19,18 +19,11 @@ const SECRET: &str = "test-secret-test-secret-test-secret";
 const PAGE: &str = "fractions-divide-ex-1";
 
 fn auth() -> AuthConfig {
-    AuthConfig { jwt_secret: Some(SECRET.into()), ..AuthConfig::default() }
+    hs256(SECRET)
 }
 
 fn token(role: Role, sub: &str, courses: &[&str]) -> String {
-    let req = TokenRequest {
-        role,
-        sub: sub.into(),
-        courses: courses.iter().map(|c| c.to_string()).collect(),
-        group: None,
-        ttl: Duration::from_secs(600),
-    };
-    mint(&auth(), &req).unwrap()
+    signed_token(SECRET, role, sub, courses, None)
 }
 
 async fn secured_app(tweak: impl FnOnce(&mut Config)) -> App {

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{Value, json};
-use tutor::auth::{Role, TokenRequest, mint};
+use tutor::auth::Role;
 use tutor::config::AuthConfig;
 
 const SECRET: &str = "educators-test-secret-educators-test";
@@ -16,18 +14,11 @@ const DIVIDE: &str = "fractions-divide-ex-1";
 const MULTIPLY: &str = "fractions-multiply-ex-1";
 
 fn auth() -> AuthConfig {
-    AuthConfig { jwt_secret: Some(SECRET.into()), ..AuthConfig::default() }
+    hs256(SECRET)
 }
 
 fn token(role: Role, sub: &str, courses: &[&str], group: Option<&str>) -> String {
-    let req = TokenRequest {
-        role,
-        sub: sub.into(),
-        courses: courses.iter().map(|c| c.to_string()).collect(),
-        group: group.map(str::to_owned),
-        ttl: Duration::from_secs(600),
-    };
-    mint(&auth(), &req).unwrap()
+    signed_token(SECRET, role, sub, courses, group)
 }
 
 struct Api {

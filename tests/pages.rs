@@ -7,28 +7,33 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-use tutor::auth::{Role, TokenRequest, mint};
+use tutor::auth::Role;
 use tutor::config::AuthConfig;
 
 const SECRET: &str = "page-test-secret-page-test-secret!!";
 
 fn auth() -> AuthConfig {
-    AuthConfig { jwt_secret: Some(SECRET.into()), ..AuthConfig::default() }
+    hs256(SECRET)
 }
 
 fn token(role: Role, sub: &str, courses: &[&str]) -> String {
-    let req = TokenRequest {
-        role,
-        sub: sub.into(),
-        courses: courses.iter().map(|c| c.to_string()).collect(),
-        group: None,
-        ttl: Duration::from_secs(3600),
-    };
-    mint(&auth(), &req).unwrap()
+    signed_token(SECRET, role, sub, courses, None)
+}
+
+/// `tutor demo seed|clear --json` on a data dir of the sample courses: what it printed.
+fn demo(data: &Path, command: &str) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["demo", command, "--json"])
+        .env("TUTOR_CONTENT_DIR", sample_content())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Node, Chromium and playwright-core, or why not.
@@ -80,15 +85,7 @@ async fn an_educator_reviews_a_flag_and_reads_the_analytics_in_a_browser() {
     };
     // the demo learners first, seeded by the command line on the data dir, then the service
     let data = sample_data_dir();
-    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["demo", "seed", "--json"])
-        .env("TUTOR_CONTENT_DIR", sample_content())
-        .output()
-        .unwrap();
-    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
-    let counts: Value = serde_json::from_slice(&seeded.stdout).unwrap();
+    let counts = demo(data.path(), "seed");
     assert!(counts["flags"].as_u64().unwrap() > 5, "{counts}");
     let dir = data.path().to_owned();
     let mut app = spawn_app(|c| {
@@ -201,15 +198,7 @@ async fn an_educator_reviews_a_flag_and_reads_the_analytics_in_a_browser() {
     assert_eq!(r.status(), 403);
 
     // the demo learners go with `tutor demo clear`; the others stay
-    let cleared = std::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
-        .arg("--data-dir")
-        .arg(app.data.path())
-        .args(["demo", "clear", "--json"])
-        .env("TUTOR_CONTENT_DIR", sample_content())
-        .output()
-        .unwrap();
-    assert!(cleared.status.success(), "{}", String::from_utf8_lossy(&cleared.stderr));
-    let n: Value = serde_json::from_slice(&cleared.stdout).unwrap();
+    let n = demo(app.data.path(), "clear");
     assert_eq!(n["erased_learners"], 47, "{n}");
     let admin = token(Role::Admin, "root", &[]);
     let left: Value = client

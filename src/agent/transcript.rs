@@ -89,6 +89,20 @@ pub trait AgentStore: LearnerData {
     async fn add_llm_tokens(&self, learner: &LearnerId, day: &str, tokens: u64) -> Result<(), StoreError>;
 }
 
+/// A transcript message from a `turns` row (`seq, role, content, tokens, created_at`), without
+/// its meta; `learner` names whose it is in an error.
+fn turn_from_row(r: &sqlx::any::AnyRow, learner: &str) -> Result<Turn, StoreError> {
+    let role: String = r.try_get("role")?;
+    Ok(Turn {
+        seq: r.try_get("seq")?,
+        role: role.parse::<Role>().map_err(|e| StoreError::Corrupt { learner: learner.to_owned(), message: e.0 })?,
+        content: r.try_get("content")?,
+        tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
+        meta: serde_json::Value::Null,
+        at: r.try_get("created_at")?,
+    })
+}
+
 /// The `sessions`, `turns` and `renders` tables in the learner database, written through its
 /// relaxed-durability pool.
 pub struct SqlAgentStore {
@@ -155,17 +169,7 @@ impl AgentStore for SqlAgentStore {
         .fetch_all(self.db.relaxed_pool())
         .await?
         .iter()
-        .map(|r| {
-            let role: String = r.try_get("role")?;
-            Ok(Turn {
-                seq: r.try_get("seq")?,
-                role: role.parse::<Role>().map_err(|e| StoreError::Corrupt { learner: String::new(), message: e.0 })?,
-                content: r.try_get("content")?,
-                tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
-                meta: serde_json::Value::Null,
-                at: r.try_get("created_at")?,
-            })
-        })
+        .map(|r| turn_from_row(r, ""))
         .collect::<Result<Vec<_>, StoreError>>()?;
         turns.reverse();
         Ok(turns)
@@ -189,22 +193,7 @@ impl AgentStore for SqlAgentStore {
         .fetch_all(self.db.relaxed_pool())
         .await?
         .iter()
-        .map(|r| {
-            let role: String = r.try_get("role")?;
-            Ok((
-                r.try_get("session_id")?,
-                Turn {
-                    seq: r.try_get("seq")?,
-                    role: role
-                        .parse::<Role>()
-                        .map_err(|e| StoreError::Corrupt { learner: learner.to_string(), message: e.0 })?,
-                    content: r.try_get("content")?,
-                    tokens: r.try_get::<i64, _>("tokens")?.max(0) as usize,
-                    meta: serde_json::Value::Null,
-                    at: r.try_get("created_at")?,
-                },
-            ))
-        })
+        .map(|r| Ok((r.try_get("session_id")?, turn_from_row(r, learner.as_str())?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
         turns.reverse();
         Ok(turns)

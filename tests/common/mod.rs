@@ -468,3 +468,20 @@ pub async fn fresh_postgres(test: &str) -> Option<String> {
     let (server, _db) = base.rsplit_once('/').expect("a database URL has a path");
     Some(format!("{server}/{name}{query}"))
 }
+
+/// Authentication by an HS256 shared secret.
+pub fn hs256(secret: &str) -> tutor::config::AuthConfig {
+    tutor::config::AuthConfig { jwt_secret: Some(secret.into()), ..tutor::config::AuthConfig::default() }
+}
+
+/// A bearer token signed with `secret`, valid for ten minutes.
+pub fn signed_token(secret: &str, role: tutor::auth::Role, sub: &str, courses: &[&str], group: Option<&str>) -> String {
+    let req = tutor::auth::TokenRequest {
+        role,
+        sub: sub.into(),
+        courses: courses.iter().map(|c| c.to_string()).collect(),
+        group: group.map(str::to_owned),
+        ttl: std::time::Duration::from_secs(600),
+    };
+    tutor::auth::mint(&hs256(secret), &req).unwrap()
+}
