@@ -69,6 +69,7 @@ fn migrator() -> Migrator {
             m(3, "limits", include_str!("../migrations/0003_limits.sql")),
             m(4, "retention", include_str!("../migrations/0004_retention.sql")),
             m(5, "educators", include_str!("../migrations/0005_educators.sql")),
+            m(6, "recommendations", include_str!("../migrations/0006_recommendations.sql")),
         ]),
         ..Migrator::DEFAULT
     }
@@ -217,6 +218,8 @@ pub struct Erased {
     pub llm_usage_days: u64,
     /// Entries of the audit log of who read the learner's data.
     pub audit_reads: u64,
+    /// The learner's feedback on recommendations.
+    pub recommendation_feedback: u64,
 }
 
 /// A store that keeps data about learners: it deletes its own rows of one learner inside the

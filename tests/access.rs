@@ -78,7 +78,7 @@ struct Row {
     method: &'static str,
     path: &'static str,
     /// The request's path (the route with its parameters filled in: alice's resources;
-    /// `{flag}` stands for alice's flag on the fractions course).
+    /// `{flag}` stands for alice's flag on the fractions course, `{session}` for her chat session).
     target: &'static str,
     body: Option<Value>,
     /// The status for each caller of [`CALLERS`].
@@ -230,6 +230,90 @@ fn table() -> Vec<Row> {
         },
         Row {
             method: "GET",
+            path: "/v1/components/{id}",
+            target: "/v1/components/fractions-divide-ex-1",
+            body: None,
+            expect: [401, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "POST",
+            path: "/v1/components/{id}/items/{item}/hint",
+            target: "/v1/components/fractions-divide-ex-1/items/q1/hint",
+            body: Some(json!({"number": 1})),
+            expect: [401, 200, 200, 403, 403, 200, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/learners/{id}/lesson",
+            target: "/v1/learners/alice/lesson?course=fractions",
+            body: None,
+            expect: [401, 200, 403, 403, 403, 200, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/learners/{id}/recommendations",
+            target: "/v1/learners/alice/recommendations",
+            body: None,
+            expect: [401, 200, 403, 403, 403, 200, 200, 200],
+        },
+        Row {
+            method: "POST",
+            path: "/v1/learners/{id}/recommendations/{rec}/feedback",
+            target: "/v1/learners/alice/recommendations/fractions.meaning/feedback",
+            body: Some(json!({"feedback": "helpful"})),
+            expect: [401, 200, 403, 403, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/learners/{id}/skills/{skill}/evidence",
+            target: "/v1/learners/alice/skills/fractions.divide/evidence",
+            body: None,
+            expect: [401, 200, 403, 403, 403, 200, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/sessions/{id}",
+            target: "/v1/sessions/{session}?learner=alice",
+            body: None,
+            expect: [401, 200, 403, 403, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/v1/search",
+            target: "/v1/search?q=dividing%20fractions",
+            body: None,
+            expect: [401, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/",
+            target: "/",
+            body: None,
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/me",
+            target: "/me",
+            body: None,
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/components/{id}",
+            target: "/components/fractions-divide-ex-1",
+            body: None,
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
+            path: "/widget.js",
+            target: "/widget.js",
+            body: None,
+            expect: [200, 200, 200, 200, 200, 200, 200, 200],
+        },
+        Row {
+            method: "GET",
             path: "/educator",
             target: "/educator",
             body: None,
@@ -284,9 +368,13 @@ async fn every_role_on_every_route_gets_what_it_may() {
 
     let app = secured_app(|_| {}).await;
     let flag = raise_flag(&app, "alice").await;
+    let chat = json!({"component_id": PAGE, "message": "how do I divide fractions?"});
+    let (status, turn) = call(&app, "POST", "/v1/tutor/chat", Some(&chat), bearer_of("alice").as_deref()).await;
+    assert_eq!(status, 200, "{turn}");
+    let session = turn["session_id"].as_str().unwrap().to_owned();
     let mut failures = Vec::new();
     for row in &table {
-        let target = row.target.replace("{flag}", &flag);
+        let target = row.target.replace("{flag}", &flag).replace("{session}", &session);
         for (i, who) in CALLERS.iter().enumerate() {
             let (status, body) = call(&app, row.method, &target, row.body.as_ref(), bearer_of(who).as_deref()).await;
             if status != row.expect[i] {

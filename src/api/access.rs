@@ -18,11 +18,11 @@ use crate::passport::LearnerId;
 
 /// Routes anyone may call, without a token (the pages hold no data: they call the API with
 /// the token the user gives them).
-pub const OPEN: &[&str] = &["/healthz", "/readyz", "/openapi.json", "/educator"];
+pub const OPEN: &[&str] = &["/healthz", "/readyz", "/openapi.json", "/educator", "/", "/me", "/widget.js"];
 
-/// Whether a path is open to anyone: an [`OPEN`] route or a page's asset.
+/// Whether a path is open to anyone: an [`OPEN`] route, a component's page, or a page's asset.
 pub fn is_open(path: &str) -> bool {
-    OPEN.contains(&path) || path.starts_with("/assets/")
+    OPEN.contains(&path) || path.starts_with("/assets/") || path.starts_with("/components/")
 }
 
 /// The verified caller of a request.

@@ -11,7 +11,11 @@ use crate::agent::TurnResult;
 use crate::analytics::{ComponentsReport, Priority, SkillsReport};
 use crate::db::Erased;
 use crate::flags::{Change, Detail, Flag, FlagPage};
-use crate::passport::{Passport, Plan, Read, Recorded, WireStatement};
+use crate::content::LearnerComponent;
+use crate::passport::{Given, Passport, Plan, Read, Recommendations, Trail, WireStatement};
+use crate::retrieval::Hit;
+
+use super::learners::{Hint, Lesson, SessionView};
 
 /// What a request body or a reply is.
 enum Body {
@@ -72,6 +76,16 @@ fn ready() -> Value {
             "generation": {"type": "string"}, "components": {"type": "integer"}, "chunks": {"type": "integer"},
             "dense": {"type": "boolean"}}}
     }})
+}
+
+fn hint_body() -> Value {
+    json!({"type": "object", "required": ["number"], "additionalProperties": false,
+           "properties": {"number": {"type": "integer", "minimum": 1}}})
+}
+
+fn feedback_body() -> Value {
+    json!({"type": "object", "required": ["feedback"], "additionalProperties": false,
+           "properties": {"feedback": {"enum": ["helpful", "not_now", "already_know", "dismiss"]}}})
 }
 
 fn health() -> Value {
@@ -181,7 +195,7 @@ fn ops() -> Vec<Op> {
             access: "a learner (own statements), a service (its courses), an admin",
             query: &[],
             request: Body::Schema(events_body),
-            reply: Body::Schema(schema::<Recorded>),
+            reply: Body::Schema(schema::<super::passport::EventsReply>),
             errors: &[400, 401, 403, 413, 415, 422, 429, 503],
         },
         Op {
@@ -326,6 +340,133 @@ fn ops() -> Vec<Op> {
         },
         Op {
             method: "GET",
+            path: "/v1/components/{id}",
+            summary: "A component as a learner sees it: rendered, sanitised HTML; exercise items as their prompts only",
+            access: "any token",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(schema::<LearnerComponent>),
+            errors: &[400, 401, 404, 429, 503],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/components/{id}/items/{item}/hint",
+            summary: "An exercise item's hint number `number` (1 first), given on request",
+            access: "a learner, a service (its courses), an admin",
+            query: &[],
+            request: Body::Json(hint_body),
+            reply: Body::Schema(schema::<Hint>),
+            errors: &[400, 401, 403, 404, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/learners/{id}/lesson",
+            summary: "A course as this learner's lesson: per skill, the material the plan chooses and the exercises",
+            access: "the learner, a service (its courses), an admin",
+            query: &[("course", true, "The course")],
+            request: Body::None,
+            reply: Body::Schema(schema::<Lesson>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/learners/{id}/recommendations",
+            summary: "What to study next, each with its material and a reason naming the evidence",
+            access: "the learner, a service (its courses), an admin",
+            query: &[("course", false, "One course (default: every course the caller reaches)"), ("limit", false, "1 to 50 (default 5)")],
+            request: Body::None,
+            reply: Body::Schema(schema::<Recommendations>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "POST",
+            path: "/v1/learners/{id}/recommendations/{rec}/feedback",
+            summary: "The learner's feedback on a recommendation: helpful, not_now, already_know or dismiss",
+            access: "the learner, an admin",
+            query: &[],
+            request: Body::Json(feedback_body),
+            reply: Body::Schema(schema::<Given>),
+            errors: &[400, 401, 403, 404, 413, 415, 422, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/learners/{id}/skills/{skill}/evidence",
+            summary: "Why the passport thinks what it does about a skill: the answers that moved the estimate",
+            access: "the learner, a service (its courses), an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(schema::<Trail>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/sessions/{id}",
+            summary: "A tutoring session's transcript, for its learner",
+            access: "the learner, an admin (naming the learner)",
+            query: &[("learner", false, "The learner (an admin names them; a learner token is its own)")],
+            request: Body::None,
+            reply: Body::Schema(schema::<SessionView>),
+            errors: &[400, 401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/v1/search",
+            summary: "Search the course: what `tutor search --json` prints (learner-visible text only)",
+            access: "any token",
+            query: &[
+                ("q", true, "The query, 1 to 500 characters"),
+                ("course", false, "A course id"),
+                ("skill", false, "A skill id"),
+                ("level", false, "intro, developing, proficient or advanced"),
+                ("format", false, "A format, e.g. worked_example"),
+                ("k", false, "1 to 50 (default 5)"),
+            ],
+            request: Body::None,
+            reply: Body::Schema(|g| json!({"type": "array", "items": schema::<Hit>(g)})),
+            errors: &[400, 401, 429, 503],
+        },
+        Op {
+            method: "GET",
+            path: "/",
+            summary: "The demo lesson: a course adapted to the learner, with the tutor",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/html; charset=utf-8"),
+            errors: &[429],
+        },
+        Op {
+            method: "GET",
+            path: "/me",
+            summary: "The learner's own passport, with the evidence behind it, and recommendations",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/html; charset=utf-8"),
+            errors: &[429],
+        },
+        Op {
+            method: "GET",
+            path: "/components/{id}",
+            summary: "One component's page, for a learner, with the tutor",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/html; charset=utf-8"),
+            errors: &[429],
+        },
+        Op {
+            method: "GET",
+            path: "/widget.js",
+            summary: "The embeddable tutor: one script tag turns a content page into a page with the tutor",
+            access: "anyone",
+            query: &[],
+            request: Body::None,
+            reply: Body::Text("text/javascript; charset=utf-8"),
+            errors: &[429],
+        },
+        Op {
+            method: "GET",
             path: "/educator",
             summary: "The educators' page: the review queue and the analytics",
             access: "anyone",
@@ -421,6 +562,10 @@ pub fn document() -> Value {
         if op.path.contains("{id}") {
             let (what, pattern) = if op.path.starts_with("/v1/flags") {
                 ("The flag id", "^[A-Za-z0-9_-]{1,128}$")
+            } else if op.path.contains("components/") {
+                ("The component id", "^[a-z0-9][a-z0-9-]{0,99}$")
+            } else if op.path.starts_with("/v1/sessions") {
+                ("The session id", "^[A-Za-z0-9-]{1,128}$")
             } else {
                 ("The learner id", "^[A-Za-z0-9._@:-]{1,128}$")
             };
@@ -430,6 +575,12 @@ pub fn document() -> Value {
         if op.path.contains("{course}") {
             params.push(json!({"name": "course", "in": "path", "required": true, "description": "The course id",
                                "schema": {"type": "string"}}));
+        }
+        for (name, what) in [("item", "The exercise item id"), ("rec", "The recommendation id"), ("skill", "The skill id")] {
+            if op.path.contains(&format!("{{{name}}}")) {
+                params.push(json!({"name": name, "in": "path", "required": true, "description": what,
+                                   "schema": {"type": "string"}}));
+            }
         }
         if op.path.contains("{file}") {
             params.push(json!({"name": "file", "in": "path", "required": true, "description": "The asset's name",

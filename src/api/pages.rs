@@ -1,5 +1,6 @@
 //! The pages the binary serves, with their assets embedded (no CDN, no external network): the
-//! educators' review page `/educator`. Pages hold no data: their script calls the API with
+//! educators' review page `/educator`, the learners' lesson `/` (and a page per component,
+//! `/components/{id}`), their passport `/me`, and the embeddable tutor `/widget.js`. Pages hold no data: their script calls the API with
 //! the token the user gives (or none, in dev mode).
 
 use axum::extract::Path;
@@ -13,6 +14,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("tutor.css", "text/css; charset=utf-8", include_str!("../../assets/tutor.css")),
     ("educator.js", "text/javascript; charset=utf-8", include_str!("../../assets/educator.js")),
     ("charts.js", "text/javascript; charset=utf-8", include_str!("../../assets/charts.js")),
+    ("lesson.js", "text/javascript; charset=utf-8", include_str!("../../assets/lesson.js")),
+    ("me.js", "text/javascript; charset=utf-8", include_str!("../../assets/me.js")),
+    ("learner.js", "text/javascript; charset=utf-8", include_str!("../../assets/learner.js")),
+    ("widget.css", "text/css; charset=utf-8", include_str!("../../assets/widget.css")),
 ];
 
 /// The names of the assets.
@@ -55,3 +60,36 @@ pub(super) async fn asset(Path(file): Path<String>) -> Result<Response, ApiError
     )
         .into_response())
 }
+
+/// `GET /`: the demo lesson.
+pub(super) async fn lesson() -> Response {
+    page(include_str!("../../assets/lesson.html"))
+}
+
+/// `GET /components/{id}`: one component, for a learner (the lesson page in one-component mode).
+pub(super) async fn component(Path(_id): Path<String>) -> Response {
+    page(include_str!("../../assets/lesson.html"))
+}
+
+/// `GET /me`: the learner's own passport, with reasons.
+pub(super) async fn me() -> Response {
+    page(include_str!("../../assets/me.html"))
+}
+
+/// `GET /widget.js`: the embeddable tutor, for any content page (served to any origin; what
+/// it calls is under the CORS allow-list).
+pub(super) async fn widget() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        WIDGET_JS,
+    )
+        .into_response()
+}
+
+/// The widget's script.
+pub const WIDGET_JS: &str = include_str!("../../assets/widget.js");

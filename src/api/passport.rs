@@ -13,7 +13,7 @@ use super::{ApiError, AppState, library};
 use crate::auth::Role;
 use crate::content::{ComponentId, Library};
 use crate::ids::now_ms;
-use crate::passport::{self, Event, LearnerId, Recorded, Verb, validate_batch};
+use crate::passport::{self, Event, LearnerId, Verb, validate_batch};
 
 /// The largest events body accepted.
 pub const MAX_EVENTS_BODY: usize = 1024 * 1024;
@@ -41,7 +41,7 @@ pub(super) async fn post_events(
     caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Recorded>, ApiError> {
+) -> Result<Json<EventsReply>, ApiError> {
     if caller.role == Role::Educator {
         return Err(ApiError::forbidden("forbidden", "educators do not post learner events"));
     }
@@ -101,7 +101,45 @@ pub(super) async fn post_events(
     if recorded.accepted > 0 {
         watch_for_struggle(&s, &lib, &events).await;
     }
-    Ok(Json(recorded))
+    Ok(Json(EventsReply { accepted: recorded.accepted, duplicates: recorded.duplicates, graded: graded(&lib, &events) }))
+}
+
+/// `POST /v1/events`: what was stored, and how each answer was graded.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct EventsReply {
+    accepted: usize,
+    duplicates: usize,
+    /// One per `answered` statement of the batch, in order.
+    graded: Vec<Graded>,
+}
+
+/// How an answer was graded: right or wrong, and what a wrong answer that matches a known
+/// misconception shows (said only after the answer, never before).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct Graded {
+    id: String,
+    component: ComponentId,
+    item: String,
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnosis: Option<String>,
+}
+
+fn graded(lib: &Library, events: &[Event]) -> Vec<Graded> {
+    events
+        .iter()
+        .filter(|e| e.verb == Verb::Answered)
+        .map(|e| {
+            let item = e.item.clone().unwrap_or_default();
+            let success = e.success.unwrap_or(false);
+            let diagnosis = (!success)
+                .then_some(e.response.as_deref())
+                .flatten()
+                .and_then(|r| passport::misconception_of(lib, &e.component, &item, r))
+                .map(str::to_owned);
+            Graded { id: e.id.clone(), component: e.component.clone(), item, success, diagnosis }
+        })
+        .collect()
 }
 
 /// Whether the caller may post these events: a learner only their own, a service only for

@@ -5,6 +5,7 @@
 pub mod bkt;
 mod event;
 mod model;
+mod recommend;
 mod rollup;
 mod store;
 mod view;
@@ -13,7 +14,10 @@ pub use event::{
     Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, MAX_GROUP_CHARS, Verb, WireStatement, normalize_answer, parse_group,
     validate_batch, validate_statement,
 };
-pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally, week_of, week_start};
+pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally, misconception_of, week_of, week_start};
+pub use recommend::{
+    Feedback, Given, Kind, Recommendation, Recommendations, Step, Trail, evidence_trail, recommendations,
+};
 pub use store::{PassportStore, Read, Recorded, SqlPassportStore};
 pub use view::{
     Band, FormatPreference, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,

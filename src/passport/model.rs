@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bkt;
 use super::event::{Event, Verb, normalize_answer};
-use crate::content::{Demand, Format, Library, SkillId};
+use crate::content::{ComponentId, Demand, Format, Library, SkillId};
 
 /// How many recent answers a skill state keeps for its trend and its "last N" reasons.
 pub const RECENT: usize = 10;
@@ -114,6 +114,13 @@ pub struct LearnerState {
     pub last_key: Option<(i64, String)>,
 }
 
+/// The diagnosis of a known misconception that `response` to an item matches, if any.
+pub fn misconception_of<'a>(lib: &'a Library, component: &ComponentId, item: &str, response: &str) -> Option<&'a str> {
+    let given = normalize_answer(response);
+    let key = lib.answer_key(component, item)?;
+    key.misconceptions.iter().find(|m| normalize_answer(&m.response) == given).map(|m| m.diagnosis.as_str())
+}
+
 /// Fewest signals before a format counts as preferred.
 pub const MIN_FORMAT_SIGNALS: u32 = 2;
 
@@ -153,16 +160,12 @@ impl LearnerState {
                 let item = e.item.as_deref().unwrap_or_default();
                 let demand = component.items.iter().find(|i| i.id == item).map(|i| i.demand);
                 let hit = (!correct).then_some(e.response.as_deref()).flatten().and_then(|r| {
-                    let given = normalize_answer(r);
-                    let key = lib.answer_key(&e.component, item)?;
-                    key.misconceptions.iter().find(|m| normalize_answer(&m.response) == given).map(|m| {
-                        MisconceptionHit {
-                            component: e.component.to_string(),
-                            item: item.to_owned(),
-                            response: r.to_owned(),
-                            diagnosis: m.diagnosis.clone(),
-                            at: e.timestamp,
-                        }
+                    misconception_of(lib, &e.component, item, r).map(|diagnosis| MisconceptionHit {
+                        component: e.component.to_string(),
+                        item: item.to_owned(),
+                        response: r.to_owned(),
+                        diagnosis: diagnosis.to_owned(),
+                        at: e.timestamp,
                     })
                 });
                 for skill in &component.skills {

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 
 use super::event::{Event, LearnerId, Verb};
 use super::model::{LearnerState, SkillState};
+use super::recommend::{Feedback, Given};
 use crate::content::{ComponentId, Library, SkillId};
 use crate::db::{Database, Erased, LearnerData, StoreError, Tx, delete_rows, placeholders};
 use crate::ids::now_ms;
@@ -33,6 +34,13 @@ pub trait PassportStore: LearnerData {
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError>;
     /// The learner's stored events, in order.
     async fn events(&self, learner: &LearnerId) -> Result<Vec<Event>, StoreError>;
+    /// The model as of the events no longer stored (the retention policy's base), and the
+    /// stored events in order: replayed together they give the learner's model.
+    async fn history(&self, learner: &LearnerId) -> Result<(LearnerState, Vec<Event>), StoreError>;
+    /// The learner's newest feedback on each recommendation.
+    async fn feedback(&self, learner: &LearnerId) -> Result<Vec<Given>, StoreError>;
+    /// Keeps `feedback` as the learner's newest on `recommendation`.
+    async fn give_feedback(&self, learner: &LearnerId, recommendation: &str, feedback: Feedback) -> Result<Given, StoreError>;
     /// Notes that `reader` (`role:subject`) read `what` of the learner's data.
     async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError>;
     /// The newest `limit` reads of the learner's data by others, newest first.
@@ -397,6 +405,52 @@ impl PassportStore for SqlPassportStore {
         events
     }
 
+    async fn history(&self, learner: &LearnerId) -> Result<(LearnerState, Vec<Event>), StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let base = Self::base(&mut tx, learner).await?;
+        let events = Self::all_events(&mut tx, learner).await?;
+        tx.commit().await?;
+        Ok((base, events))
+    }
+
+    async fn feedback(&self, learner: &LearnerId) -> Result<Vec<Given>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recommendation, feedback, at FROM recommendation_feedback WHERE learner = $1 ORDER BY at DESC",
+        )
+        .bind(learner.as_str().to_owned())
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("feedback")?;
+                Ok(Given {
+                    recommendation: r.try_get("recommendation")?,
+                    feedback: Feedback::parse(&text).ok_or_else(|| StoreError::Corrupt {
+                        learner: learner.to_string(),
+                        message: format!("unknown feedback '{text}'"),
+                    })?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn give_feedback(&self, learner: &LearnerId, recommendation: &str, feedback: Feedback) -> Result<Given, StoreError> {
+        let _writer = self.db.write_guard().await;
+        let at = now_ms();
+        sqlx::query(
+            "INSERT INTO recommendation_feedback (learner, recommendation, feedback, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (learner, recommendation) DO UPDATE SET feedback = excluded.feedback, at = excluded.at",
+        )
+        .bind(learner.as_str().to_owned())
+        .bind(recommendation.to_owned())
+        .bind(feedback.as_str())
+        .bind(at)
+        .execute(self.db.pool())
+        .await?;
+        Ok(Given { recommendation: recommendation.to_owned(), feedback, at })
+    }
+
     async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError> {
         let _writer = self.db.write_guard().await;
         sqlx::query("INSERT INTO audit_reads (learner, reader, what, at) VALUES ($1, $2, $3, $4)")
@@ -467,6 +521,7 @@ impl LearnerData for SqlPassportStore {
         delete_rows(tx, "mastery_weeks", learner).await?;
         delete_rows(tx, "learner_weeks", learner).await?;
         erased.audit_reads += delete_rows(tx, "audit_reads", learner).await?;
+        erased.recommendation_feedback += delete_rows(tx, "recommendation_feedback", learner).await?;
         Ok(())
     }
 }

@@ -146,7 +146,7 @@ pub fn name_in_sentence(lib: &Library, skill: &SkillId) -> String {
     }
 }
 
-fn recent_sentence(st: &SkillState, name: &str) -> String {
+pub(super) fn recent_sentence(st: &SkillState, name: &str) -> String {
     let last: Vec<bool> = st.recent.iter().rev().take(5).copied().collect();
     if last.is_empty() {
         return format!("no answers on {name} yet");
@@ -159,7 +159,7 @@ fn recent_sentence(st: &SkillState, name: &str) -> String {
     }
 }
 
-fn rfc3339(ms: i64) -> Option<String> {
+pub(super) fn rfc3339(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
@@ -446,7 +446,7 @@ pub fn plan(
     Plan { learner: learner.clone(), component: component.id.clone(), skip_offer, variant, review }
 }
 
-fn capitalize(s: &str) -> String {
+pub(super) fn capitalize(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }

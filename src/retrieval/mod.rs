@@ -88,7 +88,7 @@ impl SearchFilter {
 }
 
 /// One search result: the best chunk of a component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Hit {
     pub component_id: ComponentId,
     pub course: String,

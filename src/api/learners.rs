@@ -1,0 +1,380 @@
+//! What learners' pages read: components as HTML, a course as an adaptive lesson, hints on
+//! request, a session's transcript, recommendations with reasons (and feedback on them), the
+//! evidence behind a skill's estimate, and search. Nothing here carries an answer key; a hint
+//! is given only when asked for, one at a time.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use super::access::{self, Caller};
+use super::passport::require_json;
+use super::{ApiError, AppState, library};
+use crate::agent::cited_ids;
+use crate::auth::Role;
+use crate::content::{
+    Component, ComponentId, Format, LearnerComponent, Library, SkillId, SkillRef, learner_component, skill_ref,
+};
+use crate::ids::now_ms;
+use crate::passport::{self, Feedback, Given, LearnerId, Plan, Recommendations, Trail};
+use crate::retrieval::{Hit, SearchFilter, SearchRequest};
+
+fn learner_id(raw: &str) -> Result<LearnerId, ApiError> {
+    LearnerId::parse(raw).map_err(ApiError::invalid("invalid_learner"))
+}
+
+fn component<'a>(lib: &'a Library, raw: &str) -> Result<&'a Component, ApiError> {
+    let id = ComponentId::parse(raw).map_err(ApiError::invalid("invalid_component"))?;
+    lib.components.get(&id).ok_or_else(|| ApiError::not_found("unknown_component", format!("no component '{id}'")))
+}
+
+/// `GET /v1/components/{id}`: the component as a learner sees it (course text is not learner
+/// data: any token may read it).
+pub(super) async fn get_component(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<LearnerComponent>, ApiError> {
+    let lib = library(&s)?;
+    Ok(Json(learner_component(&lib, component(&lib, &id)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HintBody {
+    /// 1 for the first hint.
+    number: usize,
+}
+
+/// A hint, given on request.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Hint {
+    component: ComponentId,
+    item: String,
+    number: usize,
+    of: usize,
+    hint: String,
+}
+
+/// `POST /v1/components/{id}/items/{item}/hint`: the item's hint number `n`, for a learner's
+/// page (the page counts the hints it showed in the `answered` statement's `hints_used`).
+pub(super) async fn hint(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((id, item)): Path<(String, String)>,
+    body: Result<Json<HintBody>, JsonRejection>,
+) -> Result<Json<Hint>, ApiError> {
+    if caller.role == Role::Educator {
+        return Err(ApiError::forbidden("forbidden", "hints are for learners' pages"));
+    }
+    require_json(&headers)?;
+    let Json(body) = body?;
+    let lib = library(&s)?;
+    let c = component(&lib, &id)?;
+    if caller.role == Role::Service && !caller.covers(&c.course) {
+        return Err(access::out_of_scope(&c.course));
+    }
+    let key = lib
+        .answer_key(&c.id, &item)
+        .ok_or_else(|| ApiError::not_found("unknown_item", format!("no item '{item}' in '{}'", c.id)))?;
+    let of = key.hints.len();
+    let hint = body.number.checked_sub(1).and_then(|i| key.hints.get(i)).ok_or_else(|| {
+        ApiError::not_found("no_such_hint", format!("item '{item}' has {of} hint(s); ask for 1 to {of}"))
+    })?;
+    Ok(Json(Hint { component: c.id.clone(), item, number: body.number, of, hint: hint.clone() }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LessonQuery {
+    course: Option<String>,
+}
+
+/// One skill of a lesson: its material chosen by the plan, and its exercises.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Section {
+    skill: SkillRef,
+    prerequisites: Vec<SkillRef>,
+    /// The plan for the skill's first material; `material` is its variant.
+    plan: Plan,
+    material: LearnerComponent,
+    exercises: Vec<LearnerComponent>,
+}
+
+/// `GET /v1/learners/{id}/lesson?course=C`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Lesson {
+    learner: LearnerId,
+    course: String,
+    title: String,
+    description: String,
+    sections: Vec<Section>,
+}
+
+/// `GET /v1/learners/{id}/lesson?course=C`: the course in the order of its skill graph, each
+/// skill with the material its plan chooses for this learner (level, format) and its
+/// exercises.
+pub(super) async fn get_lesson(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LessonQuery>,
+) -> Result<Json<Lesson>, ApiError> {
+    let learner = learner_id(&id)?;
+    let lib = library(&s)?;
+    let course_id = q.course.ok_or_else(|| ApiError::bad("missing_course", "add ?course=ID"))?;
+    let course = lib
+        .courses
+        .get(&course_id)
+        .ok_or_else(|| ApiError::not_found("unknown_course", format!("no course '{course_id}'")))?;
+    if !caller.is_or_admin(&learner) && !(caller.role == Role::Service && caller.covers(&course.id)) {
+        return Err(if caller.role == Role::Service { access::out_of_scope(&course.id) } else { access::not_yours(&caller) });
+    }
+    let state = s.stores.passports.learner(&learner).await?;
+    let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), &course.id).await?;
+    let priorities = crate::analytics::priorities_for(&s.stores.db, &course.id, group.as_deref()).await?;
+    let mut sections = Vec::new();
+    for skill in &course.skills {
+        let own: Vec<&Component> = course
+            .components
+            .iter()
+            .filter_map(|c| lib.components.get(c))
+            .filter(|c| c.skills.first() == Some(skill))
+            .collect();
+        // the plan starts from the skill's most basic material
+        let Some(anchor) = own.iter().filter(|c| c.format != Format::Exercise).min_by_key(|c| (c.level, c.id.clone()))
+        else {
+            continue;
+        };
+        let plan = passport::plan(&lib, &s.config.passport, &learner, &state, anchor, &priorities);
+        let shown = lib.components.get(&plan.variant.component_id).unwrap_or(anchor);
+        let prerequisites = lib.skills.get(skill).map(|k| k.prerequisites.clone()).unwrap_or_default();
+        sections.push(Section {
+            skill: skill_ref(&lib, skill),
+            prerequisites: prerequisites.iter().map(|p| skill_ref(&lib, p)).collect(),
+            material: learner_component(&lib, shown),
+            exercises: own.iter().filter(|c| c.format == Format::Exercise).map(|c| learner_component(&lib, c)).collect(),
+            plan,
+        });
+    }
+    Ok(Json(Lesson {
+        learner,
+        course: course.id.clone(),
+        title: course.title.clone(),
+        description: course.description.clone(),
+        sections,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SessionQuery {
+    learner: Option<String>,
+}
+
+/// A message of a session as its learner sees it.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct Message {
+    /// `learner` or `tutor`.
+    role: String,
+    content: String,
+    /// The components a tutor message cites.
+    citations: Vec<ComponentId>,
+    /// Milliseconds since the Unix epoch.
+    at: i64,
+}
+
+/// `GET /v1/sessions/{id}`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(super) struct SessionView {
+    session_id: String,
+    learner: LearnerId,
+    component: Option<String>,
+    /// The newest 200 messages, oldest first.
+    messages: Vec<Message>,
+}
+
+/// `GET /v1/sessions/{id}`: the learner's own transcript (a learner token's; an admin names
+/// the learner with `?learner=`). Another learner's session is 404, as in chat.
+pub(super) async fn get_session(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<SessionQuery>,
+) -> Result<Json<SessionView>, ApiError> {
+    let learner = match (caller.learner(), q.learner.as_deref()) {
+        (Some(own), None) => own,
+        (Some(own), Some(named)) if named == own.as_str() => own,
+        (Some(_), Some(_)) => return Err(access::not_yours(&caller)),
+        (None, Some(named)) if caller.role == Role::Admin => learner_id(named)?,
+        (None, _) if caller.role == Role::Admin => {
+            return Err(ApiError::bad("missing_learner", "an admin names the learner: ?learner=ID"));
+        }
+        (None, _) => return Err(access::not_yours(&caller)),
+    };
+    let unknown = || ApiError::not_found("unknown_session", format!("no session '{id}' for this learner"));
+    if id.is_empty() || id.len() > 128 {
+        return Err(unknown());
+    }
+    let session = s.stores.sessions.open_session(&learner, Some(&id), None).await?.ok_or_else(unknown)?;
+    let lib = library(&s)?;
+    let messages = s
+        .stores
+        .sessions
+        .turns(&session.id, 200)
+        .await?
+        .into_iter()
+        .map(|t| Message {
+            role: t.role.as_str().to_owned(),
+            citations: if t.role == crate::agent::Role::Tutor { cited_ids(&lib, &t.content) } else { Vec::new() },
+            content: t.content,
+            at: t.at,
+        })
+        .collect();
+    Ok(Json(SessionView { session_id: session.id, learner, component: session.component, messages }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RecQuery {
+    course: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/learners/{id}/recommendations?course=&limit=`: what to study next, with reasons.
+pub(super) async fn get_recommendations(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<RecQuery>,
+) -> Result<Json<Recommendations>, ApiError> {
+    let learner = learner_id(&id)?;
+    let lib = library(&s)?;
+    let mut courses = access::readable_courses(&caller, &lib, &learner)?;
+    if let Some(c) = &q.course {
+        if !lib.courses.contains_key(c) {
+            return Err(ApiError::not_found("unknown_course", format!("no course '{c}'")));
+        }
+        if !courses.contains(c) {
+            return Err(access::out_of_scope(c));
+        }
+        courses = vec![c.clone()];
+    }
+    let limit = q.limit.unwrap_or(5);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::bad("invalid_limit", "limit is 1 to 50"));
+    }
+    if !caller.dev && !caller.is_or_admin(&learner) {
+        s.stores.passports.note_read(&learner, &caller.key(), "recommendations").await?;
+    }
+    let state = s.stores.passports.learner(&learner).await?;
+    let feedback = s.stores.passports.feedback(&learner).await?;
+    let mut priorities = std::collections::BTreeSet::new();
+    for c in &courses {
+        let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), c).await?;
+        priorities.extend(crate::analytics::priorities_for(&s.stores.db, c, group.as_deref()).await?);
+    }
+    Ok(Json(passport::recommendations(
+        &lib,
+        &s.config.passport,
+        &learner,
+        &state,
+        &courses,
+        &priorities,
+        &feedback,
+        now_ms(),
+        limit,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FeedbackBody {
+    feedback: Feedback,
+}
+
+/// `POST /v1/learners/{id}/recommendations/{rec}/feedback`: the learner's own say.
+pub(super) async fn post_feedback(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((id, rec)): Path<(String, String)>,
+    body: Result<Json<FeedbackBody>, JsonRejection>,
+) -> Result<Json<Given>, ApiError> {
+    let learner = learner_id(&id)?;
+    access::own(&caller, &learner)?;
+    require_json(&headers)?;
+    let Json(body) = body?;
+    let lib = library(&s)?;
+    let skill = SkillId::parse(&rec)
+        .ok()
+        .filter(|k| lib.skills.contains_key(k))
+        .ok_or_else(|| ApiError::not_found("unknown_recommendation", format!("no recommendation '{rec}'")))?;
+    Ok(Json(s.stores.passports.give_feedback(&learner, skill.as_str(), body.feedback).await?))
+}
+
+/// `GET /v1/learners/{id}/skills/{skill}/evidence`: the answers behind a skill's estimate.
+pub(super) async fn get_evidence(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, skill)): Path<(String, String)>,
+) -> Result<Json<Trail>, ApiError> {
+    let learner = learner_id(&id)?;
+    let lib = library(&s)?;
+    let skill = SkillId::parse(&skill).map_err(ApiError::invalid("invalid_skill"))?;
+    let course = lib
+        .skills
+        .get(&skill)
+        .map(|k| k.course.clone())
+        .ok_or_else(|| ApiError::not_found("unknown_skill", format!("no skill '{skill}'")))?;
+    if !access::readable_courses(&caller, &lib, &learner)?.contains(&course) {
+        return Err(access::out_of_scope(&course));
+    }
+    if !caller.dev && !caller.is_or_admin(&learner) {
+        s.stores.passports.note_read(&learner, &caller.key(), &format!("evidence {skill}")).await?;
+    }
+    let (base, events) = s.stores.passports.history(&learner).await?;
+    Ok(Json(passport::evidence_trail(&lib, &s.config.passport, &learner, &base, &events, &skill)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SearchQuery {
+    q: Option<String>,
+    course: Option<String>,
+    skill: Option<String>,
+    level: Option<String>,
+    format: Option<String>,
+    k: Option<usize>,
+}
+
+/// `GET /v1/search?q=…`: what `tutor search --json` prints (learner-visible text only: the
+/// index never holds answer keys).
+pub(super) async fn search(
+    State(s): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Vec<Hit>>, ApiError> {
+    let text = q.q.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::bad("missing_query", "add ?q=… (1 to 500 characters)")
+    })?;
+    if text.chars().count() > 500 {
+        return Err(ApiError::bad("invalid_query", "q is at most 500 characters"));
+    }
+    let k = q.k.unwrap_or(5);
+    if !(1..=50).contains(&k) {
+        return Err(ApiError::bad("invalid_k", "k is 1 to 50"));
+    }
+    let bad = |code| move |e: crate::content::ParseError| ApiError::bad(code, e.0);
+    let filter = SearchFilter {
+        course: q.course,
+        skills: q.skill.as_deref().map(SkillId::parse).transpose().map_err(bad("invalid_skill"))?.into_iter().collect(),
+        levels: q.level.as_deref().map(str::parse).transpose().map_err(bad("invalid_level"))?.into_iter().collect(),
+        formats: q.format.as_deref().map(str::parse).transpose().map_err(bad("invalid_format"))?.into_iter().collect(),
+    };
+    let hits = s
+        .retriever
+        .search(&SearchRequest { text, filter, k })
+        .await
+        .map_err(|e| ApiError::NotReady(format!("search is not available: {e}")))?;
+    Ok(Json(hits))
+}
