@@ -96,6 +96,10 @@ pub enum Command {
         k: usize,
         #[arg(long)]
         json: bool,
+        /// Ask a running service (e.g. http://127.0.0.1:8080) instead of opening the index;
+        /// its token, if it checks them, in TUTOR_TOKEN
+        #[arg(long)]
+        server: Option<String>,
     },
     /// Run the HTTP service (ingests the content at start when the index is missing or stale)
     Serve {
@@ -301,7 +305,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             run_ingest(&cfg, &lib, json).await
         }
-        Command::Search { query, course, skills, levels, formats, k, json } => {
+        Command::Search { query, course, skills, levels, formats, k, json, server: Some(server) } => {
+            let mut params = vec![("q", query), ("k", k.to_string())];
+            params.extend(course.map(|c| ("course", c)));
+            for (name, values) in [("skill", skills), ("level", levels), ("format", formats)] {
+                if !values.is_empty() {
+                    params.push((name, values.join(",")));
+                }
+            }
+            let hits = search_server(&server, &params).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&hits)?);
+            } else {
+                print_hits(&hits);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search { query, course, skills, levels, formats, k, json, server: None } => {
             let filter = SearchFilter {
                 course,
                 skills: skills.iter().map(|s| SkillId::parse(s)).collect::<Result<_, _>>()?,
@@ -743,6 +763,29 @@ fn print_content_errors(e: &ContentError, json: bool, ingest: bool) {
     if ingest {
         eprintln!("Nothing was indexed; the previous index is unchanged.");
     }
+}
+
+/// `GET /v1/search` of a running service, with `TUTOR_TOKEN` as the bearer token when set.
+async fn search_server(server: &str, params: &[(&str, String)]) -> anyhow::Result<Vec<Hit>> {
+    let base = server.trim_end_matches('/');
+    let url = reqwest::Url::parse_with_params(&format!("{base}/v1/search"), params)
+        .with_context(|| format!("'{server}' is not a URL such as http://127.0.0.1:8080"))?;
+    let mut req = reqwest::Client::new().get(url).header("accept", "application/json");
+    if let Ok(token) = std::env::var("TUTOR_TOKEN") {
+        req = req.bearer_auth(token.trim());
+    }
+    let r = req.send().await.with_context(|| format!("asking {base}"))?;
+    let status = r.status();
+    let body = r.text().await.with_context(|| format!("reading the answer of {base}"))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED { " (set TUTOR_TOKEN to a token the service accepts)" } else { "" };
+        anyhow::bail!("{base} answered {status}: {message}{hint}");
+    }
+    serde_json::from_str(&body).with_context(|| format!("{base} did not answer with search results"))
 }
 
 fn print_hits(hits: &[Hit]) {

@@ -2,6 +2,7 @@
 //! evidence, status changes (idempotent, race-safe, kept in the history), analytics with small
 //! groups suppressed (also against subtraction), CSV, priorities in the plan, and erasure.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -21,46 +22,6 @@ fn token(role: Role, sub: &str, courses: &[&str], group: Option<&str>) -> String
     signed_token(SECRET, role, sub, courses, group)
 }
 
-struct Api {
-    app: App,
-    client: reqwest::Client,
-}
-
-impl Api {
-    /// The service on the sample courses, on SQLite or (`pg`) on a fresh PostgreSQL database;
-    /// `None` when PostgreSQL is asked for and none is configured.
-    async fn new(pg: bool, test: &str) -> Option<Self> {
-        let url = if pg { Some(fresh_postgres(test).await?) } else { None };
-        let app = spawn_sample_app(|c| {
-            c.auth = auth();
-            c.database_url = url;
-        })
-        .await;
-        Some(Self { app, client: reqwest::Client::new() })
-    }
-
-    async fn call(&self, method: &str, path: &str, bearer: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method.parse().unwrap(), format!("{}{path}", self.app.base))
-            .bearer_auth(bearer)
-            .header("accept", "application/json");
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn events(&self, statements: Vec<Value>) {
-        let admin = token(Role::Admin, "root", &[], None);
-        let (status, body) = self.call("POST", "/v1/events", &admin, Some(&json!(statements))).await;
-        assert_eq!(status, 200, "{body}");
-    }
-}
-
 fn answer(learner: &str, n: usize, component: &str, item: &str, right: bool, group: Option<&str>) -> Value {
     let mut s = json!({"id": format!("{learner}-{component}-{n}"), "actor": learner, "verb": "answered",
         "object": {"component": component, "item": item},
@@ -78,7 +39,7 @@ fn struggle(learner: &str, component: &str) -> Vec<Value> {
 }
 
 async fn the_queue_filters_orders_and_pages_and_counts_by_status(pg: bool) {
-    let Some(api) = Api::new(pg, "the_queue_filters_orders_and_pages_and_counts_by_status").await else { return };
+    let Some(api) = Api::new(pg, SECRET, "the_queue_filters_orders_and_pages_and_counts_by_status").await else { return };
     let mut all = Vec::new();
     for l in ["l1", "l2", "l3", "l4", "l5"] {
         all.extend(struggle(l, DIVIDE));
@@ -121,7 +82,7 @@ async fn the_queue_filters_orders_and_pages_and_counts_by_status(pg: bool) {
 
 async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it(pg: bool) {
     let Some(api) =
-        Api::new(pg, "a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it").await
+        Api::new(pg, SECRET, "a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it").await
     else {
         return;
     };
@@ -187,7 +148,7 @@ async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educato
 }
 
 async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction(pg: bool) {
-    let Some(api) = Api::new(pg, "analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction").await
+    let Some(api) = Api::new(pg, SECRET, "analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction").await
     else {
         return;
     };
@@ -279,7 +240,7 @@ async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtra
 }
 
 async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason(pg: bool) {
-    let Some(api) = Api::new(pg, "priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason").await
+    let Some(api) = Api::new(pg, SECRET, "priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason").await
     else {
         return;
     };
@@ -310,7 +271,7 @@ async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_
 }
 
 async fn a_flag_raised_in_chat_shows_the_conversation_around_it(pg: bool) {
-    let Some(api) = Api::new(pg, "a_flag_raised_in_chat_shows_the_conversation_around_it").await else { return };
+    let Some(api) = Api::new(pg, SECRET, "a_flag_raised_in_chat_shows_the_conversation_around_it").await else { return };
     let zoe = token(Role::Learner, "zoe", &[], None);
     let said = "I don't get dividing fractions at all";
     let (status, turn) =
@@ -330,19 +291,6 @@ async fn a_flag_raised_in_chat_shows_the_conversation_around_it(pg: bool) {
 }
 
 /// Each test on SQLite and on PostgreSQL.
-macro_rules! on_both {
-    ($($name:ident => $sqlite:ident, $pg:ident;)+) => {$(
-        #[tokio::test]
-        async fn $sqlite() {
-            $name(false).await
-        }
-        #[tokio::test]
-        async fn $pg() {
-            $name(true).await
-        }
-    )+};
-}
-
 on_both! {
     a_flag_raised_in_chat_shows_the_conversation_around_it => chat_flag_on_sqlite, chat_flag_on_postgres;
     the_queue_filters_orders_and_pages_and_counts_by_status => the_queue_filters_orders_and_pages_and_counts_by_status_on_sqlite, the_queue_filters_orders_and_pages_and_counts_by_status_on_postgres;

@@ -364,12 +364,21 @@ pub(super) async fn search(
     if !(1..=50).contains(&k) {
         return Err(ApiError::bad("invalid_k", "k is 1 to 50"));
     }
-    let bad = |code| move |e: crate::content::ParseError| ApiError::bad(code, e.0);
+    // each filter: one value, or several separated by commas (any of them)
+    fn list<T>(
+        raw: Option<&str>,
+        code: &'static str,
+        parse: impl Fn(&str) -> Result<T, crate::content::ParseError>,
+    ) -> Result<Vec<T>, ApiError> {
+        raw.map_or(Ok(Vec::new()), |r| {
+            r.split(',').filter(|v| !v.trim().is_empty()).map(|v| parse(v.trim()).map_err(|e| ApiError::bad(code, e.0))).collect()
+        })
+    }
     let filter = SearchFilter {
         course: q.course,
-        skills: q.skill.as_deref().map(SkillId::parse).transpose().map_err(bad("invalid_skill"))?.into_iter().collect(),
-        levels: q.level.as_deref().map(str::parse).transpose().map_err(bad("invalid_level"))?.into_iter().collect(),
-        formats: q.format.as_deref().map(str::parse).transpose().map_err(bad("invalid_format"))?.into_iter().collect(),
+        skills: list(q.skill.as_deref(), "invalid_skill", SkillId::parse)?,
+        levels: list(q.level.as_deref(), "invalid_level", str::parse)?,
+        formats: list(q.format.as_deref(), "invalid_format", str::parse)?,
     };
     let hits = s
         .retriever

@@ -416,9 +416,9 @@ fn ops() -> Vec<Op> {
             query: &[
                 ("q", true, "The query, 1 to 500 characters"),
                 ("course", false, "A course id"),
-                ("skill", false, "A skill id"),
-                ("level", false, "intro, developing, proficient or advanced"),
-                ("format", false, "A format, e.g. worked_example"),
+                ("skill", false, "A skill id (several: separated by commas, any of them)"),
+                ("level", false, "intro, developing, proficient or advanced (several: separated by commas)"),
+                ("format", false, "A format, e.g. worked_example (several: separated by commas)"),
                 ("k", false, "1 to 50 (default 5)"),
             ],
             request: Body::None,

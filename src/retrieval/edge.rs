@@ -197,7 +197,7 @@ impl EdgeStore {
             let msg = e.to_string();
             if msg.contains("lock") || msg.contains("WouldBlock") || msg.contains("temporarily unavailable") {
                 RetrievalError::Busy(format!(
-                    "the index at {} is open in another process (a running `tutor serve`?); query that server over HTTP, or stop it",
+                    "the index at {} is open in another process (a running `tutor serve`?); ask that server instead (`tutor search --server http://127.0.0.1:8080 …`), or stop it",
                     dir.display()
                 ))
             } else {

@@ -4,6 +4,21 @@
 //! to see the service's logs.
 #![allow(dead_code)]
 
+/// `name => sqlite_test, postgres_test;`: a test run once on SQLite and once on PostgreSQL
+/// (`name(pg: bool)`; on PostgreSQL it says it was skipped when no server is configured).
+macro_rules! on_both {
+    ($($name:ident => $sqlite:ident, $pg:ident;)+) => {$(
+        #[tokio::test]
+        async fn $sqlite() {
+            $name(false).await
+        }
+        #[tokio::test]
+        async fn $pg() {
+            $name(true).await
+        }
+    )+};
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -484,4 +499,55 @@ pub fn signed_token(secret: &str, role: tutor::auth::Role, sub: &str, courses: &
         ttl: std::time::Duration::from_secs(600),
     };
     tutor::auth::mint(&hs256(secret), &req).unwrap()
+}
+
+/// The service on the sample courses with HS256 tokens of `secret`, on SQLite or (`pg`) on a
+/// fresh PostgreSQL database, and a client for it.
+pub struct Api {
+    pub app: App,
+    pub client: reqwest::Client,
+    pub secret: &'static str,
+}
+
+impl Api {
+    /// `None` when PostgreSQL is asked for and none is configured.
+    pub async fn new(pg: bool, secret: &'static str, test: &str) -> Option<Self> {
+        Self::with(pg, secret, test, |_| {}).await
+    }
+
+    /// [`Api::new`] with the configuration changed by `tweak`.
+    pub async fn with(pg: bool, secret: &'static str, test: &str, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let url = if pg { Some(fresh_postgres(test).await?) } else { None };
+        let app = spawn_sample_app(|c| {
+            c.auth = hs256(secret);
+            c.database_url = url;
+            tweak(c);
+        })
+        .await;
+        Some(Self { app, client: reqwest::Client::new(), secret })
+    }
+
+    /// A request with `bearer`: the status and the body (JSON, or the text when it is not).
+    pub async fn call(&self, method: &str, path: &str, bearer: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.app.base))
+            .bearer_auth(bearer)
+            .header("accept", "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Posts statements as an admin; they must be accepted.
+    pub async fn events(&self, statements: Vec<Value>) -> Value {
+        let admin = signed_token(self.secret, tutor::auth::Role::Admin, "root", &[], None);
+        let (status, body) = self.call("POST", "/v1/events", &admin, Some(&json!(statements))).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
 }
