@@ -105,8 +105,14 @@
     s.dataset.learner = L.st.learner;
     if (L.st.token) s.dataset.token = L.st.token;
     if (component) s.dataset.component = component;
-    s.dataset.mount = '#tutor';
-    if (!only) s.dataset.offers = 'off';
+    if (only) {
+      // one component: the tutor as a panel at the bottom right, with the page's skip offer
+      $('tutor').hidden = true;
+    } else {
+      // the lesson: the tutor beside it; each section puts its own skip offer
+      s.dataset.mount = '#tutor';
+      s.dataset.offers = 'off';
+    }
     document.body.append(s);
   }
 

@@ -178,6 +178,7 @@
       const note = el('span', { class: 'tw-muted', role: 'status' });
       const rate = (score) => async (e) => {
         for (const btn of e.target.parentNode.querySelectorAll('button')) btn.disabled = true;
+        input.focus(); // the pressed button is disabled: focus goes back to the question box
         try { await post('rated', rated, { result: { score } }); note.textContent = ' Thanks — noted.'; } catch (err) { note.textContent = ' ' + err.message; }
       };
       foot.append(el('span', { class: 'tw-rate' }, ' Was this helpful? ',
@@ -207,6 +208,8 @@
         r = await fetch(endpoint + '/v1/tutor/chat', { method: 'POST', headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }), body: JSON.stringify(body) });
       } catch (_) { throw new Failure(0, 'network', plain(0)); }
       if (!r.ok) throw await failure(r);
+      // for the page-weight figures: first byte, the chunk with the first delta, its rendering
+      const timing = window.__twTiming = { headers: performance.now(), firstDeltaChunk: 0, firstDeltaRendered: 0, deltas: 0 };
       const reader = r.body.getReader();
       const dec = new TextDecoder();
       let buf = '';
@@ -214,6 +217,7 @@
         let chunk;
         try { chunk = await reader.read(); } catch (_) { break; }
         if (chunk.done) break;
+        const arrived = performance.now();
         buf += dec.decode(chunk.value, { stream: true });
         let i;
         while ((i = buf.indexOf('\n\n')) >= 0) {
@@ -227,13 +231,21 @@
           let ev;
           try { ev = JSON.parse(data || '{}'); } catch (_) { continue; }
           if (name === 'tool') say(toolWords(ev.name), 'tool');
-          else if (name === 'delta') { answer += ev.text || ''; say(''); }
+          else if (name === 'delta') {
+            answer += ev.text || '';
+            say('');
+            timing.deltas += 1;
+            if (!timing.firstDeltaChunk) timing.firstDeltaChunk = arrived;
+          }
           else if (name === 'replace') { answer = ''; say(ev.reason === 'repair' ? 'Checking the answer against the course…' : '', 'tool'); }
           else if (name === 'done') { done = ev; answer = ev.answer || answer; }
           if (name === 'delta' || name === 'replace' || name === 'done') {
             b.body.replaceChildren(markdown(answer));
             log.scrollTop = log.scrollHeight;
-            if (!window.__twFirst && answer) window.__twFirst = performance.now();
+            if (!timing.firstDeltaRendered && answer) {
+              timing.firstDeltaRendered = performance.now();
+              requestAnimationFrame(() => { timing.firstDeltaPainted = performance.now(); });
+            }
           }
         }
       }

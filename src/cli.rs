@@ -782,7 +782,11 @@ async fn search_server(server: &str, params: &[(&str, String)]) -> anyhow::Resul
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or(body);
-        let hint = if status == reqwest::StatusCode::UNAUTHORIZED { " (set TUTOR_TOKEN to a token the service accepts)" } else { "" };
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            " (set TUTOR_TOKEN to a token the service accepts)"
+        } else {
+            ""
+        };
         anyhow::bail!("{base} answered {status}: {message}{hint}");
     }
     serde_json::from_str(&body).with_context(|| format!("{base} did not answer with search results"))

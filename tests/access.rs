@@ -284,20 +284,8 @@ fn table() -> Vec<Row> {
             body: None,
             expect: [401, 200, 200, 200, 200, 200, 200, 200],
         },
-        Row {
-            method: "GET",
-            path: "/",
-            target: "/",
-            body: None,
-            expect: [200, 200, 200, 200, 200, 200, 200, 200],
-        },
-        Row {
-            method: "GET",
-            path: "/me",
-            target: "/me",
-            body: None,
-            expect: [200, 200, 200, 200, 200, 200, 200, 200],
-        },
+        Row { method: "GET", path: "/", target: "/", body: None, expect: [200, 200, 200, 200, 200, 200, 200, 200] },
+        Row { method: "GET", path: "/me", target: "/me", body: None, expect: [200, 200, 200, 200, 200, 200, 200, 200] },
         Row {
             method: "GET",
             path: "/components/{id}",

@@ -39,7 +39,9 @@ fn struggle(learner: &str, component: &str) -> Vec<Value> {
 }
 
 async fn the_queue_filters_orders_and_pages_and_counts_by_status(pg: bool) {
-    let Some(api) = Api::new(pg, SECRET, "the_queue_filters_orders_and_pages_and_counts_by_status").await else { return };
+    let Some(api) = Api::new(pg, SECRET, "the_queue_filters_orders_and_pages_and_counts_by_status").await else {
+        return;
+    };
     let mut all = Vec::new();
     for l in ["l1", "l2", "l3", "l4", "l5"] {
         all.extend(struggle(l, DIVIDE));
@@ -82,7 +84,8 @@ async fn the_queue_filters_orders_and_pages_and_counts_by_status(pg: bool) {
 
 async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it(pg: bool) {
     let Some(api) =
-        Api::new(pg, SECRET, "a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it").await
+        Api::new(pg, SECRET, "a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educators_resolve_it")
+            .await
     else {
         return;
     };
@@ -148,7 +151,8 @@ async fn a_flag_shows_its_evidence_and_changes_status_once_even_when_two_educato
 }
 
 async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction(pg: bool) {
-    let Some(api) = Api::new(pg, SECRET, "analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction").await
+    let Some(api) =
+        Api::new(pg, SECRET, "analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtraction").await
     else {
         return;
     };
@@ -240,7 +244,8 @@ async fn analytics_show_the_struggle_and_never_a_group_under_five_even_by_subtra
 }
 
 async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason(pg: bool) {
-    let Some(api) = Api::new(pg, SECRET, "priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason").await
+    let Some(api) =
+        Api::new(pg, SECRET, "priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_reason").await
     else {
         return;
     };
@@ -271,7 +276,9 @@ async fn priorities_are_kept_with_who_set_them_and_lead_the_plans_review_with_a_
 }
 
 async fn a_flag_raised_in_chat_shows_the_conversation_around_it(pg: bool) {
-    let Some(api) = Api::new(pg, SECRET, "a_flag_raised_in_chat_shows_the_conversation_around_it").await else { return };
+    let Some(api) = Api::new(pg, SECRET, "a_flag_raised_in_chat_shows_the_conversation_around_it").await else {
+        return;
+    };
     let zoe = token(Role::Learner, "zoe", &[], None);
     let said = "I don't get dividing fractions at all";
     let (status, turn) =

@@ -28,28 +28,6 @@ fn answer(learner: &str, n: usize, component: &str, item: &str, right: bool, res
         "timestamp": format!("2026-11-20T{:02}:{:02}:00Z", 8 + n / 60, n % 60)})
 }
 
-/// What a learner may not see, from the answer keys: hints, diagnoses, explanations and
-/// answers, except those that appear in the text learners are shown anyway (a key such as "5"
-/// or "no" appears in course text; a summary may repeat a hint), and answers under 4
-/// characters.
-fn secrets(lib: &tutor::content::Library) -> Vec<String> {
-    let visible: String = lib.components.values().map(|c| c.retrievable_text().to_lowercase()).collect();
-    let mut out = BTreeSet::new();
-    for (_, _, key) in lib.answer_keys() {
-        let long = key.hints.iter().chain(key.explanation.iter()).chain(key.misconceptions.iter().map(|m| &m.diagnosis));
-        // (a hint may repeat what a page says: then it is no secret)
-        for s in long.filter(|s| !visible.contains(&s.to_lowercase())) {
-            out.insert(s.clone());
-        }
-        for a in std::iter::once(&key.answer).chain(&key.accept) {
-            if a.chars().count() >= 4 && !visible.contains(&a.to_lowercase()) {
-                out.insert(a.clone());
-            }
-        }
-    }
-    out.into_iter().collect()
-}
-
 /// JSON as it appears on the wire (`/` escaped or not, quotes escaped), and as text.
 fn leaked<'a>(text: &str, secrets: &'a [String]) -> Option<&'a String> {
     let lower = text.to_lowercase();
@@ -64,7 +42,7 @@ async fn nothing_a_learner_can_fetch_carries_an_answer_key_hint_or_diagnosis() {
     // a scan of some 500 requests, over the per-caller limit of a minute
     let api = Api::with(false, SECRET, "leaks", |c| c.limits.requests_per_minute = 10_000).await.unwrap();
     let lib = load(&sample_content());
-    let secrets = secrets(&lib);
+    let secrets = learner_secrets(&lib);
     assert!(secrets.len() > 150, "the scan has something to look for: {}", secrets.len());
     let alice = token(Role::Learner, "alice", &[]);
     let mut paths: Vec<String> = vec![
@@ -165,7 +143,9 @@ async fn exercises_are_graded_hints_come_on_request_and_the_lesson_differs_per_l
     let beyond = h["of"].as_u64().unwrap() + 1;
     let (status, e) = api.call("POST", &path, &ada, Some(&json!({"number": beyond}))).await;
     assert_eq!((status, e["error"]["code"].as_str()), (404, Some("no_such_hint")), "{e}");
-    let (status, _) = api.call("POST", &format!("/v1/components/{DIVIDE_EX}/items/q99/hint"), &ada, Some(&json!({"number": 1}))).await;
+    let (status, _) = api
+        .call("POST", &format!("/v1/components/{DIVIDE_EX}/items/q99/hint"), &ada, Some(&json!({"number": 1})))
+        .await;
     assert_eq!(status, 404);
     let edu = token(Role::Educator, "eve", &["fractions"]);
     let (status, _) = api.call("POST", &path, &edu, Some(&json!({"number": 1}))).await;
@@ -178,7 +158,8 @@ async fn exercises_are_graded_hints_come_on_request_and_the_lesson_differs_per_l
         l["sections"].as_array().unwrap().iter().find(|s| s["skill"]["id"] == "fractions.divide").unwrap().clone()
     };
     let (_, la) = api.call("GET", "/v1/learners/ada/lesson?course=fractions", &ada, None).await;
-    let (_, lb) = api.call("GET", "/v1/learners/ben/lesson?course=fractions", &token(Role::Learner, "ben", &[]), None).await;
+    let (_, lb) =
+        api.call("GET", "/v1/learners/ben/lesson?course=fractions", &token(Role::Learner, "ben", &[]), None).await;
     let (a, b) = (section(&la), section(&lb));
     assert_ne!(a["material"]["id"], b["material"]["id"], "two learners, two variants:\n{a:#}\n{b:#}");
     assert_eq!(b["plan"]["variant"]["component_id"], b["material"]["id"]);
@@ -216,7 +197,11 @@ async fn recommendations_name_their_evidence_and_follow_feedback_until_erased(pg
     api.events(events).await;
     let (_, r) = api.call("GET", "/v1/learners/mia/recommendations?course=fractions", &mia, None).await;
     let first = &r["recommendations"][0];
-    assert_eq!((first["skill"].as_str(), first["kind"].as_str()), (Some("fractions.multiply"), Some("prerequisite_gap")), "{r:#}");
+    assert_eq!(
+        (first["skill"].as_str(), first["kind"].as_str()),
+        (Some("fractions.multiply"), Some("prerequisite_gap")),
+        "{r:#}"
+    );
     assert_eq!(
         first["reason"],
         "3 of your last 3 answers on multiplying fractions were wrong, and dividing fractions needs it.",
@@ -230,7 +215,10 @@ async fn recommendations_name_their_evidence_and_follow_feedback_until_erased(pg
     assert_eq!(status, 200);
     let (_, r) = api.call("GET", "/v1/learners/mia/recommendations?course=fractions", &mia, None).await;
     let divide = r["recommendations"].as_array().unwrap().iter().find(|x| x["skill"] == "fractions.divide").unwrap();
-    assert!(divide["priority"] == true && divide["reason"].as_str().unwrap().ends_with("marked it a priority."), "{r:#}");
+    assert!(
+        divide["priority"] == true && divide["reason"].as_str().unwrap().ends_with("marked it a priority."),
+        "{r:#}"
+    );
 
     // dismissed: gone; "already know": a check, on an exercise
     let fb = |rec: &str, feedback: &str| {
@@ -250,9 +238,11 @@ async fn recommendations_name_their_evidence_and_follow_feedback_until_erased(pg
     // feedback on what is not a recommendation, or on another's, is refused
     let (path, body) = fb("no.such-skill", "helpful");
     assert_eq!(api.call("POST", &path, &mia, Some(&body)).await.0, 404);
-    let (status, _) = api.call("POST", &path.replace("/mia/", "/ben/"), &mia, Some(&json!({"feedback": "helpful"}))).await;
+    let (status, _) =
+        api.call("POST", &path.replace("/mia/", "/ben/"), &mia, Some(&json!({"feedback": "helpful"}))).await;
     assert_eq!(status, 403);
-    let (status, bad) = api.call("POST", &fb("fractions.divide", "x").0, &mia, Some(&json!({"feedback": "love"}))).await;
+    let (status, bad) =
+        api.call("POST", &fb("fractions.divide", "x").0, &mia, Some(&json!({"feedback": "love"}))).await;
     assert_eq!(status, 422, "{bad}");
 
     // the evidence behind the estimate: each answer, how it moved it, what it showed
@@ -288,7 +278,10 @@ async fn a_sessions_transcript_is_its_learners_alone() {
     assert_eq!(status, 200, "{s}");
     let messages = s["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2, "{s:#}");
-    assert_eq!((messages[0]["role"].as_str(), messages[0]["content"].as_str()), (Some("learner"), Some("how do I divide fractions?")));
+    assert_eq!(
+        (messages[0]["role"].as_str(), messages[0]["content"].as_str()),
+        (Some("learner"), Some("how do I divide fractions?"))
+    );
     assert_eq!(messages[1]["role"], "tutor");
     assert_eq!(messages[1]["citations"], r["citations"], "the citations come back with the transcript");
     // another learner: as if it did not exist; an admin names the learner
@@ -305,7 +298,8 @@ async fn a_sessions_transcript_is_its_learners_alone() {
 async fn search_answers_over_http_and_the_cli_asks_a_running_server() {
     let api = Api::new(false, SECRET, "search").await.unwrap();
     let alice = token(Role::Learner, "alice", &[]);
-    let (status, hits) = api.call("GET", "/v1/search?q=how%20do%20I%20divide%20fractions&course=fractions&k=3", &alice, None).await;
+    let (status, hits) =
+        api.call("GET", "/v1/search?q=how%20do%20I%20divide%20fractions&course=fractions&k=3", &alice, None).await;
     assert_eq!(status, 200, "{hits}");
     let hits = hits.as_array().unwrap();
     assert!(!hits.is_empty() && hits.len() <= 3 && hits.iter().all(|h| h["course"] == "fractions"), "{hits:?}");
@@ -317,7 +311,17 @@ async fn search_answers_over_http_and_the_cli_asks_a_running_server() {
     // `tutor search --server` asks the service (in this process: the command must not block it),
     // with the token in TUTOR_TOKEN
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tutor"))
-        .args(["search", "how do I divide fractions", "--course", "fractions", "-k", "3", "--json", "--server", &api.app.base])
+        .args([
+            "search",
+            "how do I divide fractions",
+            "--course",
+            "fractions",
+            "-k",
+            "3",
+            "--json",
+            "--server",
+            &api.app.base,
+        ])
         .env("TUTOR_TOKEN", &alice)
         .output()
         .await

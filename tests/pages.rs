@@ -52,6 +52,52 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
     Ok((dir, chromium))
 }
 
+/// [`browser`], or `None` after saying why the test is skipped (a panic when
+/// `TUTOR_REQUIRE_BROWSER` is set).
+fn browser_or_skip() -> Option<(PathBuf, PathBuf)> {
+    match browser() {
+        Ok(b) => Some(b),
+        Err(why) if std::env::var("TUTOR_REQUIRE_BROWSER").is_err() => {
+            println!("skipped the browser test: {why}");
+            None
+        }
+        Err(why) => panic!("TUTOR_REQUIRE_BROWSER is set but {why}"),
+    }
+}
+
+/// Where the screenshots go.
+fn shots_dir() -> PathBuf {
+    let shots = std::env::var("TUTOR_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
+/// Runs a browser script with `env`; the JSON report it printed last, which must say `ok`.
+async fn run_script(script: &Path, chromium: &Path, env: &[(&str, String)]) -> Value {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(script).env("CHROMIUM", chromium).env("SHOTS", shots_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+        panic!("no report from the browser script:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(report["ok"], true, "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    report
+}
+
+/// Asserts the script checked every step.
+fn saw(report: &Value, steps: &[&str]) {
+    let seen: Vec<&str> = report["seen"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for step in steps {
+        assert!(seen.contains(step), "the browser did not check '{step}': {report:#}");
+    }
+}
+
 /// A statement of an answer: `(component, item)`, and the response when it is wrong.
 fn answer(id: &str, learner: &str, on: (&str, &str), wrong: Option<&str>, group: &str, minute: u32) -> Value {
     let (component, item) = on;
@@ -75,14 +121,7 @@ async fn post(app: &App, bearer: &str, body: &Value) {
 
 #[tokio::test]
 async fn an_educator_reviews_a_flag_and_reads_the_analytics_in_a_browser() {
-    let (scripts, chromium) = match browser() {
-        Ok(b) => b,
-        Err(why) if std::env::var("TUTOR_REQUIRE_BROWSER").is_err() => {
-            println!("skipped the browser test: {why}");
-            return;
-        }
-        Err(why) => panic!("TUTOR_REQUIRE_BROWSER is set but {why}"),
-    };
+    let Some((scripts, chromium)) = browser_or_skip() else { return };
     // the demo learners first, seeded by the command line on the data dir, then the service
     let data = sample_data_dir();
     let counts = demo(data.path(), "seed");
@@ -130,47 +169,38 @@ async fn an_educator_reviews_a_flag_and_reads_the_analytics_in_a_browser() {
         .collect();
     post(&app, &admin, &json!(sec)).await;
 
-    let shots = std::env::var("TUTOR_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"));
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = tokio::process::Command::new("node")
-        .arg(scripts.join("educator.cjs"))
-        .env("BASE", &app.base)
-        .env("CHROMIUM", &chromium)
-        .env("SHOTS", &shots)
-        .env("TOKEN_A", token(Role::Educator, "ada", &["fractions"]))
-        .env("TOKEN_B", token(Role::Educator, "eve", &["security"]))
-        .env("LEARNER", "lena")
-        .env("SKILL", "fractions.divide")
-        .env("SKILL_NAME", "Divid")
-        .env("SMALL_GROUP", "7c")
-        .env("OTHER_COURSE", "security")
-        .env("NOTE", "Talked with Lena about reciprocals")
-        .output()
-        .await
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
-        panic!("no report from the browser script:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr))
-    });
-    assert_eq!(report["ok"], true, "{report:#}\n{}", String::from_utf8_lossy(&out.stderr));
-    let seen: Vec<&str> = report["seen"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    for step in [
-        "the flag is in the queue",
-        "the answers are shown",
-        "the mastery trend is drawn",
-        "the note is in the history",
-        "the resolved flag leaves the open list",
-        "the struggling skill is in the analytics",
-        "the small group is listed as suppressed",
-        "the small group shows no figure",
-        "another course's educator does not see the flag",
-        "the page fits a tablet",
-        "no script errors",
-    ] {
-        assert!(seen.contains(&step), "the browser did not check '{step}': {report:#}");
-    }
+    let report = run_script(
+        &scripts.join("educator.cjs"),
+        &chromium,
+        &[
+            ("BASE", app.base.clone()),
+            ("TOKEN_A", token(Role::Educator, "ada", &["fractions"])),
+            ("TOKEN_B", token(Role::Educator, "eve", &["security"])),
+            ("LEARNER", "lena".into()),
+            ("SKILL", "fractions.divide".into()),
+            ("SKILL_NAME", "Divid".into()),
+            ("SMALL_GROUP", "7c".into()),
+            ("OTHER_COURSE", "security".into()),
+            ("NOTE", "Talked with Lena about reciprocals".into()),
+        ],
+    )
+    .await;
+    saw(
+        &report,
+        &[
+            "the flag is in the queue",
+            "the answers are shown",
+            "the mastery trend is drawn",
+            "the note is in the history",
+            "the resolved flag leaves the open list",
+            "the struggling skill is in the analytics",
+            "the small group is listed as suppressed",
+            "the small group shows no figure",
+            "another course's educator does not see the flag",
+            "the page fits a tablet",
+            "no script errors",
+        ],
+    );
 
     // what the page showed is what the API keeps: resolved with the note, in the history
     let client = reqwest::Client::new();
@@ -213,4 +243,91 @@ async fn an_educator_reviews_a_flag_and_reads_the_analytics_in_a_browser() {
         .unwrap();
     let learners: Vec<&str> = left["flags"].as_array().unwrap().iter().filter_map(|f| f["learner"].as_str()).collect();
     assert!(!learners.is_empty() && learners.iter().all(|l| !l.starts_with("demo-")), "{learners:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn learners_use_the_lesson_the_widget_and_their_passport_in_a_browser() {
+    let Some((scripts, chromium)) = browser_or_skip() else { return };
+    // a content page of another site embeds the widget: its origin is on the allow-list, the
+    // second one is not
+    let (host_port, other_port) = (free_port(), free_port());
+    let app = spawn_sample_app(|c| {
+        c.auth = auth();
+        c.limits.cors_origins = vec![format!("http://127.0.0.1:{host_port}")];
+    })
+    .await;
+    let admin = token(Role::Admin, "root", &[]);
+    // ben knows division: his page differs from ada's, and he is offered to skip it
+    let ben: Vec<Value> = (0..8)
+        .map(|n| {
+            let item = ["q1", "q2", "q3"][n % 3];
+            json!({"id": format!("ben-{n}"), "actor": "ben", "verb": "answered",
+                   "object": {"component": "fractions-divide-ex-1", "item": item},
+                   "result": {"success": true}, "timestamp": format!("2026-11-20T08:0{n}:00Z")})
+        })
+        .collect();
+    post(&app, &admin, &json!(ben)).await;
+    let widget = reqwest::get(format!("{}/widget.js", app.base)).await.unwrap().bytes().await.unwrap();
+    assert!(widget.len() < 30 * 1024, "the widget is {} bytes, over 30 KB", widget.len());
+
+    let secrets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secrets.path(), serde_json::to_vec(&learner_secrets(&load(&sample_content()))).unwrap()).unwrap();
+    let learners = ["ada", "ben", "cai", "dee", "eli"];
+    let tokens: serde_json::Map<String, Value> =
+        learners.iter().map(|l| (l.to_string(), json!(token(Role::Learner, l, &[])))).collect();
+    let report = run_script(
+        &scripts.join("learner.cjs"),
+        &chromium,
+        &[
+            ("BASE", app.base.clone()),
+            ("TOKENS", Value::Object(tokens).to_string()),
+            ("SECRETS", secrets.path().display().to_string()),
+            ("HOST_PORT", host_port.to_string()),
+            ("OTHER_PORT", other_port.to_string()),
+        ],
+    )
+    .await;
+    saw(
+        &report,
+        &[
+            "two learners see different variants of the same page",
+            "the answer cites the course",
+            "the answer streamed in pieces",
+            "the conversation survives a reload",
+            "a hint comes on request",
+            "a wrong answer shows what it showed",
+            "the skip offer's choice is posted",
+            "the widget is usable with the keyboard alone",
+            "Escape closes the tutor and returns focus",
+            "the page fits a phone",
+            "the passport shows why it thinks so",
+            "a recommendation dismissed disappears",
+            "a refused token is explained in plain words",
+            "the widget works on a page of an allowed origin",
+            "the widget is refused on an origin not on the list",
+            "no answer key reaches the browser",
+            "no script errors",
+        ],
+    );
+    println!("widget: {} bytes; timings in the browser: {}", widget.len(), report["timings"]);
+
+    // three wrong answers in the lesson raised a flag for cai's educators
+    let flags: Value = reqwest::Client::new()
+        .get(format!("{}/v1/flags?course=fractions", app.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cai = flags["flags"].as_array().unwrap().iter().find(|f| f["learner"] == "cai");
+    assert!(
+        cai.is_some_and(|f| f["skill"] == "fractions.divide"),
+        "three wrong answers in the lesson raise a flag: {flags:#}"
+    );
 }

@@ -130,7 +130,11 @@ pub(super) async fn get_lesson(
         .get(&course_id)
         .ok_or_else(|| ApiError::not_found("unknown_course", format!("no course '{course_id}'")))?;
     if !caller.is_or_admin(&learner) && !(caller.role == Role::Service && caller.covers(&course.id)) {
-        return Err(if caller.role == Role::Service { access::out_of_scope(&course.id) } else { access::not_yours(&caller) });
+        return Err(if caller.role == Role::Service {
+            access::out_of_scope(&course.id)
+        } else {
+            access::not_yours(&caller)
+        });
     }
     let state = s.stores.passports.learner(&learner).await?;
     let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), &course.id).await?;
@@ -155,7 +159,11 @@ pub(super) async fn get_lesson(
             skill: skill_ref(&lib, skill),
             prerequisites: prerequisites.iter().map(|p| skill_ref(&lib, p)).collect(),
             material: learner_component(&lib, shown),
-            exercises: own.iter().filter(|c| c.format == Format::Exercise).map(|c| learner_component(&lib, c)).collect(),
+            exercises: own
+                .iter()
+                .filter(|c| c.format == Format::Exercise)
+                .map(|c| learner_component(&lib, c))
+                .collect(),
             plan,
         });
     }
@@ -354,9 +362,10 @@ pub(super) async fn search(
     _caller: Caller,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<Vec<Hit>>, ApiError> {
-    let text = q.q.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).ok_or_else(|| {
-        ApiError::bad("missing_query", "add ?q=… (1 to 500 characters)")
-    })?;
+    let text =
+        q.q.map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::bad("missing_query", "add ?q=… (1 to 500 characters)"))?;
     if text.chars().count() > 500 {
         return Err(ApiError::bad("invalid_query", "q is at most 500 characters"));
     }
@@ -371,7 +380,10 @@ pub(super) async fn search(
         parse: impl Fn(&str) -> Result<T, crate::content::ParseError>,
     ) -> Result<Vec<T>, ApiError> {
         raw.map_or(Ok(Vec::new()), |r| {
-            r.split(',').filter(|v| !v.trim().is_empty()).map(|v| parse(v.trim()).map_err(|e| ApiError::bad(code, e.0))).collect()
+            r.split(',')
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| parse(v.trim()).map_err(|e| ApiError::bad(code, e.0)))
+                .collect()
         })
     }
     let filter = SearchFilter {

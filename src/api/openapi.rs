@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 
 use crate::agent::TurnResult;
 use crate::analytics::{ComponentsReport, Priority, SkillsReport};
+use crate::content::LearnerComponent;
 use crate::db::Erased;
 use crate::flags::{Change, Detail, Flag, FlagPage};
-use crate::content::LearnerComponent;
 use crate::passport::{Given, Passport, Plan, Read, Recommendations, Trail, WireStatement};
 use crate::retrieval::Hit;
 
@@ -373,7 +373,10 @@ fn ops() -> Vec<Op> {
             path: "/v1/learners/{id}/recommendations",
             summary: "What to study next, each with its material and a reason naming the evidence",
             access: "the learner, a service (its courses), an admin",
-            query: &[("course", false, "One course (default: every course the caller reaches)"), ("limit", false, "1 to 50 (default 5)")],
+            query: &[
+                ("course", false, "One course (default: every course the caller reaches)"),
+                ("limit", false, "1 to 50 (default 5)"),
+            ],
             request: Body::None,
             reply: Body::Schema(schema::<Recommendations>),
             errors: &[400, 401, 403, 404, 429, 503],
@@ -576,7 +579,9 @@ pub fn document() -> Value {
             params.push(json!({"name": "course", "in": "path", "required": true, "description": "The course id",
                                "schema": {"type": "string"}}));
         }
-        for (name, what) in [("item", "The exercise item id"), ("rec", "The recommendation id"), ("skill", "The skill id")] {
+        for (name, what) in
+            [("item", "The exercise item id"), ("rec", "The recommendation id"), ("skill", "The skill id")]
+        {
             if op.path.contains(&format!("{{{name}}}")) {
                 params.push(json!({"name": name, "in": "path", "required": true, "description": what,
                                    "schema": {"type": "string"}}));

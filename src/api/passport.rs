@@ -101,7 +101,11 @@ pub(super) async fn post_events(
     if recorded.accepted > 0 {
         watch_for_struggle(&s, &lib, &events).await;
     }
-    Ok(Json(EventsReply { accepted: recorded.accepted, duplicates: recorded.duplicates, graded: graded(&lib, &events) }))
+    Ok(Json(EventsReply {
+        accepted: recorded.accepted,
+        duplicates: recorded.duplicates,
+        graded: graded(&lib, &events),
+    }))
 }
 
 /// `POST /v1/events`: what was stored, and how each answer was graded.

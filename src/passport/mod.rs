@@ -14,7 +14,9 @@ pub use event::{
     Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, MAX_GROUP_CHARS, Verb, WireStatement, normalize_answer, parse_group,
     validate_batch, validate_statement,
 };
-pub use model::{FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally, misconception_of, week_of, week_start};
+pub use model::{
+    FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally, misconception_of, week_of, week_start,
+};
 pub use recommend::{
     Feedback, Given, Kind, Recommendation, Recommendations, Step, Trail, evidence_trail, recommendations,
 };

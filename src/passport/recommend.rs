@@ -40,7 +40,9 @@ impl Feedback {
 
     /// Parses the stored text.
     pub fn parse(s: &str) -> Option<Self> {
-        [Feedback::Helpful, Feedback::NotNow, Feedback::AlreadyKnow, Feedback::Dismiss].into_iter().find(|f| f.as_str() == s)
+        [Feedback::Helpful, Feedback::NotNow, Feedback::AlreadyKnow, Feedback::Dismiss]
+            .into_iter()
+            .find(|f| f.as_str() == s)
     }
 
     /// How long a recommendation stays hidden after this feedback, in ms.
@@ -162,7 +164,12 @@ pub fn recommendations(
                 band.as_str()
             )
         } else {
-            format!("{}, so {name} is still {} ({:.2}).", capitalize(&recent_sentence(st, &name)), band.as_str(), st.mastery)
+            format!(
+                "{}, so {name} is still {} ({:.2}).",
+                capitalize(&recent_sentence(st, &name)),
+                band.as_str(),
+                st.mastery
+            )
         };
         out.insert(skill.clone(), (Kind::Fragile, reason));
     }
@@ -178,10 +185,18 @@ pub fn recommendations(
                 if started {
                     continue;
                 }
-                format!("{} is where {} starts, and you have no answers on it yet.", capitalize(&name_in_sentence(lib, skill)), course.title)
+                format!(
+                    "{} is where {} starts, and you have no answers on it yet.",
+                    capitalize(&name_in_sentence(lib, skill)),
+                    course.title
+                )
             } else if started && pres.iter().all(proficient) {
                 let names: Vec<String> = pres.iter().map(|p| name_in_sentence(lib, p)).collect();
-                format!("You are ready for {}: you are proficient at {}.", name_in_sentence(lib, skill), names.join(" and "))
+                format!(
+                    "You are ready for {}: you are proficient at {}.",
+                    name_in_sentence(lib, skill),
+                    names.join(" and ")
+                )
             } else {
                 continue;
             };
@@ -306,7 +321,8 @@ pub fn evidence_trail(
     let mut steps = Vec::new();
     let name = name_in_sentence(lib, skill);
     for e in events {
-        let touches = e.verb == Verb::Answered && lib.components.get(&e.component).is_some_and(|c| c.skills.contains(skill));
+        let touches =
+            e.verb == Verb::Answered && lib.components.get(&e.component).is_some_and(|c| c.skills.contains(skill));
         let before = st.mastery(lib, skill);
         st.apply(lib, e);
         if !touches {

@@ -40,7 +40,12 @@ pub trait PassportStore: LearnerData {
     /// The learner's newest feedback on each recommendation.
     async fn feedback(&self, learner: &LearnerId) -> Result<Vec<Given>, StoreError>;
     /// Keeps `feedback` as the learner's newest on `recommendation`.
-    async fn give_feedback(&self, learner: &LearnerId, recommendation: &str, feedback: Feedback) -> Result<Given, StoreError>;
+    async fn give_feedback(
+        &self,
+        learner: &LearnerId,
+        recommendation: &str,
+        feedback: Feedback,
+    ) -> Result<Given, StoreError>;
     /// Notes that `reader` (`role:subject`) read `what` of the learner's data.
     async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError>;
     /// The newest `limit` reads of the learner's data by others, newest first.
@@ -435,7 +440,12 @@ impl PassportStore for SqlPassportStore {
             .collect()
     }
 
-    async fn give_feedback(&self, learner: &LearnerId, recommendation: &str, feedback: Feedback) -> Result<Given, StoreError> {
+    async fn give_feedback(
+        &self,
+        learner: &LearnerId,
+        recommendation: &str,
+        feedback: Feedback,
+    ) -> Result<Given, StoreError> {
         let _writer = self.db.write_guard().await;
         let at = now_ms();
         sqlx::query(

@@ -551,3 +551,26 @@ impl Api {
         body
     }
 }
+
+/// What a learner may not see, from the answer keys: hints, diagnoses, explanations and
+/// answers, except those that appear in the text learners are shown anyway (a key such as "5"
+/// or "no" appears in course text; a summary may repeat a hint), and answers under 4
+/// characters.
+pub fn learner_secrets(lib: &Library) -> Vec<String> {
+    let visible: String = lib.components.values().map(|c| c.retrievable_text().to_lowercase()).collect();
+    let mut out = std::collections::BTreeSet::new();
+    for (_, _, key) in lib.answer_keys() {
+        let long =
+            key.hints.iter().chain(key.explanation.iter()).chain(key.misconceptions.iter().map(|m| &m.diagnosis));
+        // (a hint may repeat what a page says: then it is no secret)
+        for s in long.filter(|s| !visible.contains(&s.to_lowercase())) {
+            out.insert(s.clone());
+        }
+        for a in std::iter::once(&key.answer).chain(&key.accept) {
+            if a.chars().count() >= 4 && !visible.contains(&a.to_lowercase()) {
+                out.insert(a.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
