@@ -129,8 +129,11 @@
     el('label', { for: 'tw-input', class: 'tw-sr' }, 'Your question'), input,
     el('p', { id: 'tw-keys', class: 'tw-hint' }, 'Enter sends, Shift+Enter starts a new line.'),
     el('div', { class: 'tw-row' }, send, stuck));
+  const about = el('p', { class: 'tw-about' });
+  const empty = () => el('p', { class: 'tw-muted tw-empty' }, 'Ask about what you are reading: answers come from the course, with their sources. Stuck? Press “I\'m stuck”.');
+  log.append(empty());
   const panel = el('section', { class: 'tw-panel' + (mount ? ' tw-inline' : ''), 'aria-label': 'Tutor', id: 'tw-panel' },
-    el('header', { class: 'tw-head' }, el('h2', {}, 'Tutor'),
+    el('header', { class: 'tw-head' }, el('div', {}, el('h2', {}, 'Tutor'), about),
       mount ? null : el('button', { type: 'button', class: 'tw-close', 'aria-label': 'Close the tutor', onclick: () => toggle(false) }, '×')),
     offer, log, status, form, recs);
   const opener = el('button', { type: 'button', class: 'tw-open', 'aria-controls': 'tw-panel', 'aria-expanded': 'false', onclick: () => toggle(true) }, 'Ask the tutor');
@@ -157,6 +160,7 @@
 
   // ---- messages ----
   function bubble(role, text) {
+    for (const e of log.querySelectorAll('.tw-empty')) e.remove();
     const body = el('div', { class: 'tw-body' });
     const m = el('div', { class: `tw-msg tw-${role}` }, el('span', { class: 'tw-sr' }, role === 'learner' ? 'You said: ' : 'Tutor: '), body);
     if (role === 'learner') body.textContent = text; else body.append(markdown(text || ''));
@@ -170,7 +174,9 @@
       foot.append(el('span', { class: 'tw-muted' }, 'Sources: '));
       citations.forEach((id, i) => {
         if (i) foot.append(', ');
-        foot.append(el('a', { href: `${endpoint}/components/${id}` }, id));
+        const a = el('a', { href: `${endpoint}/components/${id}` }, id);
+        title(id).then((t) => { if (t) a.textContent = t; });
+        foot.append(a);
       });
     }
     const rated = component || (citations && citations[0]);
@@ -186,6 +192,13 @@
         el('button', { type: 'button', onclick: rate(0), 'aria-label': 'This answer did not help' }, 'No'), note));
     }
     b.m.append(foot);
+  }
+
+  // a cited component's title, fetched once
+  const titles = new Map();
+  function title(id) {
+    if (!titles.has(id)) titles.set(id, api(`/v1/components/${encodeURIComponent(id)}`).then((c) => c.title, () => null));
+    return titles.get(id);
   }
 
   // ---- a turn: Server-Sent Events over a POST ----
@@ -331,10 +344,16 @@
     recs.hidden = false;
   }
 
+  function showAbout() {
+    about.textContent = '';
+    if (st.component) title(st.component).then((t) => { if (t) about.textContent = `About: ${t}`; });
+  }
+
   async function start() {
     try { st.me = await api('/v1/me'); } catch (err) { say(err.message, 'error'); return; }
     if (st.me.role === 'learner') st.learner = st.me.sub;
     if (!st.learner) { say('No learner: give the widget a learner token (or data-learner in dev mode).', 'error'); return; }
+    showAbout();
     await restore();
     showOffer();
     showRecs();
@@ -345,7 +364,8 @@
       if (id === st.component) return;
       st.component = id;
       st.session = null;
-      log.replaceChildren();
+      log.replaceChildren(empty());
+      showAbout();
       restore();
       showOffer();
     },

@@ -338,22 +338,28 @@ pub fn evidence_trail(
             .map(str::to_owned);
         let title = lib.components.get(&e.component).map(|c| c.title.clone()).unwrap_or_default();
         let hints = e.hints_used.unwrap_or(0);
+        let moved = match (correct, after >= before) {
+            (true, _) => "rose",
+            (false, false) => "fell",
+            // BKT counts every attempt as a chance to learn: a wrong answer from a low
+            // estimate can nudge it up, which reads oddly without a word
+            (false, true) => "stayed low (every attempt is a chance to learn, so a wrong answer from here barely moves it)",
+        };
         let mut sentence = format!(
-            "{} on {item} of “{title}”{}: {name} {} {:.2} → {:.2}",
+            "{} on {item} of “{title}”{}: {name} {moved}, {before:.2} → {after:.2}.",
             if correct { "Right" } else { "Wrong" },
             match hints {
                 0 => String::new(),
                 1 => " with 1 hint".into(),
                 n => format!(" with {n} hints"),
             },
-            if after >= before { "rose" } else { "fell" },
-            before,
-            after
         );
         if let Some(m) = &misconception {
-            sentence.push_str(&format!(". What it showed: {m}"));
+            sentence.push_str(&format!(" What it showed: {}", m.trim()));
+            if !sentence.ends_with(['.', '!', '?']) {
+                sentence.push('.');
+            }
         }
-        sentence.push('.');
         steps.push(Step {
             at: rfc3339(e.timestamp).unwrap_or_default(),
             component_id: e.component.clone(),
