@@ -8,15 +8,10 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use tutor::auth::Role;
-use tutor::config::AuthConfig;
 
 const SECRET: &str = "educators-test-secret-educators-test";
 const DIVIDE: &str = "fractions-divide-ex-1";
 const MULTIPLY: &str = "fractions-multiply-ex-1";
-
-fn auth() -> AuthConfig {
-    hs256(SECRET)
-}
 
 fn token(role: Role, sub: &str, courses: &[&str], group: Option<&str>) -> String {
     signed_token(SECRET, role, sub, courses, group)
@@ -297,7 +292,7 @@ async fn a_flag_raised_in_chat_shows_the_conversation_around_it(pg: bool) {
     assert_eq!(d["rules"][0]["excerpt"], said);
 }
 
-/// Each test on SQLite and on PostgreSQL.
+// each test on SQLite and on PostgreSQL
 on_both! {
     a_flag_raised_in_chat_shows_the_conversation_around_it => chat_flag_on_sqlite, chat_flag_on_postgres;
     the_queue_filters_orders_and_pages_and_counts_by_status => the_queue_filters_orders_and_pages_and_counts_by_status_on_sqlite, the_queue_filters_orders_and_pages_and_counts_by_status_on_postgres;

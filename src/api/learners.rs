@@ -129,13 +129,7 @@ pub(super) async fn get_lesson(
         .courses
         .get(&course_id)
         .ok_or_else(|| ApiError::not_found("unknown_course", format!("no course '{course_id}'")))?;
-    if !caller.is_or_admin(&learner) && !(caller.role == Role::Service && caller.covers(&course.id)) {
-        return Err(if caller.role == Role::Service {
-            access::out_of_scope(&course.id)
-        } else {
-            access::not_yours(&caller)
-        });
-    }
+    access::own_or_service_in(&caller, &learner, &course.id)?;
     let state = s.stores.passports.learner(&learner).await?;
     let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), &course.id).await?;
     let priorities = crate::analytics::priorities_for(&s.stores.db, &course.id, group.as_deref()).await?;

@@ -343,7 +343,9 @@ pub fn evidence_trail(
             (false, false) => "fell",
             // BKT counts every attempt as a chance to learn: a wrong answer from a low
             // estimate can nudge it up, which reads oddly without a word
-            (false, true) => "stayed low (every attempt is a chance to learn, so a wrong answer from here barely moves it)",
+            (false, true) => {
+                "stayed low (every attempt is a chance to learn, so a wrong answer from here barely moves it)"
+            }
         };
         let mut sentence = format!(
             "{} on {item} of “{title}”{}: {name} {moved}, {before:.2} → {after:.2}.",

@@ -2,7 +2,7 @@
 //! service on a free port and a wait until it is ready, a wiremock embeddings server, and
 //! OpenAI-shaped chat completion fixtures (streamed text and tool-call deltas). Set `TEST_LOG=1`
 //! to see the service's logs.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 /// `name => sqlite_test, postgres_test;`: a test run once on SQLite and once on PostgreSQL
 /// (`name(pg: bool)`; on PostgreSQL it says it was skipped when no server is configured).
