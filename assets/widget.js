@@ -269,6 +269,7 @@
       say('');
     } catch (err) {
       if (!answer) b.m.remove();
+      else b.m.append(el('p', { class: 'tw-muted' }, '(interrupted)'));
       input.value = text;
       say(err.message, 'error');
     } finally {

@@ -307,6 +307,10 @@ async fn learners_use_the_lesson_the_widget_and_their_passport_in_a_browser() {
             "the passport shows why it thinks so",
             "a recommendation dismissed disappears",
             "a refused token is explained in plain words",
+            "a 429 is said in plain words and the question is kept",
+            "a dropped stream is said in plain words and the question is kept",
+            "the widget recovers",
+            "I'm stuck asks the tutor",
             "the widget works on a page of an allowed origin",
             "the widget is refused on an origin not on the list",
             "no answer key reaches the browser",
@@ -325,9 +329,12 @@ async fn learners_use_the_lesson_the_widget_and_their_passport_in_a_browser() {
         .json()
         .await
         .unwrap();
-    let cai = flags["flags"].as_array().unwrap().iter().find(|f| f["learner"] == "cai");
+    let flag_of = |learner: &str| flags["flags"].as_array().unwrap().iter().find(|f| f["learner"] == learner).cloned();
+    let cai = flag_of("cai");
     assert!(
         cai.is_some_and(|f| f["skill"] == "fractions.divide"),
         "three wrong answers in the lesson raise a flag: {flags:#}"
     );
+    // and "I'm stuck" in the widget raises one for ada
+    assert!(flag_of("ada").is_some_and(|f| f.to_string().contains("confusion")), "I'm stuck raises a flag: {flags:#}");
 }

@@ -190,6 +190,34 @@ async function main() {
     await caiPage.waitForSelector('#recs li[data-rec], #recs p');
     check(!(await caiPage.$(`#recs li[data-rec="${first}"]`)), 'a recommendation dismissed disappears');
 
+    // ---- a 429 and a dropped stream, in plain words, and the widget recovers ----
+    const flaky = await ctx.newPage();
+    flaky.on('pageerror', (e) => errors.push(String(e)));
+    await flaky.goto(`${BASE}/components/fractions-divide-worked-developing#token=${T.ada}`);
+    await flaky.click('.tw-open');
+    await flaky.route('**/v1/tutor/chat', (r) => r.fulfill({ status: 429, headers: { 'retry-after': '7', 'content-type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'too_many_turns', message: 'at most 1 chat turn at once per learner' } }) }));
+    await flaky.fill('#tw-input', 'why flip the second fraction?');
+    await flaky.keyboard.press('Enter');
+    await flaky.waitForFunction(() => /Try again in 7 seconds/.test(document.querySelector('.tw-status').textContent));
+    check(await flaky.inputValue('#tw-input') === 'why flip the second fraction?', 'a 429 is said in plain words and the question is kept');
+    await flaky.unroute('**/v1/tutor/chat');
+    await flaky.route('**/v1/tutor/chat', (r) => r.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' },
+      body: 'event: delta\ndata: {"text":"Flipping the divisor turns"}\n\n' }));
+    await flaky.keyboard.press('Enter');
+    await flaky.waitForFunction(() => /connection dropped/.test(document.querySelector('.tw-status').textContent));
+    check(await flaky.inputValue('#tw-input') === 'why flip the second fraction?', 'a dropped stream is said in plain words and the question is kept');
+    await flaky.unroute('**/v1/tutor/chat');
+    await flaky.focus('#tw-input');
+    await flaky.keyboard.press('Enter');
+    await flaky.waitForSelector('.tw-tutor .tw-foot', { timeout: 20000 });
+    check(!(await flaky.textContent('.tw-status')).trim(), 'the widget recovers');
+
+    // ---- "I'm stuck": a turn the struggle rules see ----
+    await flaky.click('.tw-stuck');
+    await flaky.waitForFunction(() => document.querySelectorAll('.tw-tutor .tw-foot').length >= 2, null, { timeout: 20000 });
+    check((await flaky.textContent('.tw-log')).includes("I'm stuck"), "I'm stuck asks the tutor");
+
     // ---- errors in plain words: a token that is not accepted ----
     const bad = await browser.newContext();
     const badPage = await bad.newPage();
