@@ -23,12 +23,12 @@
       const id = `a-${c.id}-${item.id}`;
       const result = el('p', { class: 'result', role: 'status', id: `r-${c.id}-${item.id}` });
       const hints = el('ul', { class: 'hints' });
-      let shown = 0;
+      let shown = 0; // hints shown; the service counts them in the next answer
       const input = el('input', { id, type: 'text', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': result.id });
       const hintBtn = el('button', { type: 'button', class: 'ghost', disabled: item.hints ? null : true }, item.hints ? 'Hint' : 'No hints');
       hintBtn.addEventListener('click', async () => {
         try {
-          const h = await L.api(`/v1/components/${c.id}/items/${encodeURIComponent(item.id)}/hint`, { body: { number: shown + 1 } });
+          const h = await L.api(`/v1/components/${c.id}/items/${encodeURIComponent(item.id)}/hint`, { body: { number: shown + 1, learner: L.st.learner } });
           shown = h.number;
           hints.append(el('li', {}, h.hint));
           if (shown >= h.of) { hintBtn.disabled = true; hintBtn.textContent = 'No more hints'; }
@@ -44,7 +44,7 @@
         if (!response) { announce(result, 'Type an answer first.'); input.focus(); return; }
         try {
           const r = await L.api('/v1/events', { body: [L.statement('answered', c.id, {
-            object: { component: c.id, item: item.id }, result: { response, hints_used: shown } })] });
+            object: { component: c.id, item: item.id }, result: { response } })] });
           const g = r.graded[0];
           result.replaceChildren(g.success ? el('strong', { class: 'right' }, 'Right!')
             : el('strong', { class: 'wrong' }, 'Not yet.'), g.diagnosis ? el('span', { class: 'diagnosis' }, ' ' + g.diagnosis) : ' Try again, or ask for a hint.');
@@ -125,13 +125,14 @@
       const sec = el('section', { class: 'section', 'data-skill': s.skill.id, 'aria-labelledby': `s-${s.skill.id}` },
         el('h2', { id: `s-${s.skill.id}`, class: 'skill' }, s.skill.name));
       if (s.prerequisites.length) sec.append(el('p', { class: 'muted' }, 'Builds on: ' + s.prerequisites.map((p) => p.name).join(', ')));
-      sec.append(material(s.material, s.plan));
+      if (s.material) sec.append(material(s.material, s.plan));
       for (const e of s.exercises) sec.append(exercise(e));
       box.append(sec);
     }
     box.setAttribute('aria-busy', 'false');
     document.title = `${l.title} · tutor`;
-    return l.sections[0] ? l.sections[0].material.id : null;
+    const first = l.sections.find((s) => s.material);
+    return first ? first.material.id : null;
   }
 
   async function one(id) {

@@ -206,6 +206,7 @@
     text = (text || '').trim();
     if (!text || st.busy) return;
     st.busy = true;
+    const on = st.component; // the turn belongs to the page it was asked on
     send.disabled = stuck.disabled = true;
     input.value = '';
     say('');
@@ -263,9 +264,11 @@
         }
       }
       if (!done) throw new Failure(0, 'dropped', 'The connection dropped before the answer was finished. Your question is back in the box: press Send to try again.');
-      st.session = done.session_id;
-      remember();
-      finish(b, done.citations, st.component);
+      if (on === st.component) {
+        st.session = done.session_id;
+        remember();
+      }
+      finish(b, done.citations, on);
       say('');
     } catch (err) {
       if (!answer) b.m.remove();
@@ -277,6 +280,7 @@
       st.busy = false;
       send.disabled = stuck.disabled = false;
       input.focus();
+      if (st.pending !== undefined) { const next = st.pending; delete st.pending; window.TutorWidget.setComponent(next); }
     }
   }
   function toolWords(name) {
@@ -287,12 +291,15 @@
   // ---- the conversation survives a reload ----
   const storeKey = () => `tutor.session.${st.learner}.${st.component || '-'}`;
   function remember() { try { localStorage.setItem(storeKey(), st.session); } catch (_) { /* private mode */ } }
+  let generation = 0;
   async function restore() {
+    const mine = ++generation;
     let id = null;
     try { id = localStorage.getItem(storeKey()); } catch (_) { /* private mode */ }
     if (!id) return;
     try {
       const s = await api(`/v1/sessions/${encodeURIComponent(id)}${learnerQuery()}`);
+      if (mine !== generation) return; // the page moved on to another component meanwhile
       st.session = s.session_id;
       for (const m of s.messages) {
         const b = bubble(m.role, m.content);
@@ -330,12 +337,16 @@
     if (!st.learner) return;
     let r;
     try { r = await api(`/v1/learners/${encodeURIComponent(st.learner)}/recommendations?limit=3`); } catch (_) { return; }
-    recs.replaceChildren(el('h3', {}, 'What next?'));
+    recs.replaceChildren(el('h3', { tabindex: '-1' }, 'What next?'));
     const list = el('ul');
     for (const rec of r.recommendations) {
-      const fb = (feedback, words) => el('button', { type: 'button', onclick: async (e) => {
+      const fb = (feedback, words) => el('button', { type: 'button', 'aria-label': `${words}: ${rec.name}`, onclick: async (e) => {
         e.target.disabled = true;
-        try { await api(`/v1/learners/${encodeURIComponent(st.learner)}/recommendations/${encodeURIComponent(rec.id)}/feedback`, { feedback }); showRecs(); } catch (err) { say(err.message, 'error'); }
+        try {
+          await api(`/v1/learners/${encodeURIComponent(st.learner)}/recommendations/${encodeURIComponent(rec.id)}/feedback`, { feedback });
+          await showRecs();
+          recs.querySelector('h3').focus(); // the pressed button is gone with the old list
+        } catch (err) { say(err.message, 'error'); }
       } }, words);
       list.append(el('li', {}, el('a', { href: `${endpoint}/components/${rec.component_id}` }, rec.name), el('br'),
         el('span', { class: 'tw-muted' }, rec.reason), el('br'),
@@ -362,6 +373,7 @@
 
   window.TutorWidget = {
     setComponent(id) {
+      if (st.busy) { st.pending = id; return; } // after the running turn
       if (id === st.component) return;
       st.component = id;
       st.session = null;

@@ -306,6 +306,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_ingest(&cfg, &lib, json).await
         }
         Command::Search { query, course, skills, levels, formats, k, json, server: Some(server) } => {
+            // the bound of a local search, where the service would refuse what is outside it
+            let k = k.clamp(1, crate::retrieval::MAX_K);
             let mut params = vec![("q", query), ("k", k.to_string())];
             params.extend(course.map(|c| ("course", c)));
             for (name, values) in [("skill", skills), ("level", levels), ("format", formats)] {
@@ -770,7 +772,8 @@ async fn search_server(server: &str, params: &[(&str, String)]) -> anyhow::Resul
     let base = server.trim_end_matches('/');
     let url = reqwest::Url::parse_with_params(&format!("{base}/v1/search"), params)
         .with_context(|| format!("'{server}' is not a URL such as http://127.0.0.1:8080"))?;
-    let mut req = reqwest::Client::new().get(url).header("accept", "application/json");
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+    let mut req = client.get(url).header("accept", "application/json");
     if let Ok(token) = std::env::var("TUTOR_TOKEN") {
         req = req.bearer_auth(token.trim());
     }

@@ -44,6 +44,17 @@ async fn nothing_a_learner_can_fetch_carries_an_answer_key_hint_or_diagnosis() {
     let lib = load(&sample_content());
     let secrets = learner_secrets(&lib);
     assert!(secrets.len() > 150, "the scan has something to look for: {}", secrets.len());
+    // alice has a wrong answer on every item, none of a known misconception: nothing about her
+    // may show a diagnosis, an explanation or the right answer
+    let wrong: Vec<Value> = lib
+        .components
+        .values()
+        .flat_map(|c| c.items.iter().map(move |i| (c.id.to_string(), i.id.clone())))
+        .enumerate()
+        .map(|(n, (c, i))| answer("alice", n, &c, &i, false, "zzz"))
+        .collect();
+    assert!(wrong.len() > 90);
+    api.events(wrong).await;
     let alice = token(Role::Learner, "alice", &[]);
     let mut paths: Vec<String> = vec![
         "/".into(),
@@ -137,9 +148,23 @@ async fn exercises_are_graded_hints_come_on_request_and_the_lesson_differs_per_l
     assert!(r["graded"][0]["diagnosis"].as_str().unwrap().contains("Multiplied"), "{r}");
     // hints one at a time, and no more than there are
     let path = format!("/v1/components/{DIVIDE_EX}/items/q1/hint");
+    let (status, e) = api.call("POST", &path, &ada, Some(&json!({"number": 2}))).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("hint_out_of_order")), "{e}");
     let (status, h) = api.call("POST", &path, &ada, Some(&json!({"number": 1}))).await;
     assert_eq!(status, 200, "{h}");
-    assert!(h["hint"].as_str().unwrap().len() > 5 && h["of"].as_u64() >= Some(1), "{h}");
+    assert!(h["hint"].as_str().unwrap().len() > 5 && h["of"].as_u64() >= Some(2), "{h}");
+    assert_eq!(api.call("POST", &path, &ada, Some(&json!({"number": 1}))).await.0, 200, "one given before, again");
+    // the next answer on the item counts the hint, whatever the page says; the one after does not
+    for (id, minute) in [("a2", 1), ("a3", 2)] {
+        let stmt = json!([{"id": id, "actor": "ada", "verb": "answered", "object": {"component": DIVIDE_EX, "item": "q1"},
+                           "result": {"response": "9"}, "timestamp": format!("2026-11-20T08:0{minute}:00Z")}]);
+        assert_eq!(api.call("POST", "/v1/events", &ada, Some(&stmt)).await.0, 200);
+    }
+    let (_, t) = api.call("GET", "/v1/learners/ada/skills/fractions.divide/evidence", &ada, None).await;
+    let hints: Vec<u64> = t["steps"].as_array().unwrap().iter().map(|s| s["hints_used"].as_u64().unwrap()).collect();
+    assert_eq!(hints, [0, 1, 0], "newest first: {t:#}");
+    let (status, e) = api.call("POST", &path, &ada, Some(&json!({"number": 0}))).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (404, Some("no_such_hint")), "{e}");
     let beyond = h["of"].as_u64().unwrap() + 1;
     let (status, e) = api.call("POST", &path, &ada, Some(&json!({"number": beyond}))).await;
     assert_eq!((status, e["error"]["code"].as_str()), (404, Some("no_such_hint")), "{e}");
@@ -150,6 +175,9 @@ async fn exercises_are_graded_hints_come_on_request_and_the_lesson_differs_per_l
     let edu = token(Role::Educator, "eve", &["fractions"]);
     let (status, _) = api.call("POST", &path, &edu, Some(&json!({"number": 1}))).await;
     assert_eq!(status, 403);
+    let bob = token(Role::Learner, "bob", &[]);
+    let (status, _) = api.call("POST", &path, &bob, Some(&json!({"number": 1, "learner": "ada"}))).await;
+    assert_eq!(status, 403, "hints are given to oneself");
 
     // ben knows division well: his lesson shows other material for it than ada's
     let ben: Vec<Value> = (0..8).map(|n| answer("ben", n, DIVIDE_EX, ["q1", "q2", "q3"][n % 3], true, "ok")).collect();
@@ -220,6 +248,16 @@ async fn recommendations_name_their_evidence_and_follow_feedback_until_erased(pg
         "{r:#}"
     );
 
+    // a service of the other course sees that course's recommendations, and nothing of this one
+    let svc = token(Role::Service, "lms", &["security"]);
+    let (status, r) = api.call("GET", "/v1/learners/mia/recommendations", &svc, None).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(
+        r["recommendations"].as_array().unwrap().iter().all(|x| x["course"] == "security")
+            && !r.to_string().contains("fraction"),
+        "{r:#}"
+    );
+
     // dismissed: gone; "already know": a check, on an exercise
     let fb = |rec: &str, feedback: &str| {
         (format!("/v1/learners/mia/recommendations/{rec}/feedback"), json!({"feedback": feedback}))
@@ -235,6 +273,14 @@ async fn recommendations_name_their_evidence_and_follow_feedback_until_erased(pg
     let check = r["recommendations"].as_array().unwrap().iter().find(|x| x["skill"] == "fractions.divide").unwrap();
     assert_eq!((check["kind"].as_str(), check["format"].as_str()), (Some("check"), Some("exercise")), "{r:#}");
     assert!(check["reason"].as_str().unwrap().starts_with("You said you already know dividing fractions"), "{check}");
+    // once she answers on it, her answers speak instead
+    let mut now = answer("mia", 30, DIVIDE_EX, "q1", false, "x");
+    let later = chrono::Utc::now() + chrono::Duration::seconds(2);
+    now["timestamp"] = json!(later.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    api.events(vec![now]).await;
+    let (_, r) = api.call("GET", "/v1/learners/mia/recommendations?course=fractions", &mia, None).await;
+    let divide = r["recommendations"].as_array().unwrap().iter().find(|x| x["skill"] == "fractions.divide").unwrap();
+    assert_ne!(divide["kind"], "check", "{r:#}");
     // feedback on what is not a recommendation, or on another's, is refused
     let (path, body) = fb("no.such-skill", "helpful");
     assert_eq!(api.call("POST", &path, &mia, Some(&body)).await.0, 404);

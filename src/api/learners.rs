@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::access::{self, Caller};
-use super::passport::require_json;
+use super::passport::{audit, require_json};
 use super::{ApiError, AppState, library};
 use crate::agent::cited_ids;
 use crate::auth::Role;
@@ -45,7 +45,10 @@ pub(super) async fn get_component(
 #[serde(deny_unknown_fields)]
 pub(super) struct HintBody {
     /// 1 for the first hint.
-    number: usize,
+    number: u32,
+    /// The learner (an admin or a service names them; a learner token is its own).
+    #[serde(default)]
+    learner: Option<String>,
 }
 
 /// A hint, given on request.
@@ -53,8 +56,8 @@ pub(super) struct HintBody {
 pub(super) struct Hint {
     component: ComponentId,
     item: String,
-    number: usize,
-    of: usize,
+    number: u32,
+    of: u32,
     hint: String,
 }
 
@@ -80,11 +83,36 @@ pub(super) async fn hint(
     let key = lib
         .answer_key(&c.id, &item)
         .ok_or_else(|| ApiError::not_found("unknown_item", format!("no item '{item}' in '{}'", c.id)))?;
-    let of = key.hints.len();
-    let hint = body.number.checked_sub(1).and_then(|i| key.hints.get(i)).ok_or_else(|| {
-        ApiError::not_found("no_such_hint", format!("item '{item}' has {of} hint(s); ask for 1 to {of}"))
-    })?;
-    Ok(Json(Hint { component: c.id.clone(), item, number: body.number, of, hint: hint.clone() }))
+    let of = key.hints.len() as u32;
+    let learner = match (caller.learner(), body.learner.as_deref()) {
+        (Some(own), None) => own,
+        (Some(own), Some(named)) if named == own.as_str() => own,
+        (Some(_), Some(_)) => return Err(access::not_yours(&caller)),
+        (None, Some(named)) => learner_id(named)?,
+        (None, None) => {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "name the learner: `learner` (a learner token names them itself)",
+            ));
+        }
+    };
+    if body.number == 0 || body.number > of {
+        return Err(ApiError::not_found("no_such_hint", format!("item '{item}' has {of} hint(s); ask for 1 to {of}")));
+    }
+    // one at a time: the next hint, or one given already
+    let given = s.stores.passports.hints_given(&learner, &c.id, &item).await?;
+    if body.number > given + 1 {
+        return Err(ApiError::Conflict {
+            code: "hint_out_of_order",
+            message: format!("hints come one at a time: {given} given so far, ask for {}", given + 1),
+            details: Some(serde_json::json!({"given": given})),
+        });
+    }
+    if body.number > given {
+        s.stores.passports.give_hint(&learner, &c.id, &item, body.number).await?;
+    }
+    let hint = key.hints[body.number as usize - 1].clone();
+    Ok(Json(Hint { component: c.id.clone(), item, number: body.number, of, hint }))
 }
 
 #[derive(Deserialize)]
@@ -97,9 +125,10 @@ pub(super) struct LessonQuery {
 pub(super) struct Section {
     skill: SkillRef,
     prerequisites: Vec<SkillRef>,
-    /// The plan for the skill's first material; `material` is its variant.
-    plan: Plan,
-    material: LearnerComponent,
+    /// The plan for the skill's first material; `material` is its variant (both absent for a
+    /// skill with exercises only).
+    plan: Option<Plan>,
+    material: Option<LearnerComponent>,
     exercises: Vec<LearnerComponent>,
 }
 
@@ -130,6 +159,7 @@ pub(super) async fn get_lesson(
         .get(&course_id)
         .ok_or_else(|| ApiError::not_found("unknown_course", format!("no course '{course_id}'")))?;
     access::own_or_service_in(&caller, &learner, &course.id)?;
+    audit(&s, &caller, &learner, &format!("lesson {}", course.id)).await?;
     let state = s.stores.passports.learner(&learner).await?;
     let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), &course.id).await?;
     let priorities = crate::analytics::priorities_for(&s.stores.db, &course.id, group.as_deref()).await?;
@@ -141,24 +171,25 @@ pub(super) async fn get_lesson(
             .filter_map(|c| lib.components.get(c))
             .filter(|c| c.skills.first() == Some(skill))
             .collect();
+        let exercises: Vec<LearnerComponent> =
+            own.iter().filter(|c| c.format == Format::Exercise).map(|c| learner_component(&lib, c)).collect();
         // the plan starts from the skill's most basic material
-        let Some(anchor) = own.iter().filter(|c| c.format != Format::Exercise).min_by_key(|c| (c.level, c.id.clone()))
-        else {
+        let anchor = own.iter().filter(|c| c.format != Format::Exercise).min_by_key(|c| (c.level, c.id.clone()));
+        if anchor.is_none() && exercises.is_empty() {
             continue;
-        };
-        let plan = passport::plan(&lib, &s.config.passport, &learner, &state, anchor, &priorities);
-        let shown = lib.components.get(&plan.variant.component_id).unwrap_or(anchor);
+        }
+        let plan = anchor.map(|a| passport::plan(&lib, &s.config.passport, &learner, &state, a, &priorities));
+        let material = anchor.map(|a| {
+            let shown = plan.as_ref().and_then(|p| lib.components.get(&p.variant.component_id)).unwrap_or(a);
+            learner_component(&lib, shown)
+        });
         let prerequisites = lib.skills.get(skill).map(|k| k.prerequisites.clone()).unwrap_or_default();
         sections.push(Section {
             skill: skill_ref(&lib, skill),
             prerequisites: prerequisites.iter().map(|p| skill_ref(&lib, p)).collect(),
-            material: learner_component(&lib, shown),
-            exercises: own
-                .iter()
-                .filter(|c| c.format == Format::Exercise)
-                .map(|c| learner_component(&lib, c))
-                .collect(),
             plan,
+            material,
+            exercises,
         });
     }
     Ok(Json(Lesson {
@@ -220,6 +251,7 @@ pub(super) async fn get_session(
         return Err(unknown());
     }
     let session = s.stores.sessions.open_session(&learner, Some(&id), None).await?.ok_or_else(unknown)?;
+    audit(&s, &caller, &learner, &format!("session {id}")).await?;
     let lib = library(&s)?;
     let messages = s
         .stores
@@ -266,9 +298,7 @@ pub(super) async fn get_recommendations(
     if !(1..=50).contains(&limit) {
         return Err(ApiError::bad("invalid_limit", "limit is 1 to 50"));
     }
-    if !caller.dev && !caller.is_or_admin(&learner) {
-        s.stores.passports.note_read(&learner, &caller.key(), "recommendations").await?;
-    }
+    audit(&s, &caller, &learner, "recommendations").await?;
     let state = s.stores.passports.learner(&learner).await?;
     let feedback = s.stores.passports.feedback(&learner).await?;
     let mut priorities = std::collections::BTreeSet::new();
@@ -332,12 +362,13 @@ pub(super) async fn get_evidence(
     if !access::readable_courses(&caller, &lib, &learner)?.contains(&course) {
         return Err(access::out_of_scope(&course));
     }
-    if !caller.dev && !caller.is_or_admin(&learner) {
-        s.stores.passports.note_read(&learner, &caller.key(), &format!("evidence {skill}")).await?;
-    }
+    audit(&s, &caller, &learner, &format!("evidence {skill}")).await?;
     let (base, events) = s.stores.passports.history(&learner).await?;
     Ok(Json(passport::evidence_trail(&lib, &s.config.passport, &learner, &base, &events, &skill)))
 }
+
+/// The most hits a search returns (as the retriever's own bound).
+const MAX_K: usize = crate::retrieval::MAX_K;
 
 #[derive(Deserialize)]
 pub(super) struct SearchQuery {
@@ -364,8 +395,8 @@ pub(super) async fn search(
         return Err(ApiError::bad("invalid_query", "q is at most 500 characters"));
     }
     let k = q.k.unwrap_or(5);
-    if !(1..=50).contains(&k) {
-        return Err(ApiError::bad("invalid_k", "k is 1 to 50"));
+    if !(1..=MAX_K).contains(&k) {
+        return Err(ApiError::bad("invalid_k", format!("k is 1 to {MAX_K}")));
     }
     // each filter: one value, or several separated by commas (any of them)
     fn list<T>(

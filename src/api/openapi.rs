@@ -80,7 +80,8 @@ fn ready() -> Value {
 
 fn hint_body() -> Value {
     json!({"type": "object", "required": ["number"], "additionalProperties": false,
-           "properties": {"number": {"type": "integer", "minimum": 1}}})
+           "properties": {"number": {"type": "integer", "minimum": 1},
+                          "learner": {"type": "string", "description": "an admin or a service names the learner"}}})
 }
 
 fn feedback_body() -> Value {
@@ -351,12 +352,12 @@ fn ops() -> Vec<Op> {
         Op {
             method: "POST",
             path: "/v1/components/{id}/items/{item}/hint",
-            summary: "An exercise item's hint number `number` (1 first), given on request",
+            summary: "An exercise item's hint number `number`, given on request, one at a time (409 out of order)",
             access: "a learner, a service (its courses), an admin",
             query: &[],
             request: Body::Json(hint_body),
             reply: Body::Schema(schema::<Hint>),
-            errors: &[400, 401, 403, 404, 413, 415, 422, 429, 503],
+            errors: &[400, 401, 403, 404, 409, 413, 415, 422, 429, 503],
         },
         Op {
             method: "GET",
@@ -422,7 +423,7 @@ fn ops() -> Vec<Op> {
                 ("skill", false, "A skill id (several: separated by commas, any of them)"),
                 ("level", false, "intro, developing, proficient or advanced (several: separated by commas)"),
                 ("format", false, "A format, e.g. worked_example (several: separated by commas)"),
-                ("k", false, "1 to 50 (default 5)"),
+                ("k", false, "1 to 100 (default 5)"),
             ],
             request: Body::None,
             reply: Body::Schema(|g| json!({"type": "array", "items": schema::<Hit>(g)})),

@@ -124,7 +124,9 @@ pub fn recommendations(
     limit: usize,
 ) -> Recommendations {
     let given: BTreeMap<&str, &Given> = feedback.iter().map(|g| (g.recommendation.as_str(), g)).collect();
-    let format = state.preferred_format().unwrap_or(Format::Explanation);
+    // the format preference is counted over every course: only a caller who sees them all uses it
+    let format =
+        if courses.len() >= lib.courses.len() { state.preferred_format() } else { None }.unwrap_or(Format::Explanation);
     let known = |s: &SkillId| state.skills.get(s).filter(|st| st.evidence > 0);
     let proficient = |s: &SkillId| known(s).is_some_and(|st| st.mastery >= cfg.proficient);
     let in_scope = |s: &SkillId| lib.skills.get(s).is_some_and(|k| courses.contains(&k.course));
@@ -137,6 +139,7 @@ pub fn recommendations(
         }
         for pre in lib.skills.get(skill).map(|k| k.prerequisites.as_slice()).unwrap_or_default() {
             if let Some(p) = known(pre).filter(|p| p.mastery < cfg.proficient)
+                && in_scope(pre)
                 && !out.contains_key(pre)
             {
                 let reason = format!(
@@ -181,22 +184,20 @@ pub fn recommendations(
                 continue;
             }
             let pres = lib.skills.get(skill).map(|k| k.prerequisites.as_slice()).unwrap_or_default();
-            let reason = if pres.is_empty() {
-                if started {
-                    continue;
-                }
-                format!(
-                    "{} is where {} starts, and you have no answers on it yet.",
-                    capitalize(&name_in_sentence(lib, skill)),
-                    course.title
-                )
+            let name = name_in_sentence(lib, skill);
+            let reason = if pres.is_empty() && !started {
+                format!("{} is where {} starts, and you have no answers on it yet.", capitalize(&name), course.title)
+            } else if pres.is_empty() {
+                format!("{} needs nothing before it, and you have not tried it yet.", capitalize(&name))
             } else if started && pres.iter().all(proficient) {
-                let names: Vec<String> = pres.iter().map(|p| name_in_sentence(lib, p)).collect();
-                format!(
-                    "You are ready for {}: you are proficient at {}.",
-                    name_in_sentence(lib, skill),
-                    names.join(" and ")
-                )
+                // a prerequisite of another course is not named to a caller who does not see it
+                let names: Vec<String> =
+                    pres.iter().filter(|p| in_scope(p)).map(|p| name_in_sentence(lib, p)).collect();
+                if names.is_empty() {
+                    format!("You are ready for {name}: you know what it builds on.")
+                } else {
+                    format!("You are ready for {name}: you are proficient at {}.", names.join(" and "))
+                }
             } else {
                 continue;
             };
@@ -210,7 +211,9 @@ pub fn recommendations(
             if now - g.at < g.feedback.hides_for() {
                 continue;
             }
-            if g.feedback == Feedback::AlreadyKnow {
+            // "I know it" stands until the learner answers on the skill; then the answers speak
+            let answered_since = state.skills.get(&skill).is_some_and(|st| st.evidence > 0 && st.last_seen > g.at);
+            if g.feedback == Feedback::AlreadyKnow && !answered_since {
                 let st = state.skill_or_prior(lib, &skill);
                 kind = Kind::Check;
                 reason = format!(
@@ -320,7 +323,10 @@ pub fn evidence_trail(
     let mut st = base.clone();
     let mut steps = Vec::new();
     let name = name_in_sentence(lib, skill);
-    for e in events {
+    // in the passport's order, whatever order the store gave them in
+    let mut ordered: Vec<&Event> = events.iter().collect();
+    ordered.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    for e in ordered {
         let touches =
             e.verb == Verb::Answered && lib.components.get(&e.component).is_some_and(|c| c.skills.contains(skill));
         let before = st.mastery(lib, skill);
@@ -378,9 +384,10 @@ pub fn evidence_trail(
     }
     let now = st.skill_or_prior(lib, skill);
     let earlier = base.skills.get(skill).map_or(0, |s| s.evidence);
-    let summary = summary(&now, steps.len(), earlier, &name, cfg);
+    let stored = steps.len();
     steps.reverse();
-    steps.truncate(100);
+    steps.truncate(MAX_STEPS);
+    let summary = summary(&now, steps.len(), stored - steps.len() + earlier as usize, &name, cfg);
     Trail {
         learner: learner.clone(),
         skill: skill.clone(),
@@ -393,7 +400,12 @@ pub fn evidence_trail(
     }
 }
 
-fn summary(st: &SkillState, shown: usize, earlier: u32, name: &str, cfg: &PassportConfig) -> String {
+/// The most steps a trail lists (the newest).
+const MAX_STEPS: usize = 100;
+
+/// The trail in a sentence; `unlisted` answers count in the estimate but are not listed (older
+/// than the newest [`MAX_STEPS`], or deleted under the retention policy).
+fn summary(st: &SkillState, shown: usize, unlisted: usize, name: &str, cfg: &PassportConfig) -> String {
     if st.evidence == 0 {
         return format!("No answers on {name} yet: the estimate is where every learner starts ({:.2}).", st.mastery);
     }
@@ -404,8 +416,8 @@ fn summary(st: &SkillState, shown: usize, earlier: u32, name: &str, cfg: &Passpo
         st.mastery,
         Band::of(st.mastery, cfg).as_str()
     );
-    if earlier > 0 {
-        s.push_str(&format!("; {shown} are listed, {earlier} older ones are no longer kept"));
+    if unlisted > 0 {
+        s.push_str(&format!("; the newest {shown} are listed, {unlisted} older ones are not"));
     }
     s.push('.');
     s

@@ -39,6 +39,19 @@ pub trait PassportStore: LearnerData {
     async fn history(&self, learner: &LearnerId) -> Result<(LearnerState, Vec<Event>), StoreError>;
     /// The learner's newest feedback on each recommendation.
     async fn feedback(&self, learner: &LearnerId) -> Result<Vec<Given>, StoreError>;
+    /// How many hints of an item the learner was given.
+    async fn hints_given(&self, learner: &LearnerId, component: &ComponentId, item: &str) -> Result<u32, StoreError>;
+    /// Notes that hint `number` of an item was given to the learner.
+    async fn give_hint(
+        &self,
+        learner: &LearnerId,
+        component: &ComponentId,
+        item: &str,
+        number: u32,
+    ) -> Result<(), StoreError>;
+    /// Counts the hints given since the learner's last answer on an item in the `answered`
+    /// events' `hints_used` (the larger of the two): each hint counts once, in the answer after it.
+    async fn count_hints(&self, events: &mut [Event]) -> Result<(), StoreError>;
     /// Keeps `feedback` as the learner's newest on `recommendation`.
     async fn give_feedback(
         &self,
@@ -440,6 +453,81 @@ impl PassportStore for SqlPassportStore {
             .collect()
     }
 
+    async fn hints_given(&self, learner: &LearnerId, component: &ComponentId, item: &str) -> Result<u32, StoreError> {
+        let row = sqlx::query("SELECT given FROM hints_given WHERE learner = $1 AND component = $2 AND item = $3")
+            .bind(learner.as_str().to_owned())
+            .bind(component.as_str().to_owned())
+            .bind(item.to_owned())
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map_or(0, |n| n.clamp(0, i64::from(u32::MAX)) as u32))
+    }
+
+    async fn give_hint(
+        &self,
+        learner: &LearnerId,
+        component: &ComponentId,
+        item: &str,
+        number: u32,
+    ) -> Result<(), StoreError> {
+        let _writer = self.db.write_guard().await;
+        sqlx::query(
+            "INSERT INTO hints_given (learner, component, item, given, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (learner, component, item) DO UPDATE SET given = excluded.given, at = excluded.at",
+        )
+        .bind(learner.as_str().to_owned())
+        .bind(component.as_str().to_owned())
+        .bind(item.to_owned())
+        .bind(i64::from(number))
+        .bind(now_ms())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn count_hints(&self, events: &mut [Event]) -> Result<(), StoreError> {
+        let learners: BTreeSet<&str> =
+            events.iter().filter(|e| e.verb == Verb::Answered).map(|e| e.learner.as_str()).collect();
+        if learners.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "SELECT learner, component, item, given - counted FROM hints_given WHERE given > counted AND learner IN ({})",
+            (1..=learners.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for l in &learners {
+            q = q.bind(l.to_string());
+        }
+        let rows = q.fetch_all(self.db.pool()).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut given: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+        for r in &rows {
+            let n: i64 = r.try_get(3)?;
+            given.insert((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?), n.clamp(0, i64::from(u32::MAX)) as u32);
+        }
+        let mut used = Vec::new();
+        for e in events.iter_mut().filter(|e| e.verb == Verb::Answered) {
+            let key = (e.learner.to_string(), e.component.to_string(), e.item.clone().unwrap_or_default());
+            if let Some(n) = given.get(&key) {
+                e.hints_used = Some(e.hints_used.unwrap_or(0).max(*n));
+                used.push(key);
+            }
+        }
+        let _writer = self.db.write_guard().await;
+        for (learner, component, item) in used {
+            sqlx::query("UPDATE hints_given SET counted = given WHERE learner = $1 AND component = $2 AND item = $3")
+                .bind(learner)
+                .bind(component)
+                .bind(item)
+                .execute(self.db.pool())
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn give_feedback(
         &self,
         learner: &LearnerId,
@@ -532,6 +620,7 @@ impl LearnerData for SqlPassportStore {
         delete_rows(tx, "learner_weeks", learner).await?;
         erased.audit_reads += delete_rows(tx, "audit_reads", learner).await?;
         erased.recommendation_feedback += delete_rows(tx, "recommendation_feedback", learner).await?;
+        delete_rows(tx, "hints_given", learner).await?;
         Ok(())
     }
 }

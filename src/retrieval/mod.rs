@@ -87,6 +87,9 @@ impl SearchFilter {
     }
 }
 
+/// The most components a search returns.
+pub const MAX_K: usize = 100;
+
 /// One search result: the best chunk of a component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Hit {
@@ -188,7 +191,7 @@ impl Retriever {
     #[tracing::instrument(skip_all, fields(k = req.k))]
     pub async fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>, RetrievalError> {
         let store = self.store().ok_or(RetrievalError::NoIndex)?;
-        let k = req.k.clamp(1, 100);
+        let k = req.k.clamp(1, MAX_K);
         let dense = match (&store.manifest().settings.dense, &self.embedder) {
             (Some(d), Some(e)) if d.model == e.model() => match e.embed(std::slice::from_ref(&req.text)).await {
                 Ok(mut v) => v.pop(),
