@@ -13,13 +13,13 @@ use super::access::{self, Caller};
 use super::passport::{audit, require_json};
 use super::{ApiError, AppState, library};
 use crate::agent::cited_ids;
+use crate::app::{Hit, SearchFilter, SearchRequest};
 use crate::auth::Role;
 use crate::content::{
     Component, ComponentId, Format, LearnerComponent, Library, SkillId, SkillRef, learner_component, skill_ref,
 };
 use crate::ids::now_ms;
 use crate::passport::{self, Feedback, Given, LearnerId, Plan, Recommendations, Trail};
-use crate::retrieval::{Hit, SearchFilter, SearchRequest};
 
 fn learner_id(raw: &str) -> Result<LearnerId, ApiError> {
     LearnerId::parse(raw).map_err(ApiError::invalid("invalid_learner"))
@@ -368,7 +368,7 @@ pub(super) async fn get_evidence(
 }
 
 /// The most hits a search returns (as the retriever's own bound).
-const MAX_K: usize = crate::retrieval::MAX_K;
+const MAX_K: usize = crate::app::MAX_K;
 
 #[derive(Deserialize)]
 pub(super) struct SearchQuery {
@@ -418,7 +418,6 @@ pub(super) async fn search(
         formats: list(q.format.as_deref(), "invalid_format", str::parse)?,
     };
     let hits = s
-        .retriever
         .search(&SearchRequest { text, filter, k })
         .await
         .map_err(|e| ApiError::NotReady(format!("search is not available: {e}")))?;

@@ -9,11 +9,11 @@ use serde_json::{Map, Value, json};
 
 use crate::agent::TurnResult;
 use crate::analytics::{ComponentsReport, Priority, SkillsReport};
+use crate::app::Hit;
 use crate::content::LearnerComponent;
 use crate::db::Erased;
 use crate::flags::{Change, Detail, Flag, FlagPage};
 use crate::passport::{Given, Passport, Plan, Read, Recommendations, Trail, WireStatement};
-use crate::retrieval::Hit;
 
 use super::learners::{Hint, Lesson, SessionView};
 

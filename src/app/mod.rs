@@ -11,6 +11,8 @@ pub mod snapshot;
 
 use std::sync::{Arc, RwLock};
 
+/// How the HTTP layer asks a search, and what it answers.
+pub use crate::retrieval::{Hit, MAX_K, SearchFilter, SearchRequest};
 pub use lifecycle::{Readiness, Status};
 
 use crate::agent::{Agent, AgentStore, AgentStores, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
@@ -154,6 +156,11 @@ impl App {
     /// Loads and validates the configured content tree, and serves it.
     pub fn load_library(&self) -> Result<Arc<Library>, ContentError> {
         Ok(self.set_library(load_library(&self.config.content_dir, &self.config.load_options())?))
+    }
+
+    /// A search of the served index.
+    pub async fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>, RetrievalError> {
+        self.retriever.search(req).await
     }
 
     /// Serves searches from the index's current generation (for the CLI and the eval suite;
