@@ -348,10 +348,8 @@ pub fn evidence_trail(
             (true, _) => "rose",
             (false, false) => "fell",
             // BKT counts every attempt as a chance to learn: a wrong answer from a low
-            // estimate can nudge it up, which reads oddly without a word
-            (false, true) => {
-                "stayed low (every attempt is a chance to learn, so a wrong answer from here barely moves it)"
-            }
+            // estimate can nudge it up (the summary says why, once)
+            (false, true) => "stayed low",
         };
         let mut sentence = format!(
             "{} on {item} of “{title}”{}: {name} {moved}, {before:.2} → {after:.2}.",
@@ -418,6 +416,9 @@ fn summary(st: &SkillState, shown: usize, unlisted: usize, name: &str, cfg: &Pas
     );
     if unlisted > 0 {
         s.push_str(&format!("; the newest {shown} are listed, {unlisted} older ones are not"));
+    }
+    if st.mastery < cfg.developing && st.evidence > st.correct {
+        s.push_str(". A wrong answer from a low estimate barely moves it: every attempt is also a chance to learn");
     }
     s.push('.');
     s
