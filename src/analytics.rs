@@ -831,6 +831,12 @@ pub async fn priorities_for(db: &Database, course: &str, group: Option<&str>) ->
         .collect())
 }
 
+/// The priority skills that apply to `learner` in `course`: the course's, and their group's.
+pub async fn learner_priorities(db: &Database, learner: &str, course: &str) -> Result<BTreeSet<SkillId>, StoreError> {
+    let group = group_of(db, learner, course).await?;
+    priorities_for(db, course, group.as_deref()).await
+}
+
 /// The learner's group in a course, if they have one.
 pub async fn group_of(db: &Database, learner: &str, course: &str) -> Result<Option<String>, StoreError> {
     Ok(sqlx::query("SELECT grp FROM learner_courses WHERE learner = $1 AND course = $2")

@@ -84,6 +84,23 @@ fn bearer(req: &Request) -> Result<Option<&str>, AuthError> {
     }
 }
 
+/// The learner a request acts for: a learner token's own (a request may repeat it, not name
+/// another: 403); for anyone else, the one the request names (`missing` when it names none).
+pub fn acting_for(
+    caller: &Caller,
+    named: Option<&str>,
+    missing: impl FnOnce() -> ApiError,
+) -> Result<LearnerId, ApiError> {
+    let named = named.map(|l| LearnerId::parse(l).map_err(ApiError::invalid("invalid_learner"))).transpose()?;
+    match (caller.learner(), named) {
+        (Some(own), None) => Ok(own),
+        (Some(own), Some(named)) if named == own => Ok(own),
+        (Some(_), Some(_)) => Err(not_yours(caller)),
+        (None, Some(named)) => Ok(named),
+        (None, None) => Err(missing()),
+    }
+}
+
 /// 403 unless the caller is `learner` or an admin.
 pub fn own(caller: &Caller, learner: &LearnerId) -> Result<(), ApiError> {
     if caller.is_or_admin(learner) { Ok(()) } else { Err(not_yours(caller)) }

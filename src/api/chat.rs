@@ -19,7 +19,6 @@ use super::{ApiError, AppState, library};
 use crate::agent::{MAX_MESSAGE_CHARS, TurnEvent, TurnRequest, TurnResult};
 use crate::auth::Role;
 use crate::content::ComponentId;
-use crate::passport::LearnerId;
 
 /// The largest chat body accepted (a message is at most `MAX_MESSAGE_CHARS` characters).
 pub const MAX_CHAT_BODY: usize = 64 * 1024;
@@ -49,22 +48,6 @@ pub(super) async fn chat(
     }
 }
 
-/// The learner a turn is for: a learner token's own (the body may repeat it, not name
-/// another); for an admin or a service, the body's.
-fn turn_learner(caller: &Caller, named: Option<&str>) -> Result<LearnerId, ApiError> {
-    let named = named.map(|l| LearnerId::parse(l).map_err(ApiError::invalid("invalid_learner"))).transpose()?;
-    match (caller.learner(), named) {
-        (Some(own), None) => Ok(own),
-        (Some(own), Some(named)) if named == own => Ok(own),
-        (Some(_), Some(_)) => Err(access::not_yours(caller)),
-        (None, Some(named)) => Ok(named),
-        (None, None) => Err(ApiError::unprocessable(
-            "invalid_body",
-            "missing field `learner_id`: name the learner (a learner token names them itself)",
-        )),
-    }
-}
-
 async fn chat_inner(
     s: AppState,
     caller: Caller,
@@ -76,7 +59,12 @@ async fn chat_inner(
     }
     require_json(&headers)?;
     let Json(body) = body?;
-    let learner = turn_learner(&caller, body.learner_id.as_deref())?;
+    let learner = access::acting_for(&caller, body.learner_id.as_deref(), || {
+        ApiError::unprocessable(
+            "invalid_body",
+            "missing field `learner_id`: name the learner (a learner token names them itself)",
+        )
+    })?;
     let message = body.message.trim().to_owned();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(ApiError::bad("invalid_message", format!("message must be 1 to {MAX_MESSAGE_CHARS} characters")));

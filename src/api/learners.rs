@@ -84,18 +84,9 @@ pub(super) async fn hint(
         .answer_key(&c.id, &item)
         .ok_or_else(|| ApiError::not_found("unknown_item", format!("no item '{item}' in '{}'", c.id)))?;
     let of = key.hints.len() as u32;
-    let learner = match (caller.learner(), body.learner.as_deref()) {
-        (Some(own), None) => own,
-        (Some(own), Some(named)) if named == own.as_str() => own,
-        (Some(_), Some(_)) => return Err(access::not_yours(&caller)),
-        (None, Some(named)) => learner_id(named)?,
-        (None, None) => {
-            return Err(ApiError::unprocessable(
-                "invalid_body",
-                "name the learner: `learner` (a learner token names them itself)",
-            ));
-        }
-    };
+    let learner = access::acting_for(&caller, body.learner.as_deref(), || {
+        ApiError::unprocessable("invalid_body", "name the learner: `learner` (a learner token names them itself)")
+    })?;
     if body.number == 0 || body.number > of {
         return Err(ApiError::not_found("no_such_hint", format!("item '{item}' has {of} hint(s); ask for 1 to {of}")));
     }
@@ -161,8 +152,7 @@ pub(super) async fn get_lesson(
     access::own_or_service_in(&caller, &learner, &course.id)?;
     audit(&s, &caller, &learner, &format!("lesson {}", course.id)).await?;
     let state = s.stores.passports.learner(&learner).await?;
-    let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), &course.id).await?;
-    let priorities = crate::analytics::priorities_for(&s.stores.db, &course.id, group.as_deref()).await?;
+    let priorities = crate::analytics::learner_priorities(&s.stores.db, learner.as_str(), &course.id).await?;
     let mut sections = Vec::new();
     for skill in &course.skills {
         let own: Vec<&Component> = course
@@ -236,16 +226,13 @@ pub(super) async fn get_session(
     Path(id): Path<String>,
     Query(q): Query<SessionQuery>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let learner = match (caller.learner(), q.learner.as_deref()) {
-        (Some(own), None) => own,
-        (Some(own), Some(named)) if named == own.as_str() => own,
-        (Some(_), Some(_)) => return Err(access::not_yours(&caller)),
-        (None, Some(named)) if caller.role == Role::Admin => learner_id(named)?,
-        (None, _) if caller.role == Role::Admin => {
-            return Err(ApiError::bad("missing_learner", "an admin names the learner: ?learner=ID"));
-        }
-        (None, _) => return Err(access::not_yours(&caller)),
-    };
+    // a learner's own, or an admin's naming the learner; no one else reads transcripts here
+    if caller.learner().is_none() && caller.role != Role::Admin {
+        return Err(access::not_yours(&caller));
+    }
+    let learner = access::acting_for(&caller, q.learner.as_deref(), || {
+        ApiError::bad("missing_learner", "an admin names the learner: ?learner=ID")
+    })?;
     let unknown = || ApiError::not_found("unknown_session", format!("no session '{id}' for this learner"));
     if id.is_empty() || id.len() > 128 {
         return Err(unknown());
@@ -303,8 +290,7 @@ pub(super) async fn get_recommendations(
     let feedback = s.stores.passports.feedback(&learner).await?;
     let mut priorities = std::collections::BTreeSet::new();
     for c in &courses {
-        let group = crate::analytics::group_of(&s.stores.db, learner.as_str(), c).await?;
-        priorities.extend(crate::analytics::priorities_for(&s.stores.db, c, group.as_deref()).await?);
+        priorities.extend(crate::analytics::learner_priorities(&s.stores.db, learner.as_str(), c).await?);
     }
     Ok(Json(passport::recommendations(
         &lib,

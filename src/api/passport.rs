@@ -238,8 +238,7 @@ pub(super) async fn get_plan(
     audit(&s, &caller, &learner, &format!("plan {component_id}")).await?;
     let state = s.stores.passports.learner(&learner).await?;
     let db = &s.stores.db;
-    let group = crate::analytics::group_of(db, learner.as_str(), &component.course).await?;
-    let priorities = crate::analytics::priorities_for(db, &component.course, group.as_deref()).await?;
+    let priorities = crate::analytics::learner_priorities(db, learner.as_str(), &component.course).await?;
     Ok(Json(passport::plan(&lib, &s.config.passport, &learner, &state, component, &priorities)))
 }
 
