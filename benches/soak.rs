@@ -142,11 +142,16 @@ async fn soak(engine: &str, minutes: u64, sessions: usize, posters: usize, mock:
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let learner = format!("poster-{p}-{}", n % 500);
+                // stamped as a page stamps them (now, to the millisecond); one batch in 100 arrives
+                // a minute late, as from a page that lost its connection, and costs its learner a replay
+                let late = if n.is_multiple_of(100) { 60_000 } else { 0 };
+                let at = chrono::Utc::now().timestamp_millis() - late;
                 let batch: Vec<serde_json::Value> = (0..10)
                     .map(|i| {
+                        let ts = chrono::DateTime::from_timestamp_millis(at + i).expect("a time");
                         serde_json::json!({"id": format!("p{p}-{n}-{i}"), "actor": learner, "verb": "answered",
                             "object": {"component": "fractions-divide-ex-1", "item": "q1"}, "result": {"success": i % 3 == 0},
-                            "timestamp": "2026-11-20T08:00:00Z"})
+                            "timestamp": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
                     })
                     .collect();
                 match client.post(format!("{base}/v1/events")).json(&batch).send().await {

@@ -33,6 +33,8 @@ macro_rules! out_part {
     }};
 }
 
+mod model;
+
 /// Exits quietly (status 0) when stdout was closed by its reader, with status 1 on another
 /// write error.
 pub fn written(r: std::io::Result<()>) {
@@ -108,9 +110,14 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
-    /// Show a learner's skill passport
+    /// Show a learner's skill passport; `passport fit` learns the BKT parameters from the stored
+    /// answers, `passport evaluate FILE` measures how well the model predicts answers
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Passport {
-        learner: String,
+        #[command(subcommand)]
+        command: Option<PassportCommand>,
+        #[arg(required = true)]
+        learner: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -196,6 +203,17 @@ pub struct EvalArgs {
     /// Print the JSON report to stdout instead of the table
     #[arg(long)]
     json: bool,
+}
+
+/// `tutor passport fit|evaluate …`.
+#[derive(Debug, Subcommand)]
+pub enum PassportCommand {
+    /// Fit each skill's BKT parameters (prior, learn, guess, slip) to the stored answers by
+    /// expectation–maximisation; every passport uses them from then on (and is replayed)
+    Fit(model::FitArgs),
+    /// Next-answer prediction on learners held out of the fit: AUC, RMSE, log-loss and
+    /// calibration for the authored parameters, fitted ones and the extensions
+    Evaluate(model::EvaluateArgs),
 }
 
 /// `tutor retention …`.
@@ -351,10 +369,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server.await.context("serving")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Passport { learner, json } => {
-            let learner = LearnerId::parse(&learner)?;
-            let lib = load_or_report(&cfg, json)?;
+        Command::Passport { command: Some(PassportCommand::Fit(args)), .. } => model::fit(cfg, args).await,
+        Command::Passport { command: Some(PassportCommand::Evaluate(args)), .. } => model::evaluate(&cfg, args),
+        Command::Passport { command: None, learner, json } => {
+            let learner = LearnerId::parse(&learner.unwrap_or_default())?;
+            let mut lib = load_or_report(&cfg, json)?;
             let stores = Stores::open(&cfg).await.context("opening the learner store")?;
+            lib.learned = stores.learned().await?;
             let state = stores.passports.learner(&learner).await?;
             let p = passport::passport(&lib, &cfg.passport, &learner, &state);
             if json {
@@ -375,6 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let lib = load_or_report(&cfg, json)?;
             let app = App::open(cfg).await.context("opening the service")?;
+            let lib = app.set_library(lib);
             let r = app.apply_retention(days, &lib).await?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&r)?);
@@ -389,8 +411,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { command } => {
-            let lib = std::sync::Arc::new(load_or_report(&cfg, false)?);
+            let lib = load_or_report(&cfg, false)?;
             let app = App::open(cfg).await.context("opening the service")?;
+            let lib = app.set_library(lib);
             match command {
                 DemoCommand::Seed { json } => {
                     // the index, for the demo learners' tutor turns (a running server holds it:
@@ -488,6 +511,8 @@ async fn import_events(cfg: &Config, file: &std::path::Path, json: bool) -> anyh
         return Ok(ExitCode::FAILURE);
     }
     let stores = Stores::open(cfg).await.context("opening the learner store")?;
+    let mut lib = lib;
+    lib.learned = stores.learned().await?;
     let started = std::time::Instant::now();
     let progress = progress_bar(events.len() as u64, json);
     progress.set_message("events");
@@ -624,8 +649,9 @@ async fn ask(
     use std::io::Write;
     let learner = LearnerId::parse(&learner)?;
     let component = component.map(|c| crate::content::ComponentId::parse(&c)).transpose()?;
-    let lib = std::sync::Arc::new(load_or_report(&cfg, json)?);
+    let lib = load_or_report(&cfg, json)?;
     let app = App::open(cfg).await?;
+    let lib = app.set_library(lib);
     app.open_index().await.context("opening the index")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let req = crate::agent::TurnRequest { learner, session_id: session, component, message: question, courses: None };

@@ -70,6 +70,7 @@ fn migrator() -> Migrator {
             m(4, "retention", include_str!("../migrations/0004_retention.sql")),
             m(5, "educators", include_str!("../migrations/0005_educators.sql")),
             m(6, "recommendations", include_str!("../migrations/0006_recommendations.sql")),
+            m(7, "fitted", include_str!("../migrations/0007_fitted.sql")),
         ]),
         ..Migrator::DEFAULT
     }

@@ -230,6 +230,13 @@ fn table() -> Vec<Row> {
         },
         Row {
             method: "GET",
+            path: "/v1/skills/{skill}/model",
+            target: "/v1/skills/fractions.divide/model",
+            body: None,
+            expect: [401, 403, 403, 200, 403, 403, 403, 200],
+        },
+        Row {
+            method: "GET",
             path: "/v1/components/{id}",
             target: "/v1/components/fractions-divide-ex-1",
             body: None,

@@ -1,5 +1,6 @@
 //! Educator routes: the struggle review queue (`/v1/flags…`), content analytics
-//! (`/v1/analytics/…`) and priority skills (`/v1/courses/{course}/priorities`). Educators reach
+//! (`/v1/analytics/…`), priority skills (`/v1/courses/{course}/priorities`) and a skill's learner
+//! model (`/v1/skills/{skill}/model`). Educators reach
 //! the courses of their token only; admins every course.
 
 use axum::Json;
@@ -394,4 +395,112 @@ pub(super) async fn me(State(s): State<AppState>, caller: Caller) -> Result<Json
         "role": caller.role, "sub": caller.sub, "group": caller.group, "dev": caller.dev, "courses": courses,
         "min_group": s.config.analytics.min_group, "proficient": s.config.passport.proficient,
     })))
+}
+
+/// BKT parameters as the API shows them.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct BktView {
+    prior: f64,
+    learn: f64,
+    guess: f64,
+    slip: f64,
+}
+
+impl From<crate::content::BktParams> for BktView {
+    fn from(b: crate::content::BktParams) -> Self {
+        Self { prior: b.prior, learn: b.learn, guess: b.guess, slip: b.slip }
+    }
+}
+
+/// Where a skill's fitted parameters come from.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct FitProvenance {
+    /// The fit's version (each `tutor passport fit` makes a new one).
+    version: i64,
+    /// RFC 3339.
+    fitted_at: String,
+    /// This skill's data: learners and answers fitted from, and how much more likely the
+    /// fitted parameters make them than the ones before (log-likelihood gain).
+    learners: u64,
+    answers: u64,
+    log_likelihood_gain: f64,
+    /// The whole fit's data: answers and learners read, the newest answer's arrival (RFC 3339)
+    /// and the start of the window, if the fit had one.
+    data_answers: u64,
+    data_learners: u64,
+    data_newest_answer: Option<String>,
+    data_since: Option<String>,
+}
+
+/// A skill's learner model: the parameters every passport uses and where they come from.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(super) struct SkillModel {
+    skill: String,
+    course: String,
+    name: String,
+    /// `fitted`, `authored` or `default`.
+    source: String,
+    params: BktView,
+    /// The authored parameters (or the defaults), which `tutor passport fit --reset` returns to.
+    authored: BktView,
+    /// Set when the parameters were fitted.
+    fit: Option<FitProvenance>,
+    /// The newest fit's version (0: none made), and whether it was a reset.
+    model_version: i64,
+    reset: bool,
+    /// How far a learner's accuracy so far moves where they start on this skill (0: not at all),
+    /// and the mean accuracy it is compared with.
+    prior_weight: f64,
+    mean_accuracy: f64,
+}
+
+/// `GET /v1/skills/{skill}/model`: the skill's BKT parameters and their provenance.
+pub(super) async fn skill_model(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(skill): Path<String>,
+) -> Result<Json<SkillModel>, ApiError> {
+    reviewer(&caller)?;
+    let lib = library(&s)?;
+    let id = crate::content::SkillId::parse(&skill)
+        .map_err(|e| ApiError::not_found("unknown_skill", format!("no skill '{skill}': {}", e.0)))?;
+    let Some(k) = lib.skills.get(&id) else {
+        return Err(ApiError::not_found("unknown_skill", format!("no skill '{skill}'")));
+    };
+    if !caller.covers(&k.course) {
+        return Err(access::out_of_scope(&k.course));
+    }
+    let model = s.stores.models.current_model().await?;
+    let fitted = model.as_ref().and_then(|m| m.skills.get(&id).map(|f| (m, f)));
+    let rfc = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    let source = match (fitted.is_some(), k.bkt.is_some()) {
+        (true, _) => "fitted",
+        (false, true) => "authored",
+        (false, false) => "default",
+    };
+    Ok(Json(SkillModel {
+        skill: id.to_string(),
+        course: k.course.clone(),
+        name: k.name.clone(),
+        source: source.to_owned(),
+        params: fitted.map_or_else(|| lib.authored_bkt(&id), |(_, f)| f.params).into(),
+        authored: lib.authored_bkt(&id).into(),
+        fit: fitted.map(|(m, f)| FitProvenance {
+            version: m.version,
+            fitted_at: rfc(m.fitted_at).unwrap_or_default(),
+            learners: f.learners,
+            answers: f.answers,
+            log_likelihood_gain: f.log_likelihood_gain,
+            data_answers: m.answers,
+            data_learners: m.learners,
+            data_newest_answer: rfc(m.newest_answer),
+            data_since: m.since.and_then(rfc),
+        }),
+        model_version: model.as_ref().map_or(0, |m| m.version),
+        reset: model.as_ref().is_some_and(|m| m.reset),
+        prior_weight: model.as_ref().map_or(0.0, |m| m.prior_weight),
+        mean_accuracy: model.as_ref().map_or(0.0, |m| m.mean_accuracy),
+    }))
 }

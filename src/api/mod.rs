@@ -84,6 +84,7 @@ routes! { cfg;
     GET "/v1/analytics/components" => educators::components_analytics, bounded(cfg);
     GET "/v1/courses/{course}/priorities" => educators::get_priorities, bounded(cfg);
     PUT "/v1/courses/{course}/priorities" => educators::put_priorities, DefaultBodyLimit::max(SMALL_BODY), bounded(cfg);
+    GET "/v1/skills/{skill}/model" => educators::skill_model, bounded(cfg);
     GET "/v1/components/{id}" => learners::get_component, bounded(cfg);
     POST "/v1/components/{id}/items/{item}/hint" => learners::hint, DefaultBodyLimit::max(SMALL_BODY), bounded(cfg);
     GET "/v1/learners/{id}/lesson" => learners::get_lesson, bounded(cfg);

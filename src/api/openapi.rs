@@ -341,6 +341,16 @@ fn ops() -> Vec<Op> {
         },
         Op {
             method: "GET",
+            path: "/v1/skills/{skill}/model",
+            summary: "A skill's BKT parameters as every passport uses them: fitted (with when, from how many answers, the gain), authored or default",
+            access: "an educator of the skill's course, an admin",
+            query: &[],
+            request: Body::None,
+            reply: Body::Schema(schema::<super::educators::SkillModel>),
+            errors: &[401, 403, 404, 429, 503],
+        },
+        Op {
+            method: "GET",
             path: "/v1/components/{id}",
             summary: "A component as a learner sees it: rendered, sanitised HTML; exercise items as their prompts only",
             access: "any token",

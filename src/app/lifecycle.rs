@@ -59,9 +59,10 @@ impl App {
         }
     }
 
-    /// Prepares the index in the background, then follows new generations until the runtime
-    /// stops.
+    /// Prepares the index in the background, then follows new generations (and new fits of
+    /// the BKT parameters) until the runtime stops.
     pub fn start(self: &Arc<Self>) {
+        self.follow_model();
         let app = self.clone();
         tokio::spawn(async move {
             app.prepare_index().await;

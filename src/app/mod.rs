@@ -7,6 +7,7 @@
 pub mod demo;
 pub mod lifecycle;
 pub mod limits;
+pub mod model;
 pub mod snapshot;
 
 use std::sync::{Arc, RwLock};
@@ -18,10 +19,10 @@ pub use lifecycle::{Readiness, Status};
 use crate::agent::{Agent, AgentStore, AgentStores, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
 use crate::auth::Verifier;
 use crate::config::Config;
-use crate::content::{ContentError, Library, load_library};
+use crate::content::{ContentError, LearnedParams, Library, load_library};
 use crate::db::{Database, Erased, StoreError};
 use crate::flags::{FlagStore, SqlFlagStore};
-use crate::passport::{LearnerId, PassportStore, SqlPassportStore};
+use crate::passport::{LearnerId, ModelStore, PassportStore, SqlModelStore, SqlPassportStore};
 use crate::retrieval::{EdgeIndex, Embedder, IndexBackend, OpenAiEmbedder, RetrievalError, Retriever};
 
 /// Why the application could not be built.
@@ -68,6 +69,8 @@ pub struct Stores {
     pub passports: Arc<dyn PassportStore>,
     pub flags: Arc<dyn FlagStore>,
     pub sessions: Arc<dyn AgentStore>,
+    /// Fitted BKT parameters, and the answers they are fitted from.
+    pub models: Arc<dyn ModelStore>,
 }
 
 impl Stores {
@@ -79,8 +82,15 @@ impl Stores {
             passports: Arc::new(SqlPassportStore::new(db.clone(), cfg.passport.proficient)),
             flags: Arc::new(SqlFlagStore::new(db.clone())),
             sessions: Arc::new(SqlAgentStore::new(db.clone())),
+            models: Arc::new(SqlModelStore::new(db.clone())),
             db,
         })
+    }
+
+    /// The newest fitted parameters (none: the authored ones), to attach to a library the
+    /// stores are used with outside a running [`App`].
+    pub async fn learned(&self) -> Result<LearnedParams, StoreError> {
+        Ok(self.models.current_model().await?.map(|m| m.learned()).unwrap_or_default())
     }
 
     /// Erases everything kept about `learner` (events, passport, flags, sessions,
@@ -106,6 +116,8 @@ pub struct App {
     pub status: Status,
     /// The content as last loaded; `None` until it validates.
     library: RwLock<Option<Arc<Library>>>,
+    /// The newest fitted parameters, attached to every library served.
+    learned: RwLock<LearnedParams>,
 }
 
 impl App {
@@ -127,6 +139,7 @@ impl App {
         let agent = Arc::new(Agent::new(config.clone(), retriever.clone(), agent_stores, Arc::new(prompts), llm));
         let verifier = Verifier::from_config(&config.auth).map(Arc::new);
         let limits = Arc::new(limits::Limits::new(&config.limits));
+        let learned = stores.learned().await?;
         Ok(Arc::new(Self {
             index: index(&config),
             verifier,
@@ -138,6 +151,7 @@ impl App {
             agent,
             status: Status::default(),
             library: RwLock::default(),
+            learned: RwLock::new(learned),
         }))
     }
 
@@ -146,8 +160,9 @@ impl App {
         self.library.read().expect("library lock").clone()
     }
 
-    /// Serves `lib` from now on.
-    pub fn set_library(&self, lib: Library) -> Arc<Library> {
+    /// Serves `lib`, with the fitted parameters served now, from now on.
+    pub fn set_library(&self, mut lib: Library) -> Arc<Library> {
+        lib.learned = self.learned();
         let lib = Arc::new(lib);
         *self.library.write().expect("library lock") = Some(lib.clone());
         lib

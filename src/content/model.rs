@@ -307,6 +307,21 @@ pub struct Library {
     pub skills: BTreeMap<SkillId, Skill>,
     pub components: BTreeMap<ComponentId, Component>,
     answer_keys: BTreeMap<(ComponentId, String), AnswerKey>,
+    /// Parameters learned from the organisation's answers (`tutor passport fit`), which
+    /// take precedence over the authored ones.
+    pub learned: LearnedParams,
+}
+
+/// BKT parameters fitted from stored answers, as the passport uses them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LearnedParams {
+    /// The stored fit these come from; 0 when nothing was fitted (authored parameters).
+    pub version: i64,
+    pub skills: BTreeMap<SkillId, BktParams>,
+    /// How far a learner's accuracy so far moves a new skill's prior (0: standard BKT).
+    pub prior_weight: f64,
+    /// The mean accuracy over the answers fitted from, which that accuracy is compared with.
+    pub mean_accuracy: f64,
 }
 
 impl Library {
@@ -322,6 +337,12 @@ impl Library {
     /// The BKT parameters of a skill: its authored ones, else the defaults. Every mastery
     /// computation asks here, so that parameters learned from data plug in in one place.
     pub fn bkt(&self, skill: &SkillId) -> BktParams {
+        self.learned.skills.get(skill).copied().unwrap_or_else(|| self.authored_bkt(skill))
+    }
+
+    /// The parameters an author gave the skill, else the defaults (what a fit starts from and
+    /// what `--reset` returns to).
+    pub fn authored_bkt(&self, skill: &SkillId) -> BktParams {
         self.skills.get(skill).and_then(|s| s.bkt).unwrap_or_default()
     }
 

@@ -18,6 +18,27 @@ pub fn update(p: f64, correct: bool, b: &BktParams) -> f64 {
     (posterior + (1.0 - posterior) * b.learn).clamp(0.0, 1.0)
 }
 
+/// Answers that pull a learner's accuracy so far away from the mean count as this many.
+pub const ACCURACY_SMOOTHING: f64 = 5.0;
+
+/// A skill's starting estimate for a learner who got `right` of `answers` right so far on
+/// other skills (the individualised prior): the prior moved on the logit scale by `weight`
+/// times how far the learner's smoothed accuracy is from `mean`. With no answers yet, or a
+/// weight of 0 (standard BKT), it is the prior.
+pub fn start_prior(prior: f64, weight: f64, mean: f64, right: u32, answers: u32) -> f64 {
+    if weight == 0.0 || answers == 0 {
+        return prior;
+    }
+    let m = mean.clamp(0.01, 0.99);
+    let acc = (f64::from(right) + ACCURACY_SMOOTHING * m) / (f64::from(answers) + ACCURACY_SMOOTHING);
+    let logit = |p: f64| {
+        let p = p.clamp(1e-4, 1.0 - 1e-4);
+        (p / (1.0 - p)).ln()
+    };
+    let shifted = logit(prior) + weight * (logit(acc) - logit(m));
+    1.0 / (1.0 + (-shifted).exp())
+}
+
 /// The probability that the next answer is correct at mastery `p`.
 pub fn p_correct(p: f64, b: &BktParams) -> f64 {
     p * (1.0 - b.slip) + (1.0 - p) * b.guess

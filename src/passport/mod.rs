@@ -3,7 +3,10 @@
 //! PostgreSQL), and the views the API serves (passport, plan).
 
 pub mod bkt;
+pub mod evaluate;
 mod event;
+pub mod fit;
+mod fitted;
 mod model;
 mod recommend;
 mod rollup;
@@ -14,6 +17,7 @@ pub use event::{
     Event, Invalid, LearnerId, MAX_CLOCK_SKEW_MS, MAX_GROUP_CHARS, Verb, WireStatement, normalize_answer, parse_group,
     validate_batch, validate_statement,
 };
+pub use fitted::{AnswerFilter, FittedModel, FittedSkill, ModelStore, SqlModelStore};
 pub use model::{
     FormatSignal, LearnerState, MisconceptionHit, SkillState, Tally, misconception_of, week_of, week_start,
 };

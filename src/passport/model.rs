@@ -112,6 +112,16 @@ pub struct LearnerState {
     pub last_viewed: BTreeMap<SkillId, Format>,
     /// The order key `(timestamp, id)` of the newest event applied.
     pub last_key: Option<(i64, String)>,
+    /// Answers so far, on any skill, and how many were right: what moves a new skill's
+    /// starting estimate when the fitted model has an individualised prior.
+    #[serde(default)]
+    pub answers: u32,
+    #[serde(default)]
+    pub right: u32,
+    /// The version of the fitted parameters this state was computed with (0: authored); a
+    /// state from another version is replayed before events are added to it.
+    #[serde(default)]
+    pub params_version: i64,
 }
 
 /// The diagnosis of a known misconception that `response` to an item matches, if any.
@@ -126,10 +136,13 @@ pub const MIN_FORMAT_SIGNALS: u32 = 2;
 
 impl LearnerState {
     /// Whether `events` (sorted) can be applied on top of this state, i.e. all of them come
-    /// after the newest event already applied. Otherwise the learner must be replayed.
-    pub fn can_append(&self, first: &Event) -> bool {
+    /// after the newest event already applied and the state was computed with `lib`'s
+    /// parameters. Otherwise the learner must be replayed.
+    pub fn can_append(&self, first: &Event, lib: &Library) -> bool {
         match &self.last_key {
+            // nothing applied yet: nothing computed with other parameters either
             None => true,
+            Some(_) if self.params_version != lib.learned.version => false,
             Some((ts, id)) => first.order_key() > (*ts, id.as_str()),
         }
     }
@@ -137,6 +150,7 @@ impl LearnerState {
     /// Applies one event; returns the skills whose state changed.
     pub fn apply(&mut self, lib: &Library, e: &Event) -> Vec<SkillId> {
         self.last_key = Some((e.timestamp, e.id.clone()));
+        self.params_version = lib.learned.version;
         let Some(component) = lib.components.get(&e.component) else {
             return Vec::new();
         };
@@ -168,9 +182,13 @@ impl LearnerState {
                         at: e.timestamp,
                     })
                 });
-                for skill in &component.skills {
+                let start = |skill: &SkillId| self.start(lib, skill);
+                let starts: Vec<f64> = component.skills.iter().map(start).collect();
+                self.answers = self.answers.saturating_add(1);
+                self.right = self.right.saturating_add(u32::from(correct));
+                for (skill, start) in component.skills.iter().zip(starts) {
                     let params = lib.bkt(skill);
-                    let st = self.skills.entry(skill.clone()).or_insert_with(|| SkillState::new(params.prior));
+                    let st = self.skills.entry(skill.clone()).or_insert_with(|| SkillState::new(start));
                     st.mastery = bkt::update(st.mastery, correct, &params);
                     if st.evidence == 0 {
                         st.first_seen = e.timestamp;
@@ -214,12 +232,19 @@ impl LearnerState {
     /// The learner's state on `skill`: what the evidence says, or the skill's prior when there
     /// is none yet.
     pub fn skill_or_prior(&self, lib: &Library, skill: &SkillId) -> SkillState {
-        self.skills.get(skill).cloned().unwrap_or_else(|| SkillState::new(lib.bkt(skill).prior))
+        self.skills.get(skill).cloned().unwrap_or_else(|| SkillState::new(self.start(lib, skill)))
     }
 
-    /// The mastery of `skill`: the estimate from the evidence, or the skill's prior.
+    /// The mastery of `skill`: the estimate from the evidence, or where this learner starts.
     pub fn mastery(&self, lib: &Library, skill: &SkillId) -> f64 {
-        self.skills.get(skill).map_or_else(|| lib.bkt(skill).prior, |s| s.mastery)
+        self.skills.get(skill).map_or_else(|| self.start(lib, skill), |s| s.mastery)
+    }
+
+    /// Where this learner starts on a skill with no evidence yet: the skill's prior, moved by
+    /// the answers on other skills when the fitted model has an individualised prior.
+    pub fn start(&self, lib: &Library, skill: &SkillId) -> f64 {
+        let l = &lib.learned;
+        bkt::start_prior(lib.bkt(skill).prior, l.prior_weight, l.mean_accuracy, self.right, self.answers)
     }
 
     /// The format this learner engages with best, once there is enough signal.

@@ -330,6 +330,8 @@ pub fn evidence_trail(
         let touches =
             e.verb == Verb::Answered && lib.components.get(&e.component).is_some_and(|c| c.skills.contains(skill));
         let before = st.mastery(lib, skill);
+        let first = !st.skills.contains_key(skill);
+        let (right_so_far, answers_so_far) = (st.right, st.answers);
         st.apply(lib, e);
         if !touches {
             continue;
@@ -366,6 +368,14 @@ pub fn evidence_trail(
                 sentence.push('.');
             }
         }
+        let prior = lib.bkt(skill).prior;
+        if first && (before - prior).abs() >= 0.005 {
+            // the individualised prior of a fitted model moved where this skill started
+            sentence.push_str(&format!(
+                " It started at {before:.2} rather than {prior:.2}: you got {right_so_far} of {answers_so_far} answers right on the skills you met before{}.",
+                if before > prior { ", so the tutor expected you to know more" } else { ", so the tutor expected you to need more practice" }
+            ));
+        }
         steps.push(Step {
             at: rfc3339(e.timestamp).unwrap_or_default(),
             component_id: e.component.clone(),
@@ -385,7 +395,7 @@ pub fn evidence_trail(
     let stored = steps.len();
     steps.reverse();
     steps.truncate(MAX_STEPS);
-    let summary = summary(&now, steps.len(), stored - steps.len() + earlier as usize, &name, cfg);
+    let summary = summary(&now, lib.bkt(skill).prior, steps.len(), stored - steps.len() + earlier as usize, &name, cfg);
     Trail {
         learner: learner.clone(),
         skill: skill.clone(),
@@ -403,8 +413,14 @@ const MAX_STEPS: usize = 100;
 
 /// The trail in a sentence; `unlisted` answers count in the estimate but are not listed (older
 /// than the newest [`MAX_STEPS`], or deleted under the retention policy).
-fn summary(st: &SkillState, shown: usize, unlisted: usize, name: &str, cfg: &PassportConfig) -> String {
+fn summary(st: &SkillState, prior: f64, shown: usize, unlisted: usize, name: &str, cfg: &PassportConfig) -> String {
     if st.evidence == 0 {
+        if (st.mastery - prior).abs() >= 0.005 {
+            return format!(
+                "No answers on {name} yet: the estimate starts at {:.2} rather than {prior:.2}, from how you did on the skills you met before.",
+                st.mastery
+            );
+        }
         return format!("No answers on {name} yet: the estimate is where every learner starts ({:.2}).", st.mastery);
     }
     let mut s = format!(

@@ -63,6 +63,12 @@ pub trait PassportStore: LearnerData {
     async fn note_read(&self, learner: &LearnerId, reader: &str, what: &str) -> Result<(), StoreError>;
     /// The newest `limit` reads of the learner's data by others, newest first.
     async fn reads(&self, learner: &LearnerId, limit: usize) -> Result<Vec<Read>, StoreError>;
+    /// Up to `limit` learners whose stored passport was computed with parameters other than
+    /// version `version`.
+    async fn stale(&self, version: i64, limit: usize) -> Result<Vec<LearnerId>, StoreError>;
+    /// Replays the learner's passport from their events with `lib`'s parameters, unless it
+    /// was computed with them already; returns whether it was.
+    async fn recompute(&self, learner: &LearnerId, lib: &Library) -> Result<bool, StoreError>;
     /// Deletes every learner's events older than `before` (ms), keeping the model they built:
     /// it becomes the base a later replay starts from. Returns how many events went.
     async fn forget_events_before(&self, before: i64, lib: &Library) -> Result<u64, StoreError>;
@@ -157,6 +163,25 @@ impl SqlPassportStore {
         }
     }
 
+    /// The learner's model replayed from the base and every stored event (in order) with
+    /// `lib`'s parameters, their skill rows deleted for [`Self::save`] to write anew;
+    /// `answered` as in [`LearnerState::apply_all`].
+    async fn replay(
+        tx: &mut Tx,
+        learner: &LearnerId,
+        lib: &Library,
+        proficient: f64,
+        answered: &mut (dyn FnMut(&SkillId, i64, f64) + Send),
+    ) -> Result<LearnerState, StoreError> {
+        let mut all = Self::all_events(tx, learner).await?;
+        all.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let mut state = Self::base(tx, learner).await?;
+        state.apply_all(lib, &all.iter().collect::<Vec<_>>(), proficient, answered);
+        state.params_version = lib.learned.version;
+        sqlx::query("DELETE FROM skill_states WHERE learner = $1").bind(learner.as_str()).execute(&mut **tx).await?;
+        Ok(state)
+    }
+
     async fn all_events(tx: &mut Tx, learner: &LearnerId) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE learner = $1 ORDER BY ts, id"))
             .bind(learner.as_str())
@@ -200,12 +225,14 @@ impl SqlPassportStore {
         }
         let head = LearnerState { skills: BTreeMap::new(), ..state.clone() };
         sqlx::query(
-            "INSERT INTO learners (learner, state, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            "INSERT INTO learners (learner, state, updated_at, params_version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
+             params_version = excluded.params_version",
         )
         .bind(learner.as_str())
         .bind(serde_json::to_string(&head).expect("state serializes"))
         .bind(now)
+        .bind(state.params_version)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -382,18 +409,12 @@ impl PassportStore for SqlPassportStore {
             let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
                 weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
             };
-            let touched: BTreeSet<SkillId> = if state.can_append(new[0]) {
+            let touched: BTreeSet<SkillId> = if state.can_append(new[0], lib) {
                 state.apply_all(lib, &new, self.proficient, &mut week_of_answer).into_iter().collect()
             } else {
-                // an event older than the newest applied: replay the learner from the start
-                let mut all = Self::all_events(&mut tx, learner).await?;
-                all.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-                state = Self::base(&mut tx, learner).await?;
-                state.apply_all(lib, &all.iter().collect::<Vec<_>>(), self.proficient, &mut week_of_answer);
-                sqlx::query("DELETE FROM skill_states WHERE learner = $1")
-                    .bind(learner.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                // an event older than the newest applied, or a state computed with other
+                // parameters: replay the learner from the start
+                state = Self::replay(&mut tx, learner, lib, self.proficient, &mut week_of_answer).await?;
                 state.skills.keys().cloned().collect()
             };
             let skill_group = |skill: &SkillId| -> String {
@@ -570,6 +591,49 @@ impl PassportStore for SqlPassportStore {
         rows.iter()
             .map(|r| Ok(Read { reader: r.try_get("reader")?, what: r.try_get("what")?, at: r.try_get("at")? }))
             .collect()
+    }
+
+    async fn stale(&self, version: i64, limit: usize) -> Result<Vec<LearnerId>, StoreError> {
+        let rows = sqlx::query("SELECT learner FROM learners WHERE params_version <> $1 ORDER BY learner LIMIT $2")
+            .bind(version)
+            .bind(limit.min(100_000) as i64)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String, _>(0).ok())
+            .filter_map(|l| LearnerId::parse(&l).ok())
+            .collect())
+    }
+
+    async fn recompute(&self, learner: &LearnerId, lib: &Library) -> Result<bool, StoreError> {
+        let _writer = self.db.write_guard().await;
+        let mut tx = self.db.pool().begin().await?;
+        self.db.lock_learner(&mut tx, learner.as_str()).await?;
+        let stored = sqlx::query("SELECT params_version FROM learners WHERE learner = $1")
+            .bind(learner.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?;
+        if stored.is_none_or(|v| v == lib.learned.version) {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let grps = super::rollup::groups(&mut tx, learner, &[], lib).await?;
+        let mut weeks: BTreeMap<(SkillId, i64), f64> = BTreeMap::new();
+        let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
+            weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
+        };
+        let state = Self::replay(&mut tx, learner, lib, self.proficient, &mut week_of_answer).await?;
+        let skill_group = |skill: &SkillId| -> String {
+            lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
+        };
+        let touched: BTreeSet<SkillId> = state.skills.keys().cloned().collect();
+        Self::save(&mut tx, learner, &state, &touched, now_ms(), &skill_group).await?;
+        Self::save_weeks(&mut tx, learner, &weeks, lib, &skill_group).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn forget_events_before(&self, before: i64, lib: &Library) -> Result<u64, StoreError> {
