@@ -33,6 +33,12 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("tutor_flags_raised_total", Kind::Counter, "Struggle flags raised or extended."),
     ("tutor_flag_changes_total", Kind::Counter, "Flag status changes by educators, by the status reached."),
     ("tutor_events_total", Kind::Counter, "Learner statements by outcome (accepted, duplicate, refused)."),
+    (
+        "tutor_event_commits_total",
+        Kind::Counter,
+        "Durable transactions that committed event batches (SQLite group commit).",
+    ),
+    ("tutor_event_batches_committed_total", Kind::Counter, "Event batches committed by those transactions."),
     ("tutor_ingests_total", Kind::Counter, "Index builds by outcome (rebuilt, unchanged, failed)."),
     ("tutor_chat_turns_running", Kind::Gauge, "Chat turns running now."),
     ("tutor_index_ready", Kind::Gauge, "1 when an index and its content are served."),

@@ -582,3 +582,51 @@ fn cli_imports_events_checking_every_line_first_and_shows_the_passport() {
 fn counts((status, body): &(u16, Value)) -> (u16, u64, u64) {
     (*status, body["accepted"].as_u64().unwrap_or(u64::MAX), body["duplicates"].as_u64().unwrap_or(u64::MAX))
 }
+
+/// Content pages post one answer at a time; on SQLite, posts that arrive while another commits
+/// share the next durable transaction, and each is answered after it. Every answer counts.
+#[tokio::test]
+async fn concurrent_single_posts_share_commits_and_every_answer_counts() {
+    let app = common::spawn_sample_app(|c| {
+        c.limits.requests_per_minute = 1_000_000;
+        c.limits.requests_per_minute_per_address = 1_000_000;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let t0 = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let mut tasks = Vec::new();
+    for c in 0..50 {
+        let (client, base) = (client.clone(), app.base.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..4 {
+                let ts = chrono::DateTime::from_timestamp_millis(t0 + c * 10 + n).unwrap().to_rfc3339();
+                let body = json!({"id": format!("single-{c}-{n}"), "actor": "page-learner", "verb": "answered",
+                    "object": {"component": "fractions-divide-ex-1", "item": "q1"}, "result": {"success": n % 2 == 0},
+                    "timestamp": ts});
+                let r = client.post(format!("{base}/v1/events")).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let v: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(v["accepted"], 1, "{v}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, passport) = common::get(&format!("{}/v1/learners/page-learner/passport", app.base)).await;
+    let divide = passport["skills"].as_array().unwrap().iter().find(|s| s["skill"] == "fractions.divide").unwrap();
+    assert_eq!((divide["evidence"].as_u64(), divide["correct"].as_u64()), (Some(200), Some(100)), "{divide}");
+    let metrics = client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let figure = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (commits, batches) = (figure("tutor_event_commits_total"), figure("tutor_event_batches_committed_total"));
+    assert_eq!(batches, 200.0, "{metrics}");
+    assert!(commits < batches, "{commits} transactions for {batches} batches: no post shared a commit");
+}

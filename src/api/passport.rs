@@ -96,12 +96,12 @@ pub(super) async fn post_events(
     }
     // the hints the learner was given on request count in their next answer on the item
     s.stores.passports.count_hints(&mut events).await?;
-    let recorded = s.stores.passports.record(&events, &lib).await?;
+    let (recorded, states) = s.stores.passports.record_states(&events, &lib).await?;
     tracing::info!(accepted = recorded.accepted, duplicates = recorded.duplicates, "events recorded");
     crate::metrics::add("tutor_events_total", &[("outcome", "accepted")], recorded.accepted as u64);
     crate::metrics::add("tutor_events_total", &[("outcome", "duplicate")], recorded.duplicates as u64);
     if recorded.accepted > 0 {
-        watch_for_struggle(&s, &lib, &events).await;
+        watch_for_struggle(&s, &lib, &events, &states).await;
     }
     Ok(Json(EventsReply {
         accepted: recorded.accepted,
@@ -278,6 +278,12 @@ pub(super) async fn erase_learner(
 /// Runs the struggle rules on the skills a batch of answers touched, per learner, so an
 /// educator hears of a learner stuck on exercises even if they never open the tutor. Best
 /// effort: the batch is already stored, and a failure here is logged.
-async fn watch_for_struggle(s: &AppState, lib: &crate::content::Library, events: &[passport::Event]) {
-    crate::flags::watch_answers(lib, &s.config.flags, &*s.stores.passports, &*s.stores.flags, events).await;
+async fn watch_for_struggle(
+    s: &AppState,
+    lib: &crate::content::Library,
+    events: &[passport::Event],
+    states: &passport::States,
+) {
+    crate::flags::watch_answers(lib, &s.config.flags, &*s.stores.passports, &*s.stores.flags, events, Some(states))
+        .await;
 }

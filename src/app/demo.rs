@@ -151,6 +151,7 @@ pub async fn seed(app: &Arc<App>, lib: &Arc<Library>) -> Result<Seeded, StoreErr
                     &*app.stores.passports,
                     &*app.stores.flags,
                     &events,
+                    None,
                 )
                 .await;
             }

@@ -480,8 +480,15 @@ impl Runner {
         };
         // the answers to the learner's earlier exercises raise flags as the API would
         let stores = &self.app.stores;
-        crate::flags::watch_answers(&self.lib, &self.app.config.flags, &*stores.passports, &*stores.flags, &events)
-            .await;
+        crate::flags::watch_answers(
+            &self.lib,
+            &self.app.config.flags,
+            &*stores.passports,
+            &*stores.flags,
+            &events,
+            None,
+        )
+        .await;
 
         let mut o = Observed::default();
         let mut session = None;

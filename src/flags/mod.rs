@@ -208,6 +208,7 @@ pub async fn watch_answers(
     passports: &dyn crate::passport::PassportStore,
     flags: &dyn FlagStore,
     events: &[crate::passport::Event],
+    states: Option<&crate::passport::States>,
 ) {
     use std::collections::BTreeMap;
     let mut touched: BTreeMap<&LearnerId, Vec<SkillId>> = BTreeMap::new();
@@ -219,13 +220,17 @@ pub async fn watch_answers(
             }
         }
     }
+    let mut raises = Vec::new();
     for (learner, skills) in touched {
-        let state = match passports.learner(learner).await {
-            Ok(st) => st,
-            Err(e) => {
-                tracing::warn!(error = %e, "struggle check skipped");
-                continue;
-            }
+        let state = match states.and_then(|s| s.get(learner)) {
+            Some(st) => std::borrow::Cow::Borrowed(st),
+            None => match passports.learner(learner).await {
+                Ok(st) => std::borrow::Cow::Owned(st),
+                Err(e) => {
+                    tracing::warn!(error = %e, "struggle check skipped");
+                    continue;
+                }
+            },
         };
         let obs = Observation {
             learner,
@@ -236,10 +241,9 @@ pub async fn watch_answers(
             earlier: &[],
             new_answers: true,
         };
-        for r in detect(lib, cfg, &obs) {
-            if let Err(e) = flags.raise(&r).await {
-                tracing::warn!(error = %e, "could not store a struggle flag");
-            }
-        }
+        raises.extend(detect(lib, cfg, &obs));
+    }
+    if let Err(e) = flags.raise_all(&raises).await {
+        tracing::warn!(error = %e, flags = raises.len(), "could not store struggle flags");
     }
 }

@@ -20,6 +20,9 @@ pub trait FlagStore: LearnerData {
     /// Opens a flag for (learner, skill), or appends the evidence to the open one (raising its
     /// severity if this is worse). Returns the flag and whether it was opened now.
     async fn raise(&self, raise: &Raise) -> Result<(Flag, bool), StoreError>;
+    /// [`FlagStore::raise`] for several, in one transaction (one durable commit for the flags
+    /// a batch of answers raises).
+    async fn raise_all(&self, raises: &[Raise]) -> Result<Vec<(Flag, bool)>, StoreError>;
     /// A learner's flags, newest first.
     async fn flags_of(&self, learner: &LearnerId) -> Result<Vec<Flag>, StoreError>;
     /// A page of the flags that match, most severe first, then oldest first; with the counts
@@ -71,71 +74,25 @@ const FLAG_COLUMNS: &str =
 #[async_trait]
 impl FlagStore for SqlFlagStore {
     async fn raise(&self, raise: &Raise) -> Result<(Flag, bool), StoreError> {
+        Ok(self.raise_all(std::slice::from_ref(raise)).await?.remove(0))
+    }
+
+    async fn raise_all(&self, raises: &[Raise]) -> Result<Vec<(Flag, bool)>, StoreError> {
+        if raises.is_empty() {
+            return Ok(Vec::new());
+        }
         let _writer = self.db.write_guard().await;
         let mut tx = self.db.pool().begin().await?;
-        self.db.lock_learner(&mut tx, raise.learner.as_str()).await?;
-        let open = sqlx::query(&format!(
-            "SELECT {FLAG_COLUMNS} FROM flags WHERE learner = $1 AND skill = $2 AND status IN ('open', 'acknowledged')"
-        ))
-        .bind(raise.learner.as_str().to_owned())
-        .bind(raise.skill.as_str().to_owned())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let now = now_ms();
-        let (flag, created) = match open {
-            Some(row) => {
-                let mut flag = flag_from_row(&row)?;
-                flag.evidence.push(raise.evidence.clone());
-                if flag.evidence.len() > MAX_EVIDENCE {
-                    flag.evidence.remove(0);
-                }
-                flag.severity = flag.severity.max(raise.severity);
-                flag.updated_at = now;
-                sqlx::query("UPDATE flags SET evidence = $1, severity = $2, updated_at = $3 WHERE id = $4")
-                    .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
-                    .bind(flag.severity.as_str())
-                    .bind(now)
-                    .bind(flag.id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                (flag, false)
-            }
-            None => {
-                let flag = Flag {
-                    id: new_id("flag"),
-                    learner: raise.learner.clone(),
-                    skill: raise.skill.to_string(),
-                    course: raise.course.clone(),
-                    component: raise.component.as_ref().map(|c| c.to_string()),
-                    reason: raise.evidence.rule.clone(),
-                    severity: raise.severity,
-                    status: FlagStatus::Open,
-                    evidence: vec![raise.evidence.clone()],
-                    created_at: now,
-                    updated_at: now,
-                };
-                sqlx::query(&format!(
-                    "INSERT INTO flags ({FLAG_COLUMNS}, notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]')"
-                ))
-                .bind(flag.id.clone())
-                .bind(flag.learner.as_str().to_owned())
-                .bind(flag.skill.clone())
-                .bind(flag.course.clone())
-                .bind(flag.component.clone())
-                .bind(flag.reason.clone())
-                .bind(flag.severity.as_str())
-                .bind(flag.status.as_str())
-                .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                add_history(&mut tx, &flag, "tutor", "opened", None, Some(&raise.evidence.detail), now).await?;
-                (flag, true)
-            }
-        };
+        // learners locked in id order, so two calls cannot deadlock
+        let mut order: Vec<usize> = (0..raises.len()).collect();
+        order.sort_by(|a, b| raises[*a].learner.cmp(&raises[*b].learner));
+        let mut out: Vec<Option<(Flag, bool)>> = vec![None; raises.len()];
+        for i in order {
+            self.db.lock_learner(&mut tx, raises[i].learner.as_str()).await?;
+            out[i] = Some(raise_in(&mut tx, &raises[i]).await?);
+        }
         tx.commit().await?;
-        Ok((flag, created))
+        Ok(out.into_iter().flatten().collect())
     }
 
     async fn flags_of(&self, learner: &LearnerId) -> Result<Vec<Flag>, StoreError> {
@@ -397,4 +354,70 @@ impl SqlFlagStore {
         }
         (clauses.join(" AND "), values)
     }
+}
+
+/// Raises one flag inside `tx` (the learner locked): a new open flag, or the evidence added to
+/// the open or acknowledged one of the same learner and skill.
+async fn raise_in(tx: &mut Tx, raise: &Raise) -> Result<(Flag, bool), StoreError> {
+    let open = sqlx::query(&format!(
+        "SELECT {FLAG_COLUMNS} FROM flags WHERE learner = $1 AND skill = $2 AND status IN ('open', 'acknowledged')"
+    ))
+    .bind(raise.learner.as_str().to_owned())
+    .bind(raise.skill.as_str().to_owned())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let now = now_ms();
+    let (flag, created) = match open {
+        Some(row) => {
+            let mut flag = flag_from_row(&row)?;
+            flag.evidence.push(raise.evidence.clone());
+            if flag.evidence.len() > MAX_EVIDENCE {
+                flag.evidence.remove(0);
+            }
+            flag.severity = flag.severity.max(raise.severity);
+            flag.updated_at = now;
+            sqlx::query("UPDATE flags SET evidence = $1, severity = $2, updated_at = $3 WHERE id = $4")
+                .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
+                .bind(flag.severity.as_str())
+                .bind(now)
+                .bind(flag.id.clone())
+                .execute(&mut **tx)
+                .await?;
+            (flag, false)
+        }
+        None => {
+            let flag = Flag {
+                id: new_id("flag"),
+                learner: raise.learner.clone(),
+                skill: raise.skill.to_string(),
+                course: raise.course.clone(),
+                component: raise.component.as_ref().map(|c| c.to_string()),
+                reason: raise.evidence.rule.clone(),
+                severity: raise.severity,
+                status: FlagStatus::Open,
+                evidence: vec![raise.evidence.clone()],
+                created_at: now,
+                updated_at: now,
+            };
+            sqlx::query(&format!(
+                "INSERT INTO flags ({FLAG_COLUMNS}, notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]')"
+            ))
+            .bind(flag.id.clone())
+            .bind(flag.learner.as_str().to_owned())
+            .bind(flag.skill.clone())
+            .bind(flag.course.clone())
+            .bind(flag.component.clone())
+            .bind(flag.reason.clone())
+            .bind(flag.severity.as_str())
+            .bind(flag.status.as_str())
+            .bind(serde_json::to_string(&flag.evidence).expect("evidence serializes"))
+            .bind(now)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            add_history(tx, &flag, "tutor", "opened", None, Some(&raise.evidence.detail), now).await?;
+            (flag, true)
+        }
+    };
+    Ok((flag, created))
 }

@@ -24,7 +24,7 @@ pub use model::{
 pub use recommend::{
     Feedback, Given, Kind, Recommendation, Recommendations, Step, Trail, evidence_trail, recommendations,
 };
-pub use store::{PassportStore, Read, Recorded, SqlPassportStore};
+pub use store::{PassportStore, Read, Recorded, SqlPassportStore, States};
 pub use view::{
     Band, FormatPreference, Passport, Plan, Review, SkillView, SkipOffer, Variant, best_material, name_in_sentence,
     passport, plan, skill_view,

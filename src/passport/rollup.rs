@@ -90,7 +90,7 @@ pub(super) async fn count_answers(
             "INSERT INTO item_stats (course, component, item, grp, attempts, wrong, hints) VALUES {} \
              ON CONFLICT (course, component, item, grp) DO UPDATE SET attempts = item_stats.attempts + excluded.attempts, \
              wrong = item_stats.wrong + excluded.wrong, hints = item_stats.hints + excluded.hints",
-            placeholders(chunk.len(), 7)
+            placeholders(tx, chunk.len(), 7)
         );
         let mut q = sqlx::query(&sql);
         for ((course, component, item, grp), (n, wrong, hints)) in chunk {
@@ -102,7 +102,7 @@ pub(super) async fn count_answers(
     for chunk in rows.chunks(500) {
         let sql = format!(
             "INSERT INTO learner_components (learner, course, component, grp) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), 4)
+            placeholders(tx, chunk.len(), 4)
         );
         let mut q = sqlx::query(&sql);
         for ((course, component), grp) in chunk {
@@ -114,7 +114,7 @@ pub(super) async fn count_answers(
     for chunk in rows.chunks(500) {
         let sql = format!(
             "INSERT INTO learner_demands (learner, course, skill, demand, grp) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), 5)
+            placeholders(tx, chunk.len(), 5)
         );
         let mut q = sqlx::query(&sql);
         for ((course, skill, demand), grp) in chunk {
@@ -127,7 +127,7 @@ pub(super) async fn count_answers(
         let sql = format!(
             "INSERT INTO learner_misconceptions (learner, course, component, item, response, grp) VALUES {} \
              ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), 6)
+            placeholders(tx, chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql);
         for ((course, component, item, response), grp) in chunk {

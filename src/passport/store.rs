@@ -30,6 +30,9 @@ pub trait PassportStore: LearnerData {
     /// Appends the events not seen before and updates the passports they touch, in one
     /// transaction. Ids already stored (or repeated in the batch) count as duplicates.
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError>;
+    /// [`PassportStore::record`], with the models of the learners the batch touched as it
+    /// left them (for the struggle rules, without reading them again).
+    async fn record_states(&self, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError>;
     /// The learner's model; empty for a learner with no events.
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError>;
     /// The learner's stored events, in order.
@@ -90,6 +93,8 @@ pub struct SqlPassportStore {
     db: Arc<Database>,
     /// Mastery at which a skill counts as proficient (when it is first reached is kept).
     proficient: f64,
+    /// Batches waiting for SQLite's writer (group commit).
+    queue: std::sync::Mutex<Vec<Pending>>,
 }
 
 const EVENT_COLUMNS: &str =
@@ -103,7 +108,7 @@ const INSERT_ROWS: usize = 500;
 impl SqlPassportStore {
     /// The store over `db`; `proficient` is the mastery at which a skill counts as proficient.
     pub fn new(db: Arc<Database>, proficient: f64) -> Self {
-        Self { db, proficient }
+        Self { db, proficient, queue: std::sync::Mutex::new(Vec::new()) }
     }
 
     /// Inserts the events, returning the `(learner, id)` pairs that were new.
@@ -118,7 +123,7 @@ impl SqlPassportStore {
         for chunk in events.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO events ({EVENT_COLUMNS}, grp) VALUES {} ON CONFLICT (learner, id) DO NOTHING RETURNING learner, id",
-                placeholders(chunk.len(), 13)
+                placeholders(tx, chunk.len(), 13)
             );
             // Not a cached prepared statement: sqlx 0.8.6's Any driver sends a NULL f64 as a
             // float4 parameter, and a statement prepared that way rejects the next real score.
@@ -206,7 +211,7 @@ impl SqlPassportStore {
                  VALUES {} ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, \
                  evidence = excluded.evidence, state = excluded.state, updated_at = excluded.updated_at, \
                  first_at = excluded.first_at, proficient_at = excluded.proficient_at, grp = excluded.grp",
-                placeholders(chunk.len(), 9)
+                placeholders(tx, chunk.len(), 9)
             );
             let mut q = sqlx::query(&sql);
             for (skill, st) in chunk {
@@ -240,6 +245,136 @@ impl SqlPassportStore {
 }
 
 impl SqlPassportStore {
+    /// Appends the events of one batch not seen before and updates the passports they touch,
+    /// inside `tx`; the touched learners' models as they now stand.
+    async fn apply(&self, tx: &mut Tx, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError> {
+        // repeated ids within the batch are duplicates too
+        let mut seen = BTreeSet::new();
+        let unique: Vec<&Event> = events.iter().filter(|e| seen.insert((e.learner.as_str(), e.id.as_str()))).collect();
+        let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
+        for e in &unique {
+            by_learner.entry(&e.learner).or_default().push(e);
+        }
+        let now = now_ms();
+        // one learner's batches are applied one at a time; locks taken in id order, so two
+        // batches touching the same learners cannot deadlock
+        let mut groups: Groups = BTreeMap::new();
+        for (learner, evs) in &by_learner {
+            self.db.lock_learner(tx, learner.as_str()).await?;
+            groups.insert(learner, super::rollup::groups(tx, learner, evs, lib).await?);
+        }
+        let inserted = Self::insert_events(tx, &unique, now, lib, &groups).await?;
+        let mut states = States::new();
+        for (learner, evs) in by_learner {
+            let mut new: Vec<&Event> =
+                evs.into_iter().filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
+            if new.is_empty() {
+                continue;
+            }
+            let grps = &groups[learner];
+            new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            let mut state = Self::load_state(tx, learner).await?;
+            // mastery at the end of each week an answer fell in, for progression
+            let mut weeks: BTreeMap<(SkillId, i64), f64> = BTreeMap::new();
+            let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
+                weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
+            };
+            let touched: BTreeSet<SkillId> = if state.can_append(new[0], lib) {
+                state.apply_all(lib, &new, self.proficient, &mut week_of_answer).into_iter().collect()
+            } else {
+                // an event older than the newest applied, or a state computed with other
+                // parameters: replay the learner from the start
+                state = Self::replay(tx, learner, lib, self.proficient, &mut week_of_answer).await?;
+                state.skills.keys().cloned().collect()
+            };
+            let skill_group = |skill: &SkillId| -> String {
+                lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
+            };
+            Self::save(tx, learner, &state, &touched, now, &skill_group).await?;
+            Self::save_weeks(tx, learner, &weeks, lib, &skill_group).await?;
+            Self::save_activity(tx, learner, &new, lib).await?;
+            super::rollup::count_answers(tx, learner, &new, lib, grps).await?;
+            states.insert(learner.clone(), state);
+        }
+        Ok((Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() }, states))
+    }
+
+    /// SQLite's single writer, shared: a batch waits in a queue while another commits; the
+    /// next writer commits every batch waiting, in arrival order, in one durable transaction,
+    /// and each batch is answered after it. (If that transaction fails, each batch is tried in
+    /// a transaction of its own, so one bad batch cannot fail the others.)
+    async fn group_commit(&self, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError> {
+        loop {
+            let (done, mut result) = tokio::sync::oneshot::channel();
+            self.queue.lock().expect("commit queue").push(Pending { events: events.to_vec(), done });
+            let writer = self.db.write_guard().await;
+            if let Ok(r) = result.try_recv() {
+                // an earlier writer committed it
+                return r;
+            }
+            let pending = std::mem::take(&mut *self.queue.lock().expect("commit queue"));
+            if !pending.is_empty() {
+                self.commit_all(pending, lib).await;
+            }
+            drop(writer);
+            match result.await {
+                Ok(r) => return r,
+                // the writer that took it stopped before answering (its request was dropped):
+                // its transaction rolled back, so try again
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Commits `pending` in one transaction and answers each.
+    async fn commit_all(&self, pending: Vec<Pending>, lib: &Library) {
+        let together = async {
+            let mut tx = self.db.pool().begin().await?;
+            let mut out = Vec::with_capacity(pending.len());
+            for p in &pending {
+                out.push(self.apply(&mut tx, &p.events, lib).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(out)
+        }
+        .await;
+        match together {
+            Ok(out) => {
+                crate::metrics::inc("tutor_event_commits_total", &[]);
+                crate::metrics::add("tutor_event_batches_committed_total", &[], out.len() as u64);
+                for (p, r) in pending.into_iter().zip(out) {
+                    let _ = p.done.send(Ok(r));
+                }
+            }
+            Err(e) if pending.len() == 1 => {
+                let _ = pending.into_iter().next().expect("one").done.send(Err(e));
+            }
+            Err(_) => {
+                for p in pending {
+                    let one = async {
+                        let mut tx = self.db.pool().begin().await?;
+                        let r = self.apply(&mut tx, &p.events, lib).await?;
+                        tx.commit().await?;
+                        Ok(r)
+                    }
+                    .await;
+                    let _ = p.done.send(one);
+                }
+            }
+        }
+    }
+}
+
+/// The models of the learners a batch touched, as the batch left them.
+pub type States = BTreeMap<LearnerId, LearnerState>;
+
+/// A batch waiting for SQLite's writer.
+struct Pending {
+    events: Vec<Event>,
+    done: tokio::sync::oneshot::Sender<Result<(Recorded, States), StoreError>>,
+}
+
+impl SqlPassportStore {
     /// Mastery at the end of each week with answers.
     async fn save_weeks(
         tx: &mut Tx,
@@ -257,7 +392,7 @@ impl SqlPassportStore {
         for chunk in active.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO learner_weeks (learner, course, week, grp) VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(chunk.len(), 4)
+                placeholders(tx, chunk.len(), 4)
             );
             let mut q = sqlx::query(&sql);
             for (course, week, grp) in chunk {
@@ -270,7 +405,7 @@ impl SqlPassportStore {
             let sql = format!(
                 "INSERT INTO mastery_weeks (learner, skill, week, mastery, grp) VALUES {} \
                  ON CONFLICT (learner, skill, week) DO UPDATE SET mastery = excluded.mastery, grp = excluded.grp",
-                placeholders(chunk.len(), 5)
+                placeholders(tx, chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql);
             for ((skill, week), mastery) in chunk {
@@ -377,56 +512,19 @@ async fn load_state(conn: &mut sqlx::AnyConnection, learner: &LearnerId) -> Resu
 impl PassportStore for SqlPassportStore {
     #[tracing::instrument(skip_all, fields(events = events.len(), backend = self.db.backend().as_str()))]
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError> {
-        let _writer = self.db.write_guard().await;
-        // repeated ids within the batch are duplicates too
-        let mut seen = BTreeSet::new();
-        let unique: Vec<&Event> = events.iter().filter(|e| seen.insert((e.learner.as_str(), e.id.as_str()))).collect();
-        let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
-        for e in &unique {
-            by_learner.entry(&e.learner).or_default().push(e);
+        Ok(self.record_states(events, lib).await?.0)
+    }
+
+    #[tracing::instrument(skip_all, fields(events = events.len(), backend = self.db.backend().as_str()))]
+    async fn record_states(&self, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError> {
+        if !self.db.single_writer() {
+            // PostgreSQL: concurrent batches commit in parallel, serialized per learner
+            let mut tx = self.db.pool().begin().await?;
+            let out = self.apply(&mut tx, events, lib).await?;
+            tx.commit().await?;
+            return Ok(out);
         }
-        let now = now_ms();
-        let mut tx = self.db.pool().begin().await?;
-        // one learner's batches are applied one at a time; locks taken in id order, so two
-        // batches touching the same learners cannot deadlock
-        let mut groups: Groups = BTreeMap::new();
-        for (learner, evs) in &by_learner {
-            self.db.lock_learner(&mut tx, learner.as_str()).await?;
-            groups.insert(learner, super::rollup::groups(&mut tx, learner, evs, lib).await?);
-        }
-        let inserted = Self::insert_events(&mut tx, &unique, now, lib, &groups).await?;
-        for (learner, evs) in by_learner {
-            let mut new: Vec<&Event> =
-                evs.into_iter().filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
-            if new.is_empty() {
-                continue;
-            }
-            let grps = &groups[learner];
-            new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-            let mut state = Self::load_state(&mut tx, learner).await?;
-            // mastery at the end of each week an answer fell in, for progression
-            let mut weeks: BTreeMap<(SkillId, i64), f64> = BTreeMap::new();
-            let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
-                weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
-            };
-            let touched: BTreeSet<SkillId> = if state.can_append(new[0], lib) {
-                state.apply_all(lib, &new, self.proficient, &mut week_of_answer).into_iter().collect()
-            } else {
-                // an event older than the newest applied, or a state computed with other
-                // parameters: replay the learner from the start
-                state = Self::replay(&mut tx, learner, lib, self.proficient, &mut week_of_answer).await?;
-                state.skills.keys().cloned().collect()
-            };
-            let skill_group = |skill: &SkillId| -> String {
-                lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
-            };
-            Self::save(&mut tx, learner, &state, &touched, now, &skill_group).await?;
-            Self::save_weeks(&mut tx, learner, &weeks, lib, &skill_group).await?;
-            Self::save_activity(&mut tx, learner, &new, lib).await?;
-            super::rollup::count_answers(&mut tx, learner, &new, lib, grps).await?;
-        }
-        tx.commit().await?;
-        Ok(Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() })
+        self.group_commit(events, lib).await
     }
 
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError> {
