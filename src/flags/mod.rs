@@ -243,7 +243,8 @@ pub async fn watch_answers(
         };
         raises.extend(detect(lib, cfg, &obs));
     }
-    if let Err(e) = flags.raise_all(&raises).await {
-        tracing::warn!(error = %e, flags = raises.len(), "could not store struggle flags");
+    match flags.raise_all(&raises).await {
+        Ok(raised) => crate::metrics::add("tutor_flags_raised_total", &[], raised.len() as u64),
+        Err(e) => tracing::warn!(error = %e, flags = raises.len(), "could not store struggle flags"),
     }
 }
