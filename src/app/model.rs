@@ -122,7 +122,7 @@ impl App {
             log.skills.iter().filter(|n| SkillId::parse(n).is_ok_and(|s| wanted.contains(&s))).cloned().collect();
         progress.set_length(asked.len() as u64);
         let (pb, all) = (progress.clone(), everyone.clone());
-        let (log, fits, seqs) = tokio::task::spawn_blocking(move || {
+        let (log, fits, seqs) = blocking(move || {
             let fits = fit_all(
                 &log,
                 &all,
@@ -134,8 +134,7 @@ impl App {
             let seqs = evaluate::sequences(&log, &all);
             (log, fits, seqs)
         })
-        .await
-        .map_err(|e| StoreError::Corrupt { learner: String::new(), message: format!("the fit failed: {e}") })?;
+        .await?;
 
         // the skills not asked for keep their fit; those asked for are fitted or go back to
         // their authored parameters
@@ -204,7 +203,7 @@ impl App {
             .collect();
         let mean = log.answers.iter().filter(|a| a.correct).count() as f64 / log.answers.len().max(1) as f64;
         let standard = Predictor { mean_accuracy: mean, ..Predictor::standard() };
-        let (log, prior_weight) = tokio::task::spawn_blocking(move || {
+        let (log, prior_weight) = blocking(move || {
             let w = if log.answers.is_empty() {
                 0.0
             } else {
@@ -214,12 +213,9 @@ impl App {
             };
             (log, w)
         })
-        .await
-        .map_err(|e| StoreError::Corrupt { learner: String::new(), message: format!("the fit failed: {e}") })?;
+        .await?;
         let model = self
-            .stores
-            .models
-            .save_model(FittedModel {
+            .publish(FittedModel {
                 version: 0,
                 fitted_at: now_ms(),
                 reset: false,
@@ -233,7 +229,6 @@ impl App {
                 skills,
             })
             .await?;
-        self.serve_learned(model.learned());
         Ok(FitReport {
             version: model.version,
             answers: model.answers,
@@ -246,23 +241,25 @@ impl App {
 
     /// Stores a return to the authored parameters as the newest version, and serves it.
     pub async fn reset_model(&self) -> Result<FittedModel, StoreError> {
-        let model = self
-            .stores
-            .models
-            .save_model(FittedModel {
-                version: 0,
-                fitted_at: now_ms(),
-                reset: true,
-                answers: 0,
-                learners: 0,
-                newest_answer: 0,
-                since: None,
-                prior_weight: 0.0,
-                mean_accuracy: 0.0,
-                seed: 0,
-                skills: Default::default(),
-            })
-            .await?;
+        self.publish(FittedModel {
+            version: 0,
+            fitted_at: now_ms(),
+            reset: true,
+            answers: 0,
+            learners: 0,
+            newest_answer: 0,
+            since: None,
+            prior_weight: 0.0,
+            mean_accuracy: 0.0,
+            seed: 0,
+            skills: Default::default(),
+        })
+        .await
+    }
+
+    /// Stores `model` as the newest version and serves it.
+    async fn publish(&self, model: FittedModel) -> Result<FittedModel, StoreError> {
+        let model = self.stores.models.save_model(model).await?;
         self.serve_learned(model.learned());
         Ok(model)
     }
@@ -324,6 +321,13 @@ impl App {
             }
         });
     }
+}
+
+/// Runs the fit's arithmetic off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Corrupt { learner: String::new(), message: format!("the fit failed: {e}") })
 }
 
 /// How often a running server looks for a fit made by another process.

@@ -175,25 +175,30 @@ fn csv_records(text: &str) -> impl Iterator<Item = (usize, Vec<String>)> + '_ {
     })
 }
 
+impl Log {
+    /// The answers of each learner marked in `learners` (indexes into `self.learners`), a
+    /// learner at a time, in order.
+    fn of(&self, learners: &[bool]) -> impl Iterator<Item = &[Answer]> + '_ {
+        let wanted = learners.to_vec();
+        self.answers
+            .chunk_by(|a, b| a.learner == b.learner)
+            .filter(move |run| wanted.get(run[0].learner as usize).copied().unwrap_or(false))
+    }
+}
+
 /// The per-skill answer sequences of `learners` (indexes into `log.learners`).
 pub fn sequences(log: &Log, learners: &[bool]) -> Vec<Sequences> {
     let mut per: Vec<Sequences> = vec![Sequences::new(); log.skills.len()];
-    let mut i = 0;
-    while i < log.answers.len() {
-        let l = log.answers[i].learner;
-        let end = i + log.answers[i..].iter().take_while(|a| a.learner == l).count();
-        if learners.get(l as usize).copied().unwrap_or(false) {
-            let mut by_skill: BTreeMap<u32, Vec<bool>> = BTreeMap::new();
-            for a in &log.answers[i..end] {
-                for s in &a.skills {
-                    by_skill.entry(*s).or_default().push(a.correct);
-                }
-            }
-            for (s, answers) in by_skill {
-                per[s as usize].push(answers);
+    for run in log.of(learners) {
+        let mut by_skill: BTreeMap<u32, Vec<bool>> = BTreeMap::new();
+        for a in run {
+            for s in &a.skills {
+                by_skill.entry(*s).or_default().push(a.correct);
             }
         }
-        i = end;
+        for (s, answers) in by_skill {
+            per[s as usize].push(answers);
+        }
     }
     per
 }
@@ -265,26 +270,20 @@ impl Predictor {
 /// one per (answer, skill) as the passport would have made it before the answer.
 pub fn predict(log: &Log, learners: &[bool], params: &[Params], how: &Predictor) -> Vec<(f64, bool)> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < log.answers.len() {
-        let l = log.answers[i].learner;
-        let end = i + log.answers[i..].iter().take_while(|a| a.learner == l).count();
-        if learners.get(l as usize).copied().unwrap_or(false) {
-            let mut mastery: HashMap<u32, f64> = HashMap::new();
-            let (mut right, mut seen) = (0u32, 0u32);
-            for a in &log.answers[i..end] {
-                for s in &a.skills {
-                    let p = &params[*s as usize];
-                    let m = *mastery.entry(*s).or_insert_with(|| how.start(p.prior, right, seen));
-                    out.push((p.p_correct(m), a.correct));
-                    let weight = if a.correct && a.hints > 0 { how.hint_weight } else { 1.0 };
-                    mastery.insert(*s, p.update(m, a.correct, weight));
-                }
-                seen += 1;
-                right += u32::from(a.correct);
+    for run in log.of(learners) {
+        let mut mastery: HashMap<u32, f64> = HashMap::new();
+        let (mut right, mut seen) = (0u32, 0u32);
+        for a in run {
+            for s in &a.skills {
+                let p = &params[*s as usize];
+                let m = *mastery.entry(*s).or_insert_with(|| how.start(p.prior, right, seen));
+                out.push((p.p_correct(m), a.correct));
+                let weight = if a.correct && a.hints > 0 { how.hint_weight } else { 1.0 };
+                mastery.insert(*s, p.update(m, a.correct, weight));
             }
+            seen += 1;
+            right += u32::from(a.correct);
         }
-        i = end;
     }
     out
 }
