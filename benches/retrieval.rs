@@ -182,13 +182,27 @@ fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
     };
     // warm-up
     for (i, t) in texts.iter().take(50).enumerate() {
-        let _ = store.query(&StoreQuery { sparse: Bm25::query(t), dense: None, filter: filter(i), limit: 10 }).unwrap();
+        let _ = store
+            .query(&StoreQuery {
+                sparse: Some(Bm25::query(t)),
+                dense: None,
+                filter: filter(i),
+                limit: 10,
+                fusion: Default::default(),
+            })
+            .unwrap();
     }
     for (label, with_filter) in [("BM25, no filter", false), ("BM25 + skill & level filter", true)] {
         let mut times = Vec::with_capacity(queries);
         for (i, t) in texts.iter().enumerate() {
             let f = if with_filter { filter(i) } else { SearchFilter::default() };
-            let q = StoreQuery { sparse: Bm25::query(t), dense: None, filter: f, limit: 10 };
+            let q = StoreQuery {
+                sparse: Some(Bm25::query(t)),
+                dense: None,
+                filter: f,
+                limit: 10,
+                fusion: Default::default(),
+            };
             let s = Instant::now();
             let hits = store.query(&q).unwrap();
             times.push(s.elapsed());

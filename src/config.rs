@@ -266,7 +266,24 @@ pub struct EmbedConfig {
     pub timeout_secs: u64,
     /// Retries after a timeout. 429, 5xx and connection errors are retried by the client itself.
     pub timeout_retries: u32,
+    /// The in-process model: a sentence-transformers folder (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`). Used when `base_url` is unset.
+    pub model_dir: Option<PathBuf>,
+    /// The in-process model by Hugging Face id, fetched into the Hugging Face cache on first
+    /// use; `none` turns it off. Unset: [`DEFAULT_LOCAL_MODEL`] if it is already cached.
+    pub model_id: Option<String>,
+    /// Tokens per text for the in-process model (capped by the model's own limit).
+    pub max_tokens: usize,
+    /// Whether a chunk's embedded text carries its skills' names and descriptions.
+    pub skill_context: bool,
+    /// Weight of the dense ranking against BM25's (1) in reciprocal rank fusion.
+    pub dense_weight: f32,
+    /// Chunks each ranking brings to the fusion; 0: four times the chunks asked for.
+    pub candidates: usize,
 }
+
+/// The in-process model used when it is in the Hugging Face cache and nothing else is set.
+pub const DEFAULT_LOCAL_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 impl Default for Config {
     fn default() -> Self {
@@ -305,6 +322,12 @@ impl Default for EmbedConfig {
             api_key: None,
             timeout_secs: 30,
             timeout_retries: 2,
+            model_dir: None,
+            model_id: None,
+            max_tokens: 256,
+            skill_context: true,
+            dense_weight: 1.0,
+            candidates: 0,
         }
     }
 }
@@ -373,6 +396,12 @@ pub const KEYS: &[Key] = &[
     key!("embed.api_key", "TUTOR_EMBED_API_KEY", else "OPENAI_API_KEY", |c, v| c.embed.api_key = Some(v.to_owned())),
     key!("embed.timeout_secs", "TUTOR_EMBED_TIMEOUT_SECS", |c, v| c.embed.timeout_secs = parse(v)?),
     key!("embed.timeout_retries", "TUTOR_EMBED_TIMEOUT_RETRIES", |c, v| c.embed.timeout_retries = parse(v)?),
+    key!("embed.model_dir", "TUTOR_EMBED_MODEL_DIR", |c, v| c.embed.model_dir = Some(v.into())),
+    key!("embed.model_id", "TUTOR_EMBED_MODEL_ID", |c, v| c.embed.model_id = Some(v.to_owned())),
+    key!("embed.max_tokens", "TUTOR_EMBED_MAX_TOKENS", |c, v| c.embed.max_tokens = parse(v)?),
+    key!("embed.skill_context", "TUTOR_EMBED_SKILL_CONTEXT", |c, v| c.embed.skill_context = parse(v)?),
+    key!("embed.dense_weight", "TUTOR_EMBED_DENSE_WEIGHT", |c, v| c.embed.dense_weight = parse(v)?),
+    key!("embed.candidates", "TUTOR_EMBED_CANDIDATES", |c, v| c.embed.candidates = parse(v)?),
     key!("database_url", "TUTOR_DATABASE_URL", |c, v| c.database_url = Some(v.to_owned())),
     key!("sqlite_cache_kib", "TUTOR_SQLITE_CACHE_KIB", |c, v| c.sqlite_cache_kib = parse(v)?),
     key!("passport.developing", "TUTOR_BAND_DEVELOPING", |c, v| c.passport.developing = parse(v)?),
@@ -583,6 +612,12 @@ impl Config {
         }
         if self.embed.batch_size == 0 {
             return Err(ConfigError::Invalid("embed.batch_size must be at least 1".into()));
+        }
+        if !(self.embed.dense_weight.is_finite() && self.embed.dense_weight > 0.0) {
+            return Err(ConfigError::Invalid("embed.dense_weight must be a positive number".into()));
+        }
+        if self.embed.max_tokens < 8 {
+            return Err(ConfigError::Invalid("embed.max_tokens must be at least 8".into()));
         }
         Ok(())
     }

@@ -415,9 +415,9 @@ async fn off_topic_questions_are_declined_and_course_questions_are_not() {
     // tests/sample_content.rs)
     let mut declined = Vec::new();
     let mut asked = 0;
-    for file in ["fractions", "security"] {
+    for file in ["dev-fractions", "dev-security"] {
         let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/retrieval/{file}.yaml")),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("evals/retrieval/{file}.yaml")),
         )
         .unwrap();
         let pairs: Vec<Value> = serde_yaml::from_str(&text).unwrap();
@@ -431,7 +431,7 @@ async fn off_topic_questions_are_declined_and_course_questions_are_not() {
         }
     }
     println!("declined {} of {asked} course questions: {declined:?}", declined.len());
-    assert!(asked >= 70 && declined.len() * 30 <= asked, "declined: {declined:#?}");
+    assert!(asked >= 60 && declined.len() * 30 <= asked, "declined: {declined:#?}");
 }
 
 #[tokio::test]

@@ -627,6 +627,8 @@ async fn concurrent_single_posts_share_commits_and_every_answer_counts() {
             .unwrap()
     };
     let (commits, batches) = (figure("tutor_event_commits_total"), figure("tutor_event_batches_committed_total"));
-    assert_eq!(batches, 200.0, "{metrics}");
+    // the counters are the process's: other tests of this binary may have committed batches
+    // too, each in a transaction of its own at most, which keeps the comparison below fair
+    assert!(batches >= 200.0, "{metrics}");
     assert!(commits < batches, "{commits} transactions for {batches} batches: no post shared a commit");
 }

@@ -122,7 +122,7 @@ impl App {
     async fn ingest_if_stale(&self, lib: crate::content::Library) {
         let model = self.embedder.as_ref().map(|e| e.model().to_owned());
         let lib = self.set_library(lib);
-        if let Ok(false) = is_stale(self.index.as_ref(), self.config.chunking(), &lib, model.as_deref()) {
+        if let Ok(false) = is_stale(self.index.as_ref(), &self.config, &lib, model.as_deref()) {
             tracing::info!("index is up to date");
             if let Ok(Some(m)) = self.index.current_manifest() {
                 keep_snapshot(&self.config, &lib, &m.generation).await;
@@ -148,7 +148,7 @@ impl App {
             return false;
         };
         let model = self.embedder.as_ref().map(|e| e.model().to_owned());
-        if !matches!(is_stale(self.index.as_ref(), self.config.chunking(), &lib, model.as_deref()), Ok(false)) {
+        if !matches!(is_stale(self.index.as_ref(), &self.config, &lib, model.as_deref()), Ok(false)) {
             tracing::warn!(generation, "the content snapshot does not match the index; not serving it");
             return false;
         }

@@ -18,12 +18,15 @@ pub use lifecycle::{Readiness, Status};
 
 use crate::agent::{Agent, AgentStore, AgentStores, LlmClient, Prompts, SqlAgentStore, prompts::PromptError};
 use crate::auth::Verifier;
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_LOCAL_MODEL};
 use crate::content::{ContentError, LearnedParams, Library, load_library};
 use crate::db::{Database, Erased, StoreError};
 use crate::flags::{FlagStore, SqlFlagStore};
 use crate::passport::{LearnerId, ModelStore, PassportStore, SqlModelStore, SqlPassportStore};
-use crate::retrieval::{EdgeIndex, Embedder, IndexBackend, OpenAiEmbedder, RetrievalError, Retriever};
+use crate::retrieval::{
+    EdgeIndex, Embedder, Fusion, Hub, IndexBackend, LocalEmbedder, ModelSource, OpenAiEmbedder, RetrievalError,
+    Retriever, locate,
+};
 
 /// Why the application could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +37,57 @@ pub enum AppError {
     Prompts(#[from] PromptError),
 }
 
-/// The configured embedder, if any.
-pub fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
-    OpenAiEmbedder::from_config(&cfg.embed).map(|e| Arc::new(e) as Arc<dyn Embedder>)
+/// The configured embedder, if any: the OpenAI-compatible endpoint when `embed.base_url` is
+/// set, else the in-process model (`embed.model_dir`, `embed.model_id`, or the default model
+/// when it is in the Hugging Face cache). Says once, in the log, which one and why there is
+/// none; with none, search is BM25 only.
+pub async fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
+    if let Some(e) = OpenAiEmbedder::from_config(&cfg.embed) {
+        tracing::info!(model = %cfg.embed.model, "embeddings from the OpenAI-compatible endpoint: hybrid search");
+        return Some(Arc::new(e));
+    }
+    let source = match (&cfg.embed.model_dir, cfg.embed.model_id.as_deref()) {
+        (Some(dir), _) => ModelSource::Dir(dir.clone()),
+        (None, Some(id)) if id.eq_ignore_ascii_case("none") => {
+            tracing::info!("dense retrieval off (embed.model_id = none): searching with BM25 only");
+            return None;
+        }
+        (None, Some(id)) => ModelSource::Hub { id: id.to_owned(), fetch: true },
+        (None, None) => ModelSource::Hub { id: DEFAULT_LOCAL_MODEL.to_owned(), fetch: false },
+    };
+    let name = match &source {
+        ModelSource::Dir(d) => {
+            d.file_name().map_or_else(|| d.display().to_string(), |n| n.to_string_lossy().into_owned())
+        }
+        ModelSource::Hub { id, .. } => id.clone(),
+    };
+    let loaded = match locate(&source, &Hub::from_env()).await {
+        Ok(dir) => {
+            let (max_tokens, batch) = (cfg.embed.max_tokens, cfg.embed.batch_size);
+            let n = name.clone();
+            tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, &n, max_tokens, batch).map(|e| (e, dir)))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        }
+        Err(e) => Err(e),
+    };
+    match loaded {
+        Ok((e, dir)) => {
+            let r = e.recipe();
+            tracing::info!(model = %e.model(), dir = %dir.display(), dimensions = e.dimensions().unwrap_or(0),
+                pooling = ?r.pooling, normalize = r.normalize, max_tokens = r.max_tokens,
+                "in-process embeddings: hybrid search");
+            Some(Arc::new(e))
+        }
+        Err(why) => {
+            tracing::warn!(
+                "no embedding model ({why}); searching with BM25 only. Set TUTOR_EMBED_MODEL_DIR to a \
+                 sentence-transformers folder, or TUTOR_EMBED_MODEL_ID to a Hugging Face model id to fetch"
+            );
+            None
+        }
+    }
 }
 
 /// The configured index backend: the embedded `qdrant-edge` index in the data directory.
@@ -46,7 +97,7 @@ pub fn index(cfg: &Config) -> Arc<dyn IndexBackend> {
 
 /// A retriever over the configured index's current generation, for commands that only search.
 pub async fn open_retriever(cfg: &Config) -> Result<Arc<Retriever>, RetrievalError> {
-    let retriever = Arc::new(Retriever::new(embedder(cfg)));
+    let retriever = Arc::new(Retriever::new(embedder(cfg).await).with_fusion(Fusion::from_config(&cfg.embed)));
     serve_current(&index(cfg), &retriever).await?;
     Ok(retriever)
 }
@@ -126,8 +177,8 @@ impl App {
     pub async fn open(config: Config) -> Result<Arc<Self>, AppError> {
         let config = Arc::new(config);
         let stores = Stores::open(&config).await?;
-        let embedder = embedder(&config);
-        let retriever = Arc::new(Retriever::new(embedder.clone()));
+        let embedder = embedder(&config).await;
+        let retriever = Arc::new(Retriever::new(embedder.clone()).with_fusion(Fusion::from_config(&config.embed)));
         let prompts = Prompts::from_config(config.prompts_dir.as_deref())?;
         let llm = LlmClient::from_config(&config.agent).map(Arc::new);
         tracing::info!(engine = if llm.is_some() { "llm" } else { "offline" }, "tutor agent ready");

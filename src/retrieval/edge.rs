@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::serde_json::{self as qjson, json};
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParams,
@@ -224,27 +225,35 @@ fn edge_filter(q: &StoreQuery) -> Result<Option<Filter>, RetrievalError> {
 impl VectorStore for EdgeStore {
     fn query(&self, q: &StoreQuery) -> Result<Vec<Hit>, RetrievalError> {
         let filter = edge_filter(q)?;
-        let sparse_q = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-            VectorInternal::from(SparseVector { indices: q.sparse.indices.clone(), values: q.sparse.values.clone() }),
-            SPARSE,
-        )));
-        let (prefetches, query) = match (&q.dense, &self.manifest.settings.dense) {
-            (Some(dense), Some(_)) => {
-                let dense_q = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
-                    VectorInternal::from(dense.clone()),
-                    DENSE,
-                )));
+        let sparse_q = q.sparse.as_ref().map(|sp| {
+            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+                VectorInternal::from(SparseVector { indices: sp.indices.clone(), values: sp.values.clone() }),
+                SPARSE,
+            )))
+        });
+        let dense_q = match (&q.dense, &self.manifest.settings.dense) {
+            (Some(dense), Some(_)) => Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery::new(
+                VectorInternal::from(dense.clone()),
+                DENSE,
+            )))),
+            _ => None,
+        };
+        let (prefetches, query) = match (sparse_q, dense_q) {
+            (Some(sparse_q), Some(dense_q)) => {
                 let pf = |query| Prefetch {
                     prefetches: vec![],
                     query: Some(query),
-                    limit: q.limit * 4,
+                    limit: if q.fusion.candidates > 0 { q.fusion.candidates } else { q.limit * 4 },
                     params: None,
                     filter: None,
                     score_threshold: None,
                 };
-                (vec![pf(sparse_q), pf(dense_q)], ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights: None }))
+                let weights = (q.fusion.dense_weight != 1.0)
+                    .then(|| vec![OrderedFloat(1.0), OrderedFloat(q.fusion.dense_weight)]);
+                (vec![pf(sparse_q), pf(dense_q)], ScoringQuery::Fusion(Fusion::Rrf { k: 60, weights }))
             }
-            _ => (vec![], sparse_q),
+            (Some(one), None) | (None, Some(one)) => (vec![], one),
+            (None, None) => return Err(RetrievalError::Store("a query needs a BM25 or a dense vector".into())),
         };
         let points = self
             .shard

@@ -38,16 +38,32 @@ pub struct IngestReport {
     pub elapsed_ms: u64,
 }
 
-fn component_hash(c: &Component, chunking: ChunkSettings) -> String {
-    let v = serde_json::json!({
+/// What a component's index entries are built from; with `context`, the skills' names and
+/// descriptions its dense text carries too, so editing them re-embeds it.
+fn component_hash(lib: &Library, c: &Component, chunking: ChunkSettings, context: bool) -> String {
+    let mut v = serde_json::json!({
         "id": c.id, "course": c.course, "title": c.title, "skills": c.skills, "level": c.level,
         "format": c.format, "objectives": c.objectives, "text": c.retrievable_text(), "chunking": chunking,
     });
+    if context {
+        v["dense_context"] = skill_context(lib, c).into();
+    }
     hex(&sha256(v.to_string().as_bytes()))
 }
 
-fn hashes(lib: &Library, chunking: ChunkSettings) -> BTreeMap<String, String> {
-    lib.components.values().map(|c| (c.id.to_string(), component_hash(c, chunking))).collect()
+fn hashes(lib: &Library, chunking: ChunkSettings, context: bool) -> BTreeMap<String, String> {
+    lib.components.values().map(|c| (c.id.to_string(), component_hash(lib, c, chunking, context))).collect()
+}
+
+/// The names and descriptions of a component's skills, as its dense text carries them when
+/// `embed.skill_context` is on.
+fn skill_context(lib: &Library, c: &Component) -> String {
+    c.skills
+        .iter()
+        .filter_map(|s| lib.skills.get(s))
+        .map(|s| format!("{}: {}", s.name, s.description))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn point_id(component: &str, chunk: usize) -> u64 {
@@ -64,11 +80,12 @@ fn matches(m: &Manifest, chunking: ChunkSettings, model: Option<&str>, hashes: &
 /// True when the current index is missing or was built from other content or settings.
 pub fn is_stale(
     index: &dyn IndexBackend,
-    chunking: ChunkSettings,
+    cfg: &Config,
     lib: &Library,
     model: Option<&str>,
 ) -> Result<bool, RetrievalError> {
-    let h = hashes(lib, chunking);
+    let chunking = cfg.chunking();
+    let h = hashes(lib, chunking, model.is_some() && cfg.embed.skill_context);
     Ok(!index.current_manifest()?.is_some_and(|m| matches(&m, chunking, model, &h)))
 }
 
@@ -78,9 +95,18 @@ type VectorsByHash = HashMap<[u8; 32], Vec<f32>>;
 /// One chunk of a component: the component, the chunk's index and its text.
 type Chunk<'a> = (&'a Component, usize, String);
 
-/// The text embedded for a chunk: the component's title, then the chunk.
-fn embed_text(c: &Component, text: &str) -> String {
+/// The text embedded for a chunk.
+type DenseText<'a> = dyn Fn(&Component, &str) -> String + Sync + 'a;
+
+/// The text BM25 indexes for a chunk: the component's title, then the chunk.
+fn bm25_text(c: &Component, text: &str) -> String {
     format!("{}\n\n{}", c.title, text)
+}
+
+/// The text embedded for a chunk: the title, with `context` the skills' names and
+/// descriptions, then the chunk.
+fn embed_text(lib: &Library, c: &Component, text: &str, context: bool) -> String {
+    if context { format!("{}\n{}\n\n{}", c.title, skill_context(lib, c), text) } else { bm25_text(c, text) }
 }
 
 /// Builds the index for `lib` unless it is already current. See the module docs.
@@ -96,7 +122,8 @@ pub async fn ingest(
     let _lock = index.lock_writer()?;
     let chunking = cfg.chunking();
     let model = embedder.as_ref().map(|e| e.model().to_owned());
-    let new_hashes = hashes(lib, chunking);
+    let context = model.is_some() && cfg.embed.skill_context;
+    let new_hashes = hashes(lib, chunking, context);
     let previous = index.current_manifest().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "previous index unreadable; rebuilding everything");
         None
@@ -118,10 +145,14 @@ pub async fn ingest(
         .collect();
     report.chunks = chunks.len();
     let dense = match &embedder {
-        Some(e) => Some(embed_chunks(cfg, e.as_ref(), &chunks, progress, &mut report).await?),
+        Some(e) => Some(
+            embed_chunks(cfg, e.as_ref(), &chunks, &|c, t| embed_text(lib, c, t, context), progress, &mut report)
+                .await?,
+        ),
         None => None,
     };
-    let (points, bm25_avg_len) = points(&chunks, dense.as_ref().map(|(_, v)| v));
+    let (points, bm25_avg_len) =
+        points(&chunks, dense.as_ref().map(|(_, v)| v), &|c, t| embed_text(lib, c, t, context));
     let generation = format!("{GENERATION_PREFIX}{}-{}", now_ms(), std::process::id());
     let manifest = Manifest {
         generation: generation.clone(),
@@ -170,6 +201,7 @@ async fn embed_chunks(
     cfg: &Config,
     e: &dyn Embedder,
     chunks: &[Chunk<'_>],
+    embed_text: &DenseText<'_>,
     progress: &ProgressBar,
     report: &mut IngestReport,
 ) -> Result<(DenseSettings, VectorsByHash), RetrievalError> {
@@ -216,23 +248,20 @@ async fn embed_chunks(
 }
 
 /// The points to store (payload, BM25 document, dense vector) and BM25's mean chunk length.
-fn points(chunks: &[Chunk<'_>], dense: Option<&VectorsByHash>) -> (Vec<IndexPoint>, f64) {
+fn points(chunks: &[Chunk<'_>], dense: Option<&VectorsByHash>, embed_text: &DenseText<'_>) -> (Vec<IndexPoint>, f64) {
     let words: usize = chunks.iter().map(|(_, _, t)| t.split_whitespace().count()).sum();
     let avg_len = if chunks.is_empty() { 60.0 } else { words as f64 / chunks.len() as f64 };
     let bm25 = Bm25::new(avg_len);
     let points = chunks
         .iter()
-        .map(|(c, i, text)| {
-            let et = embed_text(c, text);
-            IndexPoint {
-                id: point_id(c.id.as_str(), *i),
-                payload: serde_json::json!({
-                    "component_id": c.id, "course": c.course, "title": c.title, "skills": c.skills,
-                    "level": c.level, "format": c.format, "chunk_index": i, "text": text,
-                }),
-                sparse: bm25.document(&et),
-                dense: dense.map(|m| m[&EmbeddingCache::key(&et)].clone()),
-            }
+        .map(|(c, i, text)| IndexPoint {
+            id: point_id(c.id.as_str(), *i),
+            payload: serde_json::json!({
+                "component_id": c.id, "course": c.course, "title": c.title, "skills": c.skills,
+                "level": c.level, "format": c.format, "chunk_index": i, "text": text,
+            }),
+            sparse: bm25.document(&bm25_text(c, text)),
+            dense: dense.map(|m| m[&EmbeddingCache::key(&embed_text(c, text))].clone()),
         })
         .collect();
     (points, avg_len)

@@ -4,9 +4,12 @@
 
 mod edge;
 mod embed;
+pub mod eval;
 mod generations;
+mod hub;
 mod index;
 mod ingest;
+mod local;
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -18,8 +21,11 @@ use sha2::{Digest, Sha256};
 
 pub use edge::{EdgeIndex, EdgeStore};
 pub use embed::{Embedder, EmbeddingCache, OpenAiEmbedder};
+pub use eval::{EvalReport, QuestionSet};
+pub use hub::Hub;
 pub use index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest, VectorStore, WriterLock};
 pub use ingest::{IngestReport, ingest, is_stale};
+pub use local::{LocalEmbedder, ModelSource, Pooling, Recipe, locate};
 
 use crate::content::{ComponentId, Format, Level, SkillId};
 
@@ -111,14 +117,39 @@ pub struct Sparse {
     pub values: Vec<f32>,
 }
 
-/// A query as the store sees it: vectors already computed.
+/// A query as the store sees it: vectors already computed. With both vectors the two rankings
+/// are fused by reciprocal rank; with one, that ranking alone.
 #[derive(Debug, Clone)]
 pub struct StoreQuery {
-    pub sparse: Sparse,
+    pub sparse: Option<Sparse>,
     pub dense: Option<Vec<f32>>,
     pub filter: SearchFilter,
     /// Chunks to return.
     pub limit: usize,
+    /// How the two rankings are fused, when there are two.
+    pub fusion: Fusion,
+}
+
+/// Reciprocal rank fusion of BM25 and dense rankings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fusion {
+    /// The dense ranking's weight; BM25's is 1.
+    pub dense_weight: f32,
+    /// Chunks each ranking brings; 0: four times the chunks asked for.
+    pub candidates: usize,
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Self { dense_weight: 1.0, candidates: 0 }
+    }
+}
+
+impl Fusion {
+    /// As configured.
+    pub fn from_config(cfg: &crate::config::EmbedConfig) -> Self {
+        Self { dense_weight: cfg.dense_weight, candidates: cfg.candidates }
+    }
 }
 
 /// BM25 as Qdrant computes it, so scores match a Qdrant server given the same config.
@@ -163,16 +194,44 @@ pub struct SearchRequest {
     pub k: usize,
 }
 
+/// Which rankings a search uses. The service always searches [`SearchMode::Hybrid`] (which is
+/// BM25 alone when there are no dense vectors); the others are for measuring each side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    #[default]
+    Hybrid,
+    Bm25,
+    Dense,
+}
+
+impl std::fmt::Display for SearchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Hybrid => "hybrid",
+            Self::Bm25 => "bm25",
+            Self::Dense => "dense",
+        })
+    }
+}
+
 /// Hybrid search over whichever index is current; swapped in place when a new one is built.
 pub struct Retriever {
     store: RwLock<Option<Arc<dyn VectorStore>>>,
     embedder: Option<Arc<dyn Embedder>>,
+    fusion: Fusion,
 }
 
 impl Retriever {
     /// A retriever with no index yet.
     pub fn new(embedder: Option<Arc<dyn Embedder>>) -> Self {
-        Self { store: RwLock::new(None), embedder }
+        Self { store: RwLock::new(None), embedder, fusion: Fusion::default() }
+    }
+
+    /// Fuses BM25 and dense rankings as `fusion` says.
+    pub fn with_fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = fusion;
+        self
     }
 
     /// Serves searches from `store` from now on.
@@ -188,22 +247,41 @@ impl Retriever {
     /// The `k` best components for the request, one hit (the best chunk) per component.
     /// Dense vectors join by RRF when the index has them and the embedder answers; when the
     /// embedder fails, the search degrades to BM25 rather than failing.
-    #[tracing::instrument(skip_all, fields(k = req.k))]
     pub async fn search(&self, req: &SearchRequest) -> Result<Vec<Hit>, RetrievalError> {
+        self.search_with(req, SearchMode::Hybrid).await
+    }
+
+    /// Whether searches use dense vectors: the index has them, from the embedder loaded here.
+    pub fn dense(&self) -> bool {
+        match (self.store(), &self.embedder) {
+            (Some(s), Some(e)) => s.manifest().settings.dense.as_ref().is_some_and(|d| d.model == e.model()),
+            _ => false,
+        }
+    }
+
+    /// [`Retriever::search`] with one side only, or both. [`SearchMode::Dense`] fails when the
+    /// index has no dense vectors of this embedder, rather than answering with BM25.
+    #[tracing::instrument(skip_all, fields(k = req.k, %mode))]
+    pub async fn search_with(&self, req: &SearchRequest, mode: SearchMode) -> Result<Vec<Hit>, RetrievalError> {
         let store = self.store().ok_or(RetrievalError::NoIndex)?;
         let k = req.k.clamp(1, MAX_K);
-        let dense = match (&store.manifest().settings.dense, &self.embedder) {
-            (Some(d), Some(e)) if d.model == e.model() => match e.embed(std::slice::from_ref(&req.text)).await {
+        let dense = match (mode, &store.manifest().settings.dense, &self.embedder) {
+            (SearchMode::Bm25, _, _) => None,
+            (_, Some(d), Some(e)) if d.model == e.model() => match e.embed(std::slice::from_ref(&req.text)).await {
                 Ok(mut v) => v.pop(),
+                Err(err) if mode == SearchMode::Dense => return Err(err),
                 Err(err) => {
                     tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
                     None
                 }
             },
+            (SearchMode::Dense, _, _) => {
+                return Err(RetrievalError::Embedding("the index has no dense vectors of the loaded model".into()));
+            }
             _ => None,
         };
-        let q =
-            StoreQuery { sparse: Bm25::query(&req.text), dense, filter: req.filter.clone(), limit: (k * 4).max(20) };
+        let sparse = (mode != SearchMode::Dense).then(|| Bm25::query(&req.text));
+        let q = StoreQuery { sparse, dense, filter: req.filter.clone(), limit: (k * 4).max(20), fusion: self.fusion };
         let chunks = tokio::task::spawn_blocking(move || store.query(&q))
             .await
             .map_err(|e| RetrievalError::Store(e.to_string()))??;

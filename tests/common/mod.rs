@@ -96,8 +96,10 @@ pub fn load(root: &Path) -> Library {
 /// A config with a fresh data dir (kept alive by the returned guard).
 pub fn config(content: &Path) -> (Config, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let cfg =
+    let mut cfg =
         Config { data_dir: data.path().to_owned(), content_dir: content.to_owned(), demo: false, ..Config::default() };
+    // no in-process model unless a test loads one, whatever this machine's Hugging Face cache holds
+    cfg.embed.model_id = Some("none".into());
     (cfg, data)
 }
 
