@@ -25,7 +25,7 @@ use crate::flags::{FlagStore, SqlFlagStore};
 use crate::passport::{LearnerId, ModelStore, PassportStore, SqlModelStore, SqlPassportStore};
 use crate::retrieval::{
     EdgeIndex, Embedder, Fusion, Hub, IndexBackend, LocalEmbedder, ModelSource, OpenAiEmbedder, RetrievalError,
-    Retriever, locate,
+    Retriever, folder_name, locate,
 };
 
 /// Why the application could not be built.
@@ -55,17 +55,11 @@ pub async fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
         (None, Some(id)) => ModelSource::Hub { id: id.to_owned(), fetch: true },
         (None, None) => ModelSource::Hub { id: DEFAULT_LOCAL_MODEL.to_owned(), fetch: false },
     };
-    let name = match &source {
-        ModelSource::Dir(d) => {
-            d.file_name().map_or_else(|| d.display().to_string(), |n| n.to_string_lossy().into_owned())
-        }
-        ModelSource::Hub { id, .. } => id.clone(),
-    };
     let loaded = match locate(&source, &Hub::from_env()).await {
         Ok(dir) => {
             let (max_tokens, batch) = (cfg.embed.max_tokens, cfg.embed.batch_size);
-            let n = name.clone();
-            tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, &n, max_tokens, batch).map(|e| (e, dir)))
+            let name = folder_name(&dir);
+            tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, &name, max_tokens, batch).map(|e| (e, dir)))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()))

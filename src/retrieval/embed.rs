@@ -137,6 +137,7 @@ impl EmbeddingCache {
     /// Opens (or starts) the cache of `model` under `dir`.
     pub fn open(dir: &Path, model: &str, dims: Option<u32>) -> Result<Self, RetrievalError> {
         std::fs::create_dir_all(dir).map_err(|e| RetrievalError::io(dir, e))?;
+        let model = super::model_key(model);
         let name = super::hex(&super::sha256(format!("{model}\0{dims:?}").as_bytes())[..8]);
         let path = dir.join(format!("{name}.bin"));
         let mut map = HashMap::new();

@@ -47,9 +47,11 @@ impl QuestionSet {
         })?;
         for q in &questions {
             if !lib.skills.contains_key(&q.skill) {
-                let line = text.lines().position(|l| l.contains(q.skill.as_str())).map_or(0, |i| i + 1);
+                let wanted = format!("skill: {}", q.skill);
+                let line =
+                    text.lines().position(|l| l.trim() == wanted).map_or(String::new(), |i| format!(":{}", i + 1));
                 return Err(RetrievalError::Content(format!(
-                    "{}:{line}: unknown skill {} (not in the loaded content)",
+                    "{}{line}: unknown skill {} (not in the loaded content)",
                     path.display(),
                     q.skill
                 )));
@@ -134,7 +136,8 @@ pub async fn evaluate(
             let file = set.path.display().to_string();
             let mut ranks = Vec::new();
             for q in &set.questions {
-                let filter = SearchFilter { course: Some(lib.skills[&q.skill].course.clone()), ..Default::default() };
+                let course = lib.skills.get(&q.skill).map(|s| s.course.clone());
+                let filter = SearchFilter { course, ..Default::default() };
                 let req = SearchRequest { text: q.question.clone(), filter, k: EVAL_K };
                 let hits = r.search_with(&req, mode).await?;
                 let rank = hits.iter().position(|h| is_hit(h, &q.skill)).map(|i| i + 1);

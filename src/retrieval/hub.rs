@@ -113,6 +113,13 @@ impl Hub {
             if resp.status() == reqwest::StatusCode::NOT_FOUND && !required {
                 continue;
             }
+            if matches!(resp.status().as_u16(), 401 | 403) {
+                return Err(format!(
+                    "fetching {url}: HTTP {} (a gated or private model needs HF_TOKEN{})",
+                    resp.status(),
+                    if self.token.is_some() { " with access to it" } else { "" }
+                ));
+            }
             if !resp.status().is_success() {
                 return Err(format!("fetching {url}: HTTP {}", resp.status()));
             }
@@ -120,18 +127,23 @@ impl Hub {
             let this = resp.headers().get("x-repo-commit").and_then(|v| v.to_str().ok()).map(str::to_owned);
             let commit = commit.get_or_insert_with(|| this.unwrap_or_else(|| self.revision.clone())).clone();
             let dest = repo.join("snapshots").join(&commit).join(file);
-            let part = dest.with_extension("part");
+            // a name of this process's own: two fetching at once never write one file
+            let part = dest.with_file_name(format!(
+                ".{}.{}.{}.part",
+                dest.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+                std::process::id(),
+                crate::ids::now_ms()
+            ));
             std::fs::create_dir_all(dest.parent().expect("a file in a folder"))
                 .map_err(|e| format!("{}: {e}", dest.display()))?;
-            let mut out = tokio::fs::File::create(&part).await.map_err(|e| format!("{}: {e}", part.display()))?;
-            let mut stream = resp.bytes_stream();
-            let mut bytes = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| format!("fetching {url}: {e}"))?;
-                bytes += chunk.len() as u64;
-                out.write_all(&chunk).await.map_err(|e| format!("{}: {e}", part.display()))?;
-            }
-            out.sync_all().await.map_err(|e| format!("{}: {e}", part.display()))?;
+            let written = download(resp, &part).await;
+            let bytes = match written {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&part).await;
+                    return Err(format!("fetching {url}: {e}"));
+                }
+            };
             tokio::fs::rename(&part, &dest).await.map_err(|e| format!("{}: {e}", dest.display()))?;
             tracing::info!(model = id, file, bytes, "fetched from the Hugging Face hub");
             fetched.push(dest);
@@ -139,9 +151,27 @@ impl Hub {
         let commit = commit.unwrap_or_else(|| self.revision.clone());
         let refs = repo.join("refs");
         std::fs::create_dir_all(&refs).map_err(|e| format!("{}: {e}", refs.display()))?;
-        std::fs::write(refs.join(&self.revision), &commit).map_err(|e| format!("{}: {e}", refs.display()))?;
+        let (tmp, dest) =
+            (refs.join(format!(".{}.{}.part", self.revision, std::process::id())), refs.join(&self.revision));
+        std::fs::write(&tmp, &commit)
+            .and_then(|()| std::fs::rename(&tmp, &dest))
+            .map_err(|e| format!("{}: {e}", dest.display()))?;
         self.cached(id).ok_or_else(|| format!("{id}: fetched {} file(s) but the snapshot is incomplete", fetched.len()))
     }
+}
+
+/// Streams a response body into `path`, synced; the bytes written.
+async fn download(resp: reqwest::Response, path: &Path) -> Result<u64, String> {
+    let mut out = tokio::fs::File::create(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stream = resp.bytes_stream();
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        bytes += chunk.len() as u64;
+        out.write_all(&chunk).await.map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    out.sync_all().await.map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

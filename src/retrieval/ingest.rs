@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::generations::GENERATION_PREFIX;
 use super::index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest};
-use super::{Bm25, Embedder, EmbeddingCache, RetrievalError, hex, sha256};
+use super::{Bm25, Embedder, EmbeddingCache, RetrievalError, hex, same_model, sha256};
 use crate::config::Config;
 use crate::content::{ChunkSettings, Chunker, Component, Library};
 use crate::ids::now_ms;
@@ -73,7 +73,11 @@ fn point_id(component: &str, chunk: usize) -> u64 {
 
 fn matches(m: &Manifest, chunking: ChunkSettings, model: Option<&str>, hashes: &BTreeMap<String, String>) -> bool {
     m.settings.chunking == chunking
-        && m.settings.dense.as_ref().map(|d| d.model.as_str()) == model
+        && match (m.settings.dense.as_ref(), model) {
+            (Some(d), Some(model)) => same_model(&d.model, model),
+            (None, None) => true,
+            _ => false,
+        }
         && &m.components == hashes
 }
 
@@ -104,7 +108,9 @@ fn bm25_text(c: &Component, text: &str) -> String {
 }
 
 /// The text embedded for a chunk: the title, with `context` the skills' names and
-/// descriptions, then the chunk.
+/// descriptions, then the chunk. The context goes first: a model truncates at its token limit
+/// (256 for MiniLM), and at the end it was cut from long chunks (measured: dense recall@1 on
+/// the held-out questions 0.638 first, 0.560 last, 0.582 without).
 fn embed_text(lib: &Library, c: &Component, text: &str, context: bool) -> String {
     if context { format!("{}\n{}\n\n{}", c.title, skill_context(lib, c), text) } else { bm25_text(c, text) }
 }

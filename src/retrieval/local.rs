@@ -41,6 +41,10 @@ struct PoolingConfig {
     pooling_mode_max_tokens: bool,
     #[serde(default)]
     pooling_mode_mean_sqrt_len_tokens: bool,
+    #[serde(default)]
+    pooling_mode_weightedmean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
 }
 
 #[derive(Deserialize)]
@@ -70,28 +74,47 @@ impl Recipe {
     /// `modules.json`) gets mean pooling and normalisation, the usual sentence-embedding
     /// recipe; `max_tokens` caps the model's own limit.
     pub fn read(dir: &Path, max_tokens: usize, max_positions: usize) -> Result<Self, RetrievalError> {
+        let unsupported = |what: String| {
+            RetrievalError::Embedding(format!("{}: {what}: not supported by the in-process embedder", dir.display()))
+        };
         let modules: Option<Vec<Module>> = read_json_opt(&dir.join("modules.json"))?;
         let (pooling_dir, normalize) = match &modules {
-            Some(m) => (
-                m.iter().find(|m| m.kind.ends_with(".Pooling")).map(|m| dir.join(&m.path)),
-                m.iter().any(|m| m.kind.ends_with(".Normalize")),
-            ),
+            Some(m) => {
+                // what sentence-transformers would run: anything but these changes the vector
+                if let Some(other) = m.iter().find(|m| {
+                    !m.kind.ends_with(".Transformer")
+                        && !m.kind.ends_with(".Pooling")
+                        && !m.kind.ends_with(".Normalize")
+                }) {
+                    return Err(unsupported(format!("module {}", other.kind)));
+                }
+                (
+                    m.iter().find(|m| m.kind.ends_with(".Pooling")).map(|m| dir.join(&m.path)),
+                    m.iter().any(|m| m.kind.ends_with(".Normalize")),
+                )
+            }
             None => (Some(dir.join("1_Pooling")), true),
         };
         let pc: PoolingConfig = match pooling_dir {
             Some(p) => read_json_opt(&p.join("config.json"))?.unwrap_or_default(),
             None => PoolingConfig::default(),
         };
-        let pooling = if pc.pooling_mode_cls_token {
-            Pooling::Cls
-        } else if pc.pooling_mode_max_tokens {
-            Pooling::Max
-        } else if pc.pooling_mode_mean_sqrt_len_tokens {
-            Pooling::MeanSqrtLen
-        } else {
-            // pooling_mode_mean_tokens, and the default when nothing says otherwise
-            let _ = pc.pooling_mode_mean_tokens;
-            Pooling::Mean
+        if pc.pooling_mode_weightedmean_tokens || pc.pooling_mode_lasttoken {
+            return Err(unsupported("weighted-mean or last-token pooling".into()));
+        }
+        let modes = [
+            (pc.pooling_mode_cls_token, Pooling::Cls),
+            (pc.pooling_mode_mean_tokens, Pooling::Mean),
+            (pc.pooling_mode_max_tokens, Pooling::Max),
+            (pc.pooling_mode_mean_sqrt_len_tokens, Pooling::MeanSqrtLen),
+        ];
+        let on: Vec<Pooling> = modes.iter().filter(|(on, _)| *on).map(|(_, p)| *p).collect();
+        let pooling = match on.as_slice() {
+            // nothing says otherwise: the usual sentence-embedding recipe
+            [] => Pooling::Mean,
+            [one] => *one,
+            // sentence-transformers concatenates several modes into one longer vector
+            _ => return Err(unsupported(format!("several pooling modes at once ({on:?})"))),
         };
         let sb: Option<SentenceBertConfig> = read_json_opt(&dir.join("sentence_bert_config.json"))?;
         let model_max = sb.and_then(|s| s.max_seq_length).unwrap_or(max_positions).min(max_positions);
@@ -122,6 +145,9 @@ pub struct LocalEmbedder {
     name: String,
     dims: u32,
     batch_size: usize,
+    /// One forward pass at a time: each already uses every core (candle's matmul threads), so
+    /// concurrent queries queue here rather than thrash.
+    gate: tokio::sync::Semaphore,
 }
 
 impl LocalEmbedder {
@@ -168,7 +194,13 @@ impl LocalEmbedder {
         let model = BertModel::load(vb, &config).map_err(|e| err("loading the BERT weights", &e))?;
         let inner = Arc::new(Inner { model, tokenizer, recipe, device });
         let dims = config.hidden_size as u32;
-        Ok(Self { inner, name: format!("{name}@{fingerprint}"), dims, batch_size: batch_size.max(1) })
+        Ok(Self {
+            inner,
+            name: format!("{name}@{fingerprint}"),
+            dims,
+            batch_size: batch_size.max(1),
+            gate: tokio::sync::Semaphore::new(1),
+        })
     }
 
     /// Pooling, normalisation and input length in use.
@@ -177,8 +209,8 @@ impl LocalEmbedder {
     }
 }
 
-/// Eight hex digits over the configuration files, the recipe and the weights (their length and
-/// their first and last MiB: cheap at start-up, and any retrained or re-quantised file differs).
+/// Eight hex digits over the configuration files, the recipe and the whole weights file (about
+/// 0.2 s for 90 MB), so any retrained or re-quantised model is re-embedded.
 fn fingerprint(files: &[&[u8]], weights: &[u8], recipe: &Recipe) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -187,11 +219,35 @@ fn fingerprint(files: &[&[u8]], weights: &[u8], recipe: &Recipe) -> String {
         h.update(f);
     }
     h.update(format!("{recipe:?}").as_bytes());
-    h.update((weights.len() as u64).to_le_bytes());
-    let mib = 1 << 20;
-    h.update(&weights[..weights.len().min(mib)]);
-    h.update(&weights[weights.len().saturating_sub(mib)..]);
+    h.update(weights);
     super::hex(&h.finalize()[..4])
+}
+
+/// What identifies an embedder's vectors: an in-process model's fingerprint (`name@fingerprint`,
+/// however its folder was found), any other model's name.
+pub fn model_key(model: &str) -> &str {
+    match model.rsplit_once('@') {
+        Some((_, fp)) if fp.len() == 8 && fp.bytes().all(|b| b.is_ascii_hexdigit()) => fp,
+        _ => model,
+    }
+}
+
+/// Whether two embedder identities name the same vectors (see [`model_key`]).
+pub fn same_model(a: &str, b: &str) -> bool {
+    model_key(a) == model_key(b)
+}
+
+/// A readable name for a model folder: the repository of a Hugging Face cache snapshot
+/// (`models--org--name/snapshots/<commit>` → `org/name`), else the folder's own name.
+pub fn folder_name(dir: &Path) -> String {
+    let parent = dir.parent();
+    if parent.and_then(|p| p.file_name()).is_some_and(|n| n == "snapshots")
+        && let Some(repo) = parent.and_then(Path::parent).and_then(|r| r.file_name()).and_then(|n| n.to_str())
+        && let Some(id) = repo.strip_prefix("models--")
+    {
+        return id.replace("--", "/");
+    }
+    dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 impl Inner {
@@ -213,6 +269,15 @@ impl Inner {
     fn forward(&self, texts: Vec<&str>) -> Result<Vec<Vec<f32>>, String> {
         let enc = self.tokenizer.encode_batch(texts, true).map_err(|e| format!("tokenizing: {e}"))?;
         let n = enc.len();
+        let truncated = enc.iter().filter(|e| !e.get_overflowing().is_empty()).count();
+        if truncated > 0 {
+            tracing::debug!(
+                truncated,
+                of = n,
+                max_tokens = self.recipe.max_tokens,
+                "texts truncated to the model's limit"
+            );
+        }
         let len = enc.first().map_or(0, |e| e.get_ids().len());
         let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
             enc.iter().flat_map(|e| f(e).iter().copied()).collect()
@@ -273,6 +338,7 @@ impl Embedder for LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let _turn = self.gate.acquire().await.map_err(|e| RetrievalError::Embedding(e.to_string()))?;
         let (inner, texts) = (self.inner.clone(), texts.to_vec());
         tokio::task::spawn_blocking(move || inner.embed(&texts))
             .await
@@ -299,5 +365,73 @@ pub async fn locate(source: &ModelSource, hub: &super::hub::Hub) -> Result<PathB
             None if *fetch => hub.fetch(id).await,
             None => Err(format!("{id} is not in the Hugging Face cache ({})", hub.cache_dir().display())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: Vec<f32>, shape: (usize, usize, usize)) -> Tensor {
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn pooling_ignores_padding() {
+        // two texts of 3 positions and 2 dimensions; the second has one padded position whose
+        // values would change every pooling if they counted
+        let hidden = t(vec![1., 2., 3., 4., 5., 6., /* padded: */ 7., 8., 100., -100., 1., 1.], (2, 3, 2));
+        let mask = Tensor::from_vec(vec![1u32, 1, 1, 1, 0, 1], (2, 3), &Device::Cpu).unwrap();
+        let got = |p| pool(&hidden, &mask, p).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(got(Pooling::Mean), vec![vec![3., 4.], vec![4., 4.5]]);
+        assert_eq!(got(Pooling::Cls), vec![vec![1., 2.], vec![7., 8.]]);
+        assert_eq!(got(Pooling::Max), vec![vec![5., 6.], vec![7., 8.]]);
+        let s = 2f32.sqrt();
+        let sqrt = got(Pooling::MeanSqrtLen);
+        assert!((sqrt[1][0] - 8. / s).abs() < 1e-5 && (sqrt[1][1] - 9. / s).abs() < 1e-5, "{sqrt:?}");
+    }
+
+    #[test]
+    fn a_recipe_the_embedder_cannot_follow_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |f: &str, s: &str| {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, s).unwrap();
+        };
+        write(
+            "modules.json",
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        );
+        write("1_Pooling/config.json", r#"{"pooling_mode_cls_token": true}"#);
+        write("sentence_bert_config.json", r#"{"max_seq_length": 512}"#);
+        let r = Recipe::read(dir.path(), 256, 512).unwrap();
+        assert_eq!(r, Recipe { pooling: Pooling::Cls, normalize: false, max_tokens: 256 });
+        write("1_Pooling/config.json", r#"{"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": true}"#);
+        let e = Recipe::read(dir.path(), 256, 512).unwrap_err().to_string();
+        assert!(e.contains("several pooling modes"), "{e}");
+        write("1_Pooling/config.json", r#"{"pooling_mode_weightedmean_tokens": true}"#);
+        assert!(Recipe::read(dir.path(), 256, 512).is_err());
+        write("1_Pooling/config.json", r#"{"pooling_mode_mean_tokens": true}"#);
+        write(
+            "modules.json",
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+                {"idx":2,"name":"2","path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#,
+        );
+        let e = Recipe::read(dir.path(), 256, 512).unwrap_err().to_string();
+        assert!(e.contains("sentence_transformers.models.Dense"), "{e}");
+    }
+
+    #[test]
+    fn the_same_files_are_the_same_model_however_they_were_found() {
+        assert!(same_model("all-MiniLM-L6-v2@54228b6a", "sentence-transformers/all-MiniLM-L6-v2@54228b6a"));
+        assert!(!same_model("all-MiniLM-L6-v2@54228b6a", "all-MiniLM-L6-v2@0000beef"));
+        assert!(same_model("text-embedding-3-small", "text-embedding-3-small"));
+        assert!(!same_model("text-embedding-3-small", "text-embedding-3-large"));
+        let snap = Path::new("/c/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/abc123");
+        assert_eq!(folder_name(snap), "sentence-transformers/all-MiniLM-L6-v2");
+        assert_eq!(folder_name(Path::new("/m/all-MiniLM-L6-v2")), "all-MiniLM-L6-v2");
     }
 }

@@ -25,7 +25,7 @@ pub use eval::{EvalReport, QuestionSet};
 pub use hub::Hub;
 pub use index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest, VectorStore, WriterLock};
 pub use ingest::{IngestReport, ingest, is_stale};
-pub use local::{LocalEmbedder, ModelSource, Pooling, Recipe, locate};
+pub use local::{LocalEmbedder, ModelSource, Pooling, Recipe, folder_name, locate, model_key, same_model};
 
 use crate::content::{ComponentId, Format, Level, SkillId};
 
@@ -254,7 +254,7 @@ impl Retriever {
     /// Whether searches use dense vectors: the index has them, from the embedder loaded here.
     pub fn dense(&self) -> bool {
         match (self.store(), &self.embedder) {
-            (Some(s), Some(e)) => s.manifest().settings.dense.as_ref().is_some_and(|d| d.model == e.model()),
+            (Some(s), Some(e)) => s.manifest().settings.dense.as_ref().is_some_and(|d| same_model(&d.model, e.model())),
             _ => false,
         }
     }
@@ -267,14 +267,16 @@ impl Retriever {
         let k = req.k.clamp(1, MAX_K);
         let dense = match (mode, &store.manifest().settings.dense, &self.embedder) {
             (SearchMode::Bm25, _, _) => None,
-            (_, Some(d), Some(e)) if d.model == e.model() => match e.embed(std::slice::from_ref(&req.text)).await {
-                Ok(mut v) => v.pop(),
-                Err(err) if mode == SearchMode::Dense => return Err(err),
-                Err(err) => {
-                    tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
-                    None
+            (_, Some(d), Some(e)) if same_model(&d.model, e.model()) => {
+                match e.embed(std::slice::from_ref(&req.text)).await {
+                    Ok(mut v) => v.pop(),
+                    Err(err) if mode == SearchMode::Dense => return Err(err),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "query embedding failed; searching with BM25 only");
+                        None
+                    }
                 }
-            },
+            }
             (SearchMode::Dense, _, _) => {
                 return Err(RetrievalError::Embedding("the index has no dense vectors of the loaded model".into()));
             }
