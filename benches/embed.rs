@@ -80,16 +80,13 @@ async fn main() {
     let lib = load_library(&content, &LoadOptions::default()).unwrap();
     let data = tempfile::tempdir().unwrap();
     let pb = indicatif::ProgressBar::hidden();
-    let mut times = Vec::new();
-    for (label, embedder, fresh_index) in [
-        ("BM25 only", None, true),
-        ("dense, cold cache", Some(e.clone() as Arc<dyn Embedder>), true),
-        ("dense, warm cache", Some(e.clone() as Arc<dyn Embedder>), true),
+    for (label, embedder) in [
+        ("BM25 only", None),
+        ("dense, cold cache", Some(e.clone() as Arc<dyn Embedder>)),
+        ("dense, warm cache", Some(e.clone() as Arc<dyn Embedder>)),
     ] {
-        let index_dir = data.path().join("index");
-        if fresh_index {
-            let _ = std::fs::remove_dir_all(&index_dir);
-        }
+        // a new index each time; the embedding cache in the data dir stays
+        let _ = std::fs::remove_dir_all(data.path().join("index"));
         let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.clone(), ..Config::default() };
         let t = Instant::now();
         let r = ingest(&cfg, &tutor::app::index(&cfg), &lib, embedder, &pb).await.unwrap();
@@ -101,15 +98,16 @@ async fn main() {
             r.chunks,
             r.embedded_chunks
         );
-        times.push(el);
     }
 
     // search latency end to end through the retriever, hybrid vs BM25
     let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.clone(), ..Config::default() };
+    // one open index (qdrant-edge locks it) served by both retrievers
+    let store = tutor::app::index(&cfg).open_current().unwrap().expect("an index");
     let hybrid = Retriever::new(Some(e.clone()));
-    tutor::app::serve_current(&tutor::app::index(&cfg), &hybrid).await.unwrap();
+    hybrid.set_store(store.clone());
     let bm25 = Retriever::new(None);
-    tutor::app::serve_current(&tutor::app::index(&cfg), &bm25).await.unwrap();
+    bm25.set_store(store);
     for (label, r) in [("BM25", &bm25), ("hybrid", &hybrid)] {
         let mut lat = Vec::new();
         for i in 0..300 {
