@@ -105,7 +105,7 @@ pub enum Command {
         server: Option<String>,
         /// Measure retrieval on labelled learner questions instead (YAML: question, skill;
         /// repeat for several files): recall@1, recall@5 and MRR@5 for BM25, dense and hybrid
-        #[arg(long, value_name = "FILE", conflicts_with = "query")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["query", "course", "skills", "levels", "formats", "k"])]
         eval: Vec<PathBuf>,
         /// With --eval: also list the questions hybrid search did not answer first
         #[arg(long, requires = "eval")]
