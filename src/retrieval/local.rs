@@ -169,7 +169,9 @@ impl LocalEmbedder {
             std::fs::read(dir.join("config.json")).map_err(|e| RetrievalError::io(&dir.join("config.json"), e))?;
         let config: BertConfig = serde_json::from_slice(&config_bytes).map_err(|e| err("config.json", &e))?;
         let recipe = Recipe::read(dir, max_tokens, config.max_position_embeddings)?;
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| err("tokenizer.json", &e))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer_bytes = std::fs::read(&tokenizer_path).map_err(|e| RetrievalError::io(&tokenizer_path, e))?;
+        let mut tokenizer = Tokenizer::from_bytes(&tokenizer_bytes).map_err(|e| err("tokenizer.json", &e))?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: recipe.max_tokens, ..Default::default() }))
             .map_err(|e| err("tokenizer truncation", &e))?;
@@ -183,11 +185,7 @@ impl LocalEmbedder {
         }));
         let weights_path = dir.join("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(|e| RetrievalError::io(&weights_path, e))?;
-        let fingerprint = fingerprint(
-            &[&config_bytes, &std::fs::read(dir.join("tokenizer.json")).unwrap_or_default()],
-            &weights,
-            &recipe,
-        );
+        let fingerprint = fingerprint(&[&config_bytes, &tokenizer_bytes], &weights, &recipe);
         let device = Device::Cpu;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| err("model.safetensors", &e))?;
