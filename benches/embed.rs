@@ -89,7 +89,7 @@ async fn main() {
         let _ = std::fs::remove_dir_all(data.path().join("index"));
         let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.clone(), ..Config::default() };
         let t = Instant::now();
-        let r = ingest(&cfg, &tutor::app::index(&cfg), &lib, embedder, &pb).await.unwrap();
+        let r = ingest(&cfg, &tutor::app::index(&cfg).unwrap(), &lib, embedder, &pb).await.unwrap();
         let el = t.elapsed();
         println!(
             "ingest of the sample courses, {label}: {:.2} s ({} components, {} chunks, {} embedded)",
@@ -103,7 +103,7 @@ async fn main() {
     // search latency end to end through the retriever, hybrid vs BM25
     let cfg = Config { data_dir: data.path().to_owned(), content_dir: content.clone(), ..Config::default() };
     // one open index (qdrant-edge locks it) served by both retrievers
-    let store = tutor::app::index(&cfg).open_current().unwrap().expect("an index");
+    let store = tutor::app::index(&cfg).unwrap().open_current().unwrap().expect("an index");
     let hybrid = Retriever::new(Some(e.clone()));
     hybrid.set_store(store.clone());
     let bm25 = Retriever::new(None);

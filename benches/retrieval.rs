@@ -149,7 +149,7 @@ fn build(rt: &tokio::runtime::Runtime, n: usize, paragraphs: usize, chunk_tokens
     let lib = load_library(content.path(), &LoadOptions::default()).unwrap();
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let index = tutor::app::index(&config);
+    let index = tutor::app::index(&config).unwrap();
     let report = rt.block_on(ingest(&config, &index, &lib, None, &indicatif::ProgressBar::hidden())).unwrap();
     let ingest_s = t.elapsed().as_secs_f64();
     Run {
@@ -164,7 +164,7 @@ fn build(rt: &tokio::runtime::Runtime, n: usize, paragraphs: usize, chunk_tokens
 }
 
 fn search_latency(rt: &tokio::runtime::Runtime, run: &Run, queries: usize) {
-    let store: Arc<dyn VectorStore> = tutor::app::index(&run.config).open_current().unwrap().unwrap();
+    let store: Arc<dyn VectorStore> = tutor::app::index(&run.config).unwrap().open_current().unwrap().unwrap();
     let mut rng = Rng(7);
     let mut texts = Vec::new();
     for _ in 0..queries {

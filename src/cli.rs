@@ -760,7 +760,7 @@ fn print_passport(p: &passport::Passport) {
 
 async fn run_ingest(cfg: &Config, lib: &Library, json: bool) -> anyhow::Result<ExitCode> {
     let progress = progress_bar(0, json);
-    let report = crate::retrieval::ingest(cfg, &app::index(cfg), lib, app::embedder(cfg).await, &progress).await;
+    let report = crate::retrieval::ingest(cfg, &app::index(cfg)?, lib, app::embedder(cfg).await, &progress).await;
     progress.finish_and_clear();
     let report = report.context("ingest failed; the previous index is unchanged")?;
     app::keep_snapshot(cfg, lib, &report.generation).await;

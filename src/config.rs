@@ -21,6 +21,8 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// Dense embeddings; off unless `base_url` is set.
     pub embed: EmbedConfig,
+    /// A Qdrant server holding the index instead of the data dir (for several replicas).
+    pub qdrant: QdrantConfig,
     /// `postgres://…` for PostgreSQL; unset means a SQLite file `tutor.db` in the data dir.
     /// Serialized redacted: it may hold a password.
     #[serde(serialize_with = "redacted")]
@@ -282,6 +284,30 @@ pub struct EmbedConfig {
     pub candidates: usize,
 }
 
+/// A Qdrant server for the index. Unset `url`: the embedded index in the data dir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QdrantConfig {
+    /// The server's gRPC address, e.g. `http://qdrant:6334`; TLS when it is `https://…`.
+    pub url: Option<String>,
+    /// Serialized redacted.
+    #[serde(serialize_with = "redacted")]
+    pub api_key: Option<String>,
+    /// Names the index's collections (`<collection>-gen-…`) and alias (`<collection>-current`),
+    /// so that several services can share one server.
+    pub collection: String,
+    /// A request with no answer after this long fails.
+    pub timeout_secs: u64,
+    /// Connecting gives up after this long.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        Self { url: None, api_key: None, collection: "tutor".into(), timeout_secs: 10, connect_timeout_secs: 3 }
+    }
+}
+
 /// The in-process model used when it is in the Hugging Face cache and nothing else is set.
 pub const DEFAULT_LOCAL_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
@@ -296,6 +322,7 @@ impl Default for Config {
             chunk_overlap: ChunkSettings::default().overlap,
             max_file_bytes: LoadOptions::default().max_file_bytes,
             embed: EmbedConfig::default(),
+            qdrant: QdrantConfig::default(),
             database_url: None,
             sqlite_cache_kib: crate::db::DEFAULT_SQLITE_CACHE_KIB,
             passport: PassportConfig::default(),
@@ -402,6 +429,12 @@ pub const KEYS: &[Key] = &[
     key!("embed.skill_context", "TUTOR_EMBED_SKILL_CONTEXT", |c, v| c.embed.skill_context = parse(v)?),
     key!("embed.dense_weight", "TUTOR_EMBED_DENSE_WEIGHT", |c, v| c.embed.dense_weight = parse(v)?),
     key!("embed.candidates", "TUTOR_EMBED_CANDIDATES", |c, v| c.embed.candidates = parse(v)?),
+    key!("qdrant.url", "TUTOR_QDRANT_URL", |c, v| c.qdrant.url = Some(v.trim().to_owned())),
+    key!("qdrant.api_key", "TUTOR_QDRANT_API_KEY", |c, v| c.qdrant.api_key = Some(v.to_owned())),
+    key!("qdrant.collection", "TUTOR_QDRANT_COLLECTION", |c, v| c.qdrant.collection = v.trim().to_owned()),
+    key!("qdrant.timeout_secs", "TUTOR_QDRANT_TIMEOUT_SECS", |c, v| c.qdrant.timeout_secs = parse(v)?),
+    key!("qdrant.connect_timeout_secs", "TUTOR_QDRANT_CONNECT_TIMEOUT_SECS", |c, v| c.qdrant.connect_timeout_secs =
+        parse(v)?),
     key!("database_url", "TUTOR_DATABASE_URL", |c, v| c.database_url = Some(v.to_owned())),
     key!("sqlite_cache_kib", "TUTOR_SQLITE_CACHE_KIB", |c, v| c.sqlite_cache_kib = parse(v)?),
     key!("passport.developing", "TUTOR_BAND_DEVELOPING", |c, v| c.passport.developing = parse(v)?),
@@ -615,6 +648,26 @@ impl Config {
         }
         if !(self.embed.dense_weight.is_finite() && self.embed.dense_weight > 0.0) {
             return Err(ConfigError::Invalid("embed.dense_weight must be a positive number".into()));
+        }
+        let q = &self.qdrant;
+        if let Some(url) = &q.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "qdrant.url: {url:?} is not a gRPC address like http://qdrant:6334 (https:// for TLS)"
+            )));
+        }
+        if q.collection.is_empty()
+            || q.collection.len() > 100
+            || !q.collection.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "qdrant.collection: {:?} must be 1 to 100 letters, digits, '-' or '_'",
+                q.collection
+            )));
+        }
+        if q.timeout_secs == 0 || q.connect_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("qdrant: timeouts must be at least 1 second".into()));
         }
         if self.embed.max_tokens < 8 {
             return Err(ConfigError::Invalid("embed.max_tokens must be at least 8".into()));

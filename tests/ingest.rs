@@ -2,6 +2,7 @@
 //! removal, failure atomicity (bad content, failing embedder, SIGKILL), filters, hybrid search,
 //! and answer keys never reaching the index.
 
+#[macro_use]
 mod common;
 
 use std::path::Path;
@@ -10,9 +11,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tutor::content::{Format, Level, SkillId};
-use tutor::retrieval::{EdgeIndex, IndexBackend, SearchFilter};
+use tutor::retrieval::{SearchFilter, SearchMode, SearchRequest};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
+
+on_backends! {
+    ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time => ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time_on_the_embedded_index, ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time_on_the_server;
+    editing_one_component_re_embeds_only_that_component => editing_one_component_re_embeds_only_that_component_on_the_embedded_index, editing_one_component_re_embeds_only_that_component_on_the_server;
+    a_deleted_component_is_gone_from_search => a_deleted_component_is_gone_from_search_on_the_embedded_index, a_deleted_component_is_gone_from_search_on_the_server;
+    filters_return_only_matching_payloads => filters_return_only_matching_payloads_on_the_embedded_index, filters_return_only_matching_payloads_on_the_server;
+    hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank => hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank_on_the_embedded_index, hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank_on_the_server;
+    search_degrades_to_bm25_when_the_embedder_fails => search_degrades_to_bm25_when_the_embedder_fails_on_the_embedded_index, search_degrades_to_bm25_when_the_embedder_fails_on_the_server;
+    answer_keys_are_absent_from_every_stored_payload => answer_keys_are_absent_from_every_stored_payload_on_the_embedded_index, answer_keys_are_absent_from_every_stored_payload_on_the_server;
+    an_embedder_failure_mid_ingest_changes_nothing => an_embedder_failure_mid_ingest_changes_nothing_on_the_embedded_index, an_embedder_failure_mid_ingest_changes_nothing_on_the_server;
+    an_old_generation_serves_until_closed_then_goes => an_old_generation_serves_until_closed_then_goes_on_the_embedded_index, an_old_generation_serves_until_closed_then_goes_on_the_server;
+    a_second_writer_is_refused_while_an_ingest_holds_the_lock => a_second_writer_is_refused_on_the_embedded_index, a_second_writer_is_refused_on_the_server;
+}
 
 const APPLES: &str = "Apples grow on trees in orchards. An apple tree blossoms in spring and the apples ripen in autumn, when orchards are picked by hand.";
 const BANANAS: &str = "Bananas are yellow tropical fruit. A banana plant is a giant herb, and bananas ripen after they are picked, turning from green to yellow.";
@@ -64,10 +78,13 @@ fn ids(hits: &[tutor::retrieval::Hit]) -> Vec<&str> {
     hits.iter().map(|h| h.component_id.as_str()).collect()
 }
 
-#[tokio::test]
-async fn ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time() {
+async fn ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time(backend: Backend) {
     let content = fruit_tree();
-    let (mut cfg, _data) = config(content.path());
+    let Some((mut cfg, _index)) =
+        config_on(backend, content.path(), "ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time")
+    else {
+        return;
+    };
     let server = embeddings_server(64).await;
     let embedder = embedder_for(&server, &mut cfg);
     let lib = load(content.path());
@@ -91,10 +108,13 @@ async fn ingest_twice_keeps_the_points_and_embeds_nothing_the_second_time() {
     assert_eq!(count_first, first.chunks);
 }
 
-#[tokio::test]
-async fn editing_one_component_re_embeds_only_that_component() {
+async fn editing_one_component_re_embeds_only_that_component(backend: Backend) {
     let content = fruit_tree();
-    let (mut cfg, _data) = config(content.path());
+    let Some((mut cfg, _index)) =
+        config_on(backend, content.path(), "editing_one_component_re_embeds_only_that_component")
+    else {
+        return;
+    };
     let server = embeddings_server(64).await;
     let embedder = embedder_for(&server, &mut cfg);
     ingest_with(&cfg, &load(content.path()), Some(embedder.clone())).await;
@@ -117,10 +137,11 @@ async fn editing_one_component_re_embeds_only_that_component() {
     assert_eq!(ids(&search(&r, "plantains for cooking", SearchFilter::default(), 1).await), ["mini-bananas"]);
 }
 
-#[tokio::test]
-async fn a_deleted_component_is_gone_from_search() {
+async fn a_deleted_component_is_gone_from_search(backend: Backend) {
     let content = fruit_tree();
-    let (cfg, _data) = config(content.path());
+    let Some((cfg, _index)) = config_on(backend, content.path(), "a_deleted_component_is_gone_from_search") else {
+        return;
+    };
     ingest_with(&cfg, &load(content.path()), None).await;
     {
         let r = retriever(&cfg, None);
@@ -137,14 +158,19 @@ async fn a_deleted_component_is_gone_from_search() {
     assert!(payloads.iter().all(|p| p["component_id"] != "mini-cherries"));
 }
 
-fn open_current_payloads(index_dir: &Path) -> Vec<serde_json::Value> {
-    EdgeIndex::new(index_dir).open_current().unwrap().unwrap().payloads().unwrap()
+fn open_current_payloads(cfg: &tutor::config::Config) -> Vec<serde_json::Value> {
+    open_current(cfg).payloads().unwrap()
 }
 
-#[tokio::test]
-async fn filters_return_only_matching_payloads() {
+fn current_generation(cfg: &tutor::config::Config) -> Option<String> {
+    tutor::app::index(cfg).unwrap().current_generation().unwrap()
+}
+
+async fn filters_return_only_matching_payloads(backend: Backend) {
     let content = fruit_tree();
-    let (cfg, _data) = config(content.path());
+    let Some((cfg, _index)) = config_on(backend, content.path(), "filters_return_only_matching_payloads") else {
+        return;
+    };
     ingest_with(&cfg, &load(content.path()), None).await;
     let r = retriever(&cfg, None);
     let q = "fruit trees palms apples bananas cherries dates";
@@ -177,10 +203,13 @@ async fn filters_return_only_matching_payloads() {
     assert_eq!(this_course.len(), all.len());
 }
 
-#[tokio::test]
-async fn hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank() {
+async fn hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank(backend: Backend) {
     let content = fruit_tree();
-    let (mut cfg, _data) = config(content.path());
+    let Some((mut cfg, _index)) =
+        config_on(backend, content.path(), "hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank")
+    else {
+        return;
+    };
     let server = embeddings_server(64).await;
     let embedder = embedder_for(&server, &mut cfg);
     ingest_with(&cfg, &load(content.path()), Some(embedder.clone())).await;
@@ -196,10 +225,12 @@ async fn hybrid_search_fuses_bm25_and_dense_by_reciprocal_rank() {
     assert!(r.store().unwrap().manifest().settings.dense.as_ref().is_some_and(|d| d.dimensions == 64));
 }
 
-#[tokio::test]
-async fn search_degrades_to_bm25_when_the_embedder_fails() {
+async fn search_degrades_to_bm25_when_the_embedder_fails(backend: Backend) {
     let content = fruit_tree();
-    let (mut cfg, _data) = config(content.path());
+    let Some((mut cfg, _index)) = config_on(backend, content.path(), "search_degrades_to_bm25_when_the_embedder_fails")
+    else {
+        return;
+    };
     let server = embeddings_server(64).await;
     let embedder = embedder_for(&server, &mut cfg);
     ingest_with(&cfg, &load(content.path()), Some(embedder.clone())).await;
@@ -213,13 +244,15 @@ async fn search_degrades_to_bm25_when_the_embedder_fails() {
     assert!(hits[0].score > 0.1, "expected a BM25 score, got {}", hits[0].score);
 }
 
-#[tokio::test]
-async fn answer_keys_are_absent_from_every_stored_payload() {
+async fn answer_keys_are_absent_from_every_stored_payload(backend: Backend) {
     let content = fruit_tree();
-    let (cfg, _data) = config(content.path());
+    let Some((cfg, _index)) = config_on(backend, content.path(), "answer_keys_are_absent_from_every_stored_payload")
+    else {
+        return;
+    };
     ingest_with(&cfg, &load(content.path()), None).await;
 
-    let payloads = open_current_payloads(&cfg.index_dir());
+    let payloads = open_current_payloads(&cfg);
     let all = serde_json::to_string(&payloads).unwrap();
     assert!(all.contains("Which fruit grows on palms?"), "the item prompt should be indexed");
     assert!(!all.contains("CANARY"), "an answer key reached the index: {all}");
@@ -232,15 +265,17 @@ async fn answer_keys_are_absent_from_every_stored_payload() {
     }
 }
 
-#[tokio::test]
-async fn an_embedder_failure_mid_ingest_changes_nothing() {
+async fn an_embedder_failure_mid_ingest_changes_nothing(backend: Backend) {
     let content = fruit_tree();
-    let (mut cfg, _data) = config(content.path());
+    let Some((mut cfg, _index)) = config_on(backend, content.path(), "an_embedder_failure_mid_ingest_changes_nothing")
+    else {
+        return;
+    };
     let server = embeddings_server(64).await;
     let embedder = embedder_for(&server, &mut cfg);
     ingest_with(&cfg, &load(content.path()), Some(embedder.clone())).await;
-    let before = open_current_payloads(&cfg.index_dir());
-    let current_before = std::fs::read_to_string(cfg.index_dir().join("CURRENT")).unwrap();
+    let before = open_current_payloads(&cfg);
+    let current_before = current_generation(&cfg);
 
     std::fs::write(
         content.path().join("mini/apples.md"),
@@ -257,7 +292,7 @@ async fn an_embedder_failure_mid_ingest_changes_nothing() {
         .mount(&server)
         .await;
     let embedder = embedder_for(&server, &mut cfg);
-    let index = tutor::app::index(&cfg);
+    let index = tutor::app::index(&cfg).unwrap();
     let err = tutor::retrieval::ingest(
         &cfg,
         &index,
@@ -269,16 +304,167 @@ async fn an_embedder_failure_mid_ingest_changes_nothing() {
     .unwrap_err();
 
     assert!(err.to_string().contains("HTTP 500"), "{err}");
-    assert_eq!(std::fs::read_to_string(cfg.index_dir().join("CURRENT")).unwrap(), current_before);
-    assert_eq!(open_current_payloads(&cfg.index_dir()), before);
+    assert_eq!(current_generation(&cfg), current_before);
+    assert_eq!(open_current_payloads(&cfg), before);
+}
+
+async fn an_old_generation_serves_until_closed_then_goes(backend: Backend) {
+    let content = fruit_tree();
+    let Some((cfg, _index)) = config_on(backend, content.path(), "an_old_generation_serves_until_closed_then_goes")
+    else {
+        return;
+    };
+    ingest_with(&cfg, &load(content.path()), None).await;
+    let first = current_generation(&cfg).unwrap();
+    let old = retriever(&cfg, None);
+
+    std::fs::remove_file(content.path().join("mini/cherries.md")).unwrap();
+    ingest_with(&cfg, &load(content.path()), None).await;
+
+    // switched: a new reader gets the new generation; the open one still answers from its own
+    let second = current_generation(&cfg).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(open_current(&cfg).manifest().generation, second);
+    let still = search(&old, "sour cherries in pies", SearchFilter::default(), 1).await;
+    assert_eq!(ids(&still), ["mini-cherries"], "the generation being served was removed under it");
+    let names: Vec<String> = generations(&cfg).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&first) && names.contains(&second), "{names:?}");
+
+    drop(old);
+    tutor::app::index(&cfg).unwrap().cleanup();
+    assert_eq!(generations(&cfg), [(second, true)], "the old generation outlived its last reader");
+}
+
+async fn a_second_writer_is_refused_while_an_ingest_holds_the_lock(backend: Backend) {
+    let content = fruit_tree();
+    let Some((cfg, _index)) = config_on(backend, content.path(), "a_second_writer_is_refused") else {
+        return;
+    };
+    let index = tutor::app::index(&cfg).unwrap();
+    let held = index.lock_writer().unwrap();
+    let other = tutor::app::index(&cfg).unwrap();
+
+    let err = tutor::retrieval::ingest(&cfg, &other, &load(content.path()), None, &indicatif::ProgressBar::hidden())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another ingest is running"), "{err}");
+    assert_eq!(current_generation(&cfg), None);
+
+    drop(held);
+    ingest_with(&cfg, &load(content.path()), None).await;
+    assert!(current_generation(&cfg).is_some());
+}
+
+/// The same chunks in both backends, the same questions: the same components in the same order
+/// with the same scores, for BM25 alone and fused with dense vectors.
+#[tokio::test]
+async fn rankings_agree_between_the_embedded_index_and_the_server() {
+    let Some(server) = ServerIndex::fresh("rankings_agree_between_the_embedded_index_and_the_server") else {
+        return;
+    };
+    let content = sample_content();
+    let (mut edge_cfg, _data) = config(&content);
+    let embeddings = embeddings_server(64).await;
+    let embedder = embedder_for(&embeddings, &mut edge_cfg);
+    let mut server_cfg = edge_cfg.clone();
+    server_cfg.qdrant = server.cfg.clone();
+    let lib = load(&content);
+    let a = ingest_with(&edge_cfg, &lib, Some(embedder.clone())).await;
+    let b = ingest_with(&server_cfg, &lib, Some(embedder.clone())).await;
+    assert_eq!(a.chunks, b.chunks);
+    let (edge, srv) = (retriever(&edge_cfg, Some(embedder.clone())), retriever(&server_cfg, Some(embedder)));
+
+    let questions: Vec<_> = ["dev-fractions", "dev-security"]
+        .iter()
+        .flat_map(|f| {
+            let path = content.parent().unwrap().join(format!("evals/retrieval/{f}.yaml"));
+            tutor::retrieval::QuestionSet::read(&path, &lib).unwrap().questions
+        })
+        .collect();
+    let mut compared = 0;
+    for q in &questions {
+        for (mode, filter) in [
+            (SearchMode::Bm25, SearchFilter::default()),
+            (SearchMode::Hybrid, SearchFilter::default()),
+            (SearchMode::Bm25, SearchFilter { skills: vec![q.skill.clone()], ..Default::default() }),
+        ] {
+            let req = SearchRequest { text: q.question.clone(), filter, k: 5 };
+            let (x, y) = (edge.search_with(&req, mode).await.unwrap(), srv.search_with(&req, mode).await.unwrap());
+            assert_eq!(ids(&x), ids(&y), "{mode} ranking differs for {:?}", q.question);
+            for (h, g) in x.iter().zip(&y) {
+                assert!(
+                    (h.score - g.score).abs() < 1e-3,
+                    "{mode} score of {} differs: {} vs {}",
+                    h.component_id,
+                    h.score,
+                    g.score
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 200, "{compared}");
 }
 
 // ---- through the CLI, as an operator runs it ----
 
-fn tutor(data: &Path) -> Command {
+fn tutor(data: &Path, server: Option<&ServerIndex>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tutor"));
-    c.arg("--data-dir").arg(data).env_remove("TUTOR_EMBED_BASE_URL").env("RUST_LOG", "warn");
+    c.arg("--data-dir")
+        .arg(data)
+        .env_remove("TUTOR_EMBED_BASE_URL")
+        .env_remove("TUTOR_QDRANT_URL")
+        .env("TUTOR_EMBED_MODEL_ID", "none")
+        .env("RUST_LOG", "warn");
+    for (k, v) in server.map(ServerIndex::env).unwrap_or_default() {
+        c.env(k, v);
+    }
     c
+}
+
+/// The backend for a CLI test: `None` to skip; the server index when on the server.
+fn cli_backend(backend: Backend, test: &str) -> Option<Option<ServerIndex>> {
+    match backend {
+        Backend::Edge => Some(None),
+        Backend::Server => ServerIndex::fresh(test).map(Some),
+    }
+}
+
+/// The index's generations as a `tutor` process on `data` (and `server`) sees them.
+fn cli_generations(data: &Path, server: Option<&ServerIndex>) -> Vec<(String, bool)> {
+    let mut cfg = tutor::config::Config { data_dir: data.to_owned(), ..Default::default() };
+    if let Some(s) = server {
+        cfg.qdrant = s.cfg.clone();
+    }
+    generations(&cfg)
+}
+
+fn cli_current(data: &Path, server: Option<&ServerIndex>) -> Option<String> {
+    let mut cfg = tutor::config::Config { data_dir: data.to_owned(), ..Default::default() };
+    if let Some(s) = server {
+        cfg.qdrant = s.cfg.clone();
+    }
+    current_generation(&cfg)
+}
+
+#[test]
+fn a_failing_ingest_leaves_search_results_byte_identical_on_the_embedded_index() {
+    a_failing_ingest_leaves_search_results_byte_identical(Backend::Edge)
+}
+
+#[test]
+fn a_failing_ingest_leaves_search_results_byte_identical_on_the_server() {
+    a_failing_ingest_leaves_search_results_byte_identical(Backend::Server)
+}
+
+#[test]
+fn an_ingest_killed_midway_leaves_the_previous_index_serving_on_the_embedded_index() {
+    an_ingest_killed_midway_leaves_the_previous_index_serving(Backend::Edge)
+}
+
+#[test]
+fn an_ingest_killed_midway_leaves_the_previous_index_serving_on_the_server() {
+    an_ingest_killed_midway_leaves_the_previous_index_serving(Backend::Server)
 }
 
 fn run_ok(c: &mut Command) -> String {
@@ -293,12 +479,16 @@ fn run_ok(c: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn a_failing_ingest_leaves_search_results_byte_identical() {
+fn a_failing_ingest_leaves_search_results_byte_identical(backend: Backend) {
+    let Some(server) = cli_backend(backend, "a_failing_ingest_leaves_search_results_byte_identical") else {
+        return;
+    };
+    let server = server.as_ref();
     let content = fruit_tree();
     let data = tempfile::tempdir().unwrap();
-    run_ok(tutor(data.path()).arg("ingest").arg(content.path()));
-    let search = || run_ok(tutor(data.path()).args(["search", "--json", "-k", "5", "fruit that grows on trees"]));
+    run_ok(tutor(data.path(), server).arg("ingest").arg(content.path()));
+    let search =
+        || run_ok(tutor(data.path(), server).args(["search", "--json", "-k", "5", "fruit that grows on trees"]));
     let before = search();
 
     std::fs::write(content.path().join("mini/apples.md"), "---\nid: mini-apples\ntitle: Apples\nskills: [mini.a]\nlevel: intro\nformat: explanation\n---\nNew apple text.\n").unwrap();
@@ -307,7 +497,7 @@ fn a_failing_ingest_leaves_search_results_byte_identical() {
         "---\nid: mini-broken\ntitle: Broken\nskills: [mini.zzz]\nlevel: intro\nformat: explanation\n---\nx\n",
     )
     .unwrap();
-    let out = tutor(data.path()).arg("ingest").arg(content.path()).output().unwrap();
+    let out = tutor(data.path(), server).arg("ingest").arg(content.path()).output().unwrap();
 
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -323,14 +513,19 @@ fn a_failing_ingest_leaves_search_results_byte_identical() {
     }
 }
 
-#[test]
-fn an_ingest_killed_midway_leaves_the_previous_index_serving() {
+fn an_ingest_killed_midway_leaves_the_previous_index_serving(backend: Backend) {
+    let Some(server) = cli_backend(backend, "an_ingest_killed_midway_leaves_the_previous_index_serving") else {
+        return;
+    };
+    let server = server.as_ref();
     let content = fruit_tree();
     let data = tempfile::tempdir().unwrap();
-    run_ok(tutor(data.path()).arg("ingest").arg(content.path()));
-    let search = || run_ok(tutor(data.path()).args(["search", "--json", "-k", "5", "fruit that grows on trees"]));
+    run_ok(tutor(data.path(), server).arg("ingest").arg(content.path()));
+    let search =
+        || run_ok(tutor(data.path(), server).args(["search", "--json", "-k", "5", "fruit that grows on trees"]));
     let before = search();
-    let current_before = std::fs::read_to_string(data.path().join("index/CURRENT")).unwrap();
+    let current_before = cli_current(data.path(), server);
+    assert!(current_before.is_some());
 
     // a corpus large enough that the build takes a while
     let words = ["orchard", "harvest", "ripe", "seed", "stone", "peel", "juice", "grove", "blossom", "root"];
@@ -347,15 +542,10 @@ fn an_ingest_killed_midway_leaves_the_previous_index_serving() {
         )
         .unwrap();
     }
-    let mut child = tutor(data.path()).arg("ingest").arg(content.path()).spawn().unwrap();
+    let mut child = tutor(data.path(), server).arg("ingest").arg(content.path()).spawn().unwrap();
     let started = Instant::now();
-    let index = data.path().join("index");
     loop {
-        let gens = std::fs::read_dir(&index)
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("gen-"))
-            .count();
-        if gens >= 2 {
+        if cli_generations(data.path(), server).len() >= 2 {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(120), "the new generation never appeared");
@@ -367,14 +557,14 @@ fn an_ingest_killed_midway_leaves_the_previous_index_serving() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    assert_eq!(std::fs::read_to_string(index.join("CURRENT")).unwrap(), current_before);
+    assert_eq!(cli_current(data.path(), server), current_before);
     assert_eq!(search(), before);
-    // the next ingest completes and sweeps the half-built generation away
-    run_ok(tutor(data.path()).arg("ingest").arg(content.path()));
-    let gens = std::fs::read_dir(&index)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("gen-"))
-        .count();
-    assert_eq!(gens, 1);
+    assert!(cli_generations(data.path(), server).iter().any(|(_, complete)| !complete), "no half-built generation");
+    // the next ingest is not locked out by the killed one, completes and sweeps the half-built
+    // generation away
+    run_ok(tutor(data.path(), server).arg("ingest").arg(content.path()));
+    let gens = cli_generations(data.path(), server);
+    assert_eq!(gens.len(), 1, "{gens:?}");
+    assert!(gens[0].1 && Some(&gens[0].0) == cli_current(data.path(), server).as_ref(), "{gens:?}");
     assert_ne!(search(), before);
 }

@@ -24,8 +24,8 @@ use crate::db::{Database, Erased, StoreError};
 use crate::flags::{FlagStore, SqlFlagStore};
 use crate::passport::{LearnerId, ModelStore, PassportStore, SqlModelStore, SqlPassportStore};
 use crate::retrieval::{
-    EdgeIndex, Embedder, Fusion, Hub, IndexBackend, LocalEmbedder, ModelSource, OpenAiEmbedder, RetrievalError,
-    Retriever, folder_name, locate,
+    EdgeIndex, Embedder, Fusion, Hub, IndexBackend, LocalEmbedder, ModelSource, OpenAiEmbedder, QdrantIndex,
+    RetrievalError, Retriever, folder_name, locate,
 };
 
 /// Why the application could not be built.
@@ -35,6 +35,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("loading the prompts: {0}")]
     Prompts(#[from] PromptError),
+    #[error("the index: {0}")]
+    Index(#[from] RetrievalError),
 }
 
 /// The configured embedder, if any: the OpenAI-compatible endpoint when `embed.base_url` is
@@ -84,15 +86,19 @@ pub async fn embedder(cfg: &Config) -> Option<Arc<dyn Embedder>> {
     }
 }
 
-/// The configured index backend: the embedded `qdrant-edge` index in the data directory.
-pub fn index(cfg: &Config) -> Arc<dyn IndexBackend> {
-    Arc::new(EdgeIndex::new(cfg.index_dir()))
+/// The configured index backend: collections on the Qdrant server `qdrant.url` names, or else
+/// the embedded `qdrant-edge` index in the data directory.
+pub fn index(cfg: &Config) -> Result<Arc<dyn IndexBackend>, RetrievalError> {
+    Ok(match &cfg.qdrant.url {
+        Some(_) => Arc::new(QdrantIndex::connect(&cfg.qdrant)?),
+        None => Arc::new(EdgeIndex::new(cfg.index_dir())),
+    })
 }
 
 /// A retriever over the configured index's current generation, for commands that only search.
 pub async fn open_retriever(cfg: &Config) -> Result<Arc<Retriever>, RetrievalError> {
     let retriever = Arc::new(Retriever::new(embedder(cfg).await).with_fusion(Fusion::from_config(&cfg.embed)));
-    serve_current(&index(cfg), &retriever).await?;
+    serve_current(&index(cfg)?, &retriever).await?;
     Ok(retriever)
 }
 
@@ -186,7 +192,7 @@ impl App {
         let limits = Arc::new(limits::Limits::new(&config.limits));
         let learned = stores.learned().await?;
         Ok(Arc::new(Self {
-            index: index(&config),
+            index: index(&config)?,
             verifier,
             limits,
             config,

@@ -10,6 +10,7 @@ mod hub;
 mod index;
 mod ingest;
 mod local;
+mod server;
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -26,6 +27,7 @@ pub use hub::Hub;
 pub use index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest, VectorStore, WriterLock};
 pub use ingest::{IngestReport, ingest, is_stale};
 pub use local::{LocalEmbedder, ModelSource, Pooling, Recipe, folder_name, locate, model_key, same_model};
+pub use server::{QdrantIndex, QdrantStore};
 
 use crate::content::{ComponentId, Format, Level, SkillId};
 
@@ -42,6 +44,9 @@ pub enum RetrievalError {
     NoIndex,
     #[error("{0}")]
     Busy(String),
+    /// The index server did not answer (down, unreachable, or too slow).
+    #[error("{0}")]
+    Unreachable(String),
     #[error("content: {0}")]
     Content(String),
 }

@@ -19,6 +19,22 @@ macro_rules! on_both {
     )+};
 }
 
+/// `name => edge_test, server_test;`: a test run once on the embedded index and once on the
+/// Qdrant server (`name(backend: Backend)`; on the server it says it was skipped when no server
+/// is configured).
+macro_rules! on_backends {
+    ($($name:ident => $edge:ident, $server:ident;)+) => {$(
+        #[tokio::test]
+        async fn $edge() {
+            $name(Backend::Edge).await
+        }
+        #[tokio::test]
+        async fn $server() {
+            $name(Backend::Server).await
+        }
+    )+};
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,19 +119,114 @@ pub fn config(content: &Path) -> (Config, tempfile::TempDir) {
     (cfg, data)
 }
 
+/// Which index backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// qdrant-edge in the data dir.
+    Edge,
+    /// The Qdrant server at `TUTOR_TEST_QDRANT_URL`.
+    Server,
+}
+
+/// A test's own index on the test Qdrant server (a collection name of its own), removed when
+/// dropped.
+pub struct ServerIndex {
+    pub cfg: tutor::config::QdrantConfig,
+}
+
+impl ServerIndex {
+    /// A fresh index name on `TUTOR_TEST_QDRANT_URL`, or `None` (printing that `test` was
+    /// skipped) when it is unset; with `TUTOR_REQUIRE_QDRANT` set, its absence fails the test.
+    pub fn fresh(test: &str) -> Option<Self> {
+        let Ok(url) = std::env::var("TUTOR_TEST_QDRANT_URL") else {
+            assert!(
+                std::env::var_os("TUTOR_REQUIRE_QDRANT").is_none(),
+                "TUTOR_REQUIRE_QDRANT is set but TUTOR_TEST_QDRANT_URL is not"
+            );
+            println!("skipped {test} on the Qdrant server: TUTOR_TEST_QDRANT_URL is not set");
+            return None;
+        };
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let collection = format!(
+            "t{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100_000_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Self { cfg: tutor::config::QdrantConfig { url: Some(url), collection, ..Default::default() } })
+    }
+
+    pub fn index(&self) -> tutor::retrieval::QdrantIndex {
+        tutor::retrieval::QdrantIndex::connect(&self.cfg).unwrap()
+    }
+
+    /// The environment a `tutor` process needs to use this index.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TUTOR_QDRANT_URL", self.cfg.url.clone().unwrap()),
+            ("TUTOR_QDRANT_COLLECTION", self.cfg.collection.clone()),
+        ]
+    }
+}
+
+impl Drop for ServerIndex {
+    fn drop(&mut self) {
+        if let Err(e) = self.index().remove_all() {
+            eprintln!("could not remove the test's collections {}: {e}", self.cfg.collection);
+        }
+    }
+}
+
+/// A test's data dir, and its server index when it runs on the server.
+pub struct TestIndex {
+    pub data: tempfile::TempDir,
+    pub server: Option<ServerIndex>,
+}
+
+/// [`config`] on `backend`; `None` when the server is asked for and none is configured.
+pub fn config_on(backend: Backend, content: &Path, test: &str) -> Option<(Config, TestIndex)> {
+    let (mut cfg, data) = config(content);
+    let server = match backend {
+        Backend::Edge => None,
+        Backend::Server => Some(ServerIndex::fresh(test)?),
+    };
+    if let Some(s) = &server {
+        cfg.qdrant = s.cfg.clone();
+    }
+    Some((cfg, TestIndex { data, server }))
+}
+
+/// The index's generations, oldest first, each with whether it is complete.
+pub fn generations(cfg: &Config) -> Vec<(String, bool)> {
+    if cfg.qdrant.url.is_some() {
+        return tutor::retrieval::QdrantIndex::connect(&cfg.qdrant).unwrap().generations().unwrap();
+    }
+    let mut out: Vec<(String, bool)> = std::fs::read_dir(cfg.index_dir())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
+                .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p.join("manifest.json").exists()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 pub async fn ingest_with(
     cfg: &Config,
     lib: &Library,
     embedder: Option<Arc<dyn Embedder>>,
 ) -> tutor::retrieval::IngestReport {
-    tutor::retrieval::ingest(cfg, &tutor::app::index(cfg), lib, embedder, &indicatif::ProgressBar::hidden())
+    tutor::retrieval::ingest(cfg, &tutor::app::index(cfg).unwrap(), lib, embedder, &indicatif::ProgressBar::hidden())
         .await
         .expect("ingest")
 }
 
 /// The current generation of the index in `cfg`'s data dir (closed again when dropped).
 pub fn open_current(cfg: &Config) -> Arc<dyn VectorStore> {
-    tutor::app::index(cfg).open_current().unwrap().expect("an index")
+    tutor::app::index(cfg).unwrap().open_current().unwrap().expect("an index")
 }
 
 /// Opens the current index for search (closing it again when dropped).
