@@ -757,6 +757,7 @@ mod tests {
             let (table, leaf) = k.toml.rsplit_once('.').map_or((None, k.toml), |(t, l)| (Some(t), l));
             let string = match k.toml {
                 "database_url" => "sqlite://x.db",
+                "qdrant.collection" => "sample_collection",
                 // a secret of 32 bytes or more, and an http(s) URL or origin
                 _ => "https://sample-value.example.org/thirty-two-bytes",
             };

@@ -142,6 +142,7 @@ pub fn turn_block(lib: &Library, page: Option<&Component>, g: &Grounding, max: u
             s
         }
         Mode::Decline => "This turn's mode: decline. The course does not cover this question.".to_owned(),
+        Mode::Normal if g.search_unavailable => "This turn's mode: normal, but the course search is unavailable right now. Tell the learner you cannot search the course just now; answer only from the page's material below if there is any, otherwise ask them to try again in a moment.".to_owned(),
         Mode::Normal => "This turn's mode: normal. Answer from the course material below.".to_owned(),
     };
     let mut ids: Vec<&ComponentId> = Vec::new();

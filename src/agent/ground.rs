@@ -25,6 +25,9 @@ pub struct Grounding {
     pub mastery: Option<MasteryOutput>,
     /// The components retrieved for the message, best first (none in `refuse_answer` mode).
     pub hits: Vec<Retrieved>,
+    /// The search failed (the index is unreachable): no hits, and the answer says so, from the
+    /// page's own skills when there is a page.
+    pub search_unavailable: bool,
     /// "I don't get it" on a page: about the page.
     pub follow_up: bool,
     /// The skill the answer is about, and the learner's band on it.
@@ -80,6 +83,7 @@ pub async fn ground(ctx: &TurnCtx, emit: &mut Emitter, message: &str) -> Groundi
         mode: Mode::Normal,
         mastery,
         hits: Vec::new(),
+        search_unavailable: false,
         follow_up: false,
         skill: None,
         band: Band::Intro,
@@ -95,10 +99,19 @@ pub async fn ground(ctx: &TurnCtx, emit: &mut Emitter, message: &str) -> Groundi
         return g;
     }
     let args = RetrieveArgs { query: message.to_owned(), k: Some(4), ..RetrieveArgs::default() };
-    g.hits = ctx.tools.call::<Retrieve>(ctx, emit, args).await.map(|d| d.output.components).unwrap_or_default();
+    match ctx.tools.call::<Retrieve>(ctx, emit, args).await {
+        Some(d) => g.hits = d.output.components,
+        // the arguments are valid, so the search itself failed (its error is in the trace)
+        None => g.search_unavailable = true,
+    }
     // "I don't get it" or "another example?" on a page is about the page
     g.follow_up = ctx.page.is_some() && (is_follow_up(message) || names_a_page_item(ctx.page.as_ref(), message));
-    if !g.follow_up && g.diagnosis.is_none() && !is_on_topic(ctx, message, g.hits.iter().map(|h| &h.component_id)) {
+    // with no search there is no telling whether the course covers it: not declined
+    if !g.follow_up
+        && !g.search_unavailable
+        && g.diagnosis.is_none()
+        && !is_on_topic(ctx, message, g.hits.iter().map(|h| &h.component_id))
+    {
         g.mode = Mode::Decline;
         return g;
     }

@@ -78,8 +78,12 @@ pub async fn answer(ctx: &TurnCtx, g: &Grounding, emit: &mut Emitter) -> Outcome
             let (Some(skill), Some(variant)) =
                 (&g.skill, g.material.as_ref().and_then(|id| ctx.lib.components.get(id)))
             else {
-                return say(ctx, emit, t(ctx, "not_found", &[])).await;
+                let why = if g.search_unavailable { "unavailable_none" } else { "not_found" };
+                return say(ctx, emit, t(ctx, why, &[])).await;
             };
+            if g.search_unavailable {
+                emit.delta(&format!("{}\n\n", t(ctx, "unavailable", &[]))).await;
+            }
             compose(ctx, emit, g, skill, variant).await
         }
     }

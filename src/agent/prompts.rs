@@ -60,6 +60,8 @@ pub const OFFLINE_SECTIONS: &[&str] = &[
     "next_practice",
     "decline",
     "not_found",
+    "unavailable",
+    "unavailable_none",
     "refuse",
     "refuse_hint",
     "refuse_method",

@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{App, keep_snapshot, snapshot};
 use crate::content::load_library;
-use crate::retrieval::{Manifest, is_stale};
+use crate::retrieval::{Manifest, RetrievalError, is_stale};
 
 /// Whether an index is served, and the last problem seen.
 #[derive(Default)]
 pub struct Status {
     ready: AtomicBool,
     problem: std::sync::Mutex<Option<String>>,
+    /// Preparing the index failed because its server did not answer: retried by itself.
+    unreachable: AtomicBool,
 }
 
 /// What `/readyz` answers.
@@ -36,6 +38,14 @@ impl Status {
     /// Keeps the reason the ingest failed, which says more than "no index".
     fn set_problem_unless_known(&self, p: &str) {
         self.problem.lock().expect("status lock").get_or_insert_with(|| p.to_owned());
+    }
+
+    /// Notes `e`; an unreachable index server makes the preparation be retried.
+    fn index_failed(&self, what: &str, e: &RetrievalError) {
+        if matches!(e, RetrievalError::Unreachable(_)) {
+            self.unreachable.store(true, Ordering::Release);
+        }
+        self.set_problem(format!("{what}: {e}"));
     }
 
     fn serving(&self, clear_problem: bool) {
@@ -107,12 +117,13 @@ impl App {
                 }
                 self.retriever.set_store(store);
                 self.status.serving(false);
-                self.index.cleanup();
+                let index = self.index.clone();
+                blocking(move || index.cleanup()).await;
             }
             Ok(None) => self.status.set_problem_unless_known("no index: the content could not be ingested"),
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the index");
-                self.status.set_problem(format!("cannot open the index: {e}"));
+                self.status.index_failed("cannot open the index", &e);
             }
         }
     }
@@ -122,19 +133,34 @@ impl App {
     async fn ingest_if_stale(&self, lib: crate::content::Library) {
         let model = self.embedder.as_ref().map(|e| e.model().to_owned());
         let lib = self.set_library(lib);
-        if let Ok(false) = is_stale(self.index.as_ref(), &self.config, &lib, model.as_deref()) {
-            tracing::info!("index is up to date");
-            if let Ok(Some(m)) = self.index.current_manifest() {
-                keep_snapshot(&self.config, &lib, &m.generation).await;
+        let (index, cfg, l) = (self.index.clone(), self.config.clone(), lib.clone());
+        let stale = blocking(move || {
+            let stale = is_stale(index.as_ref(), &cfg, &l, model.as_deref())?;
+            Ok::<_, RetrievalError>((stale, index.current_manifest()?))
+        })
+        .await;
+        match stale {
+            None => return,
+            Some(Ok((false, manifest))) => {
+                tracing::info!("index is up to date");
+                if let Some(m) = manifest {
+                    keep_snapshot(&self.config, &lib, &m.generation).await;
+                }
+                return;
             }
-            return;
+            Some(Err(e @ RetrievalError::Unreachable(_))) => {
+                tracing::error!(error = %e, "the index server is unreachable; retrying by itself");
+                self.status.index_failed("the index is unavailable", &e);
+                return;
+            }
+            Some(_) => {}
         }
         tracing::info!(components = lib.components.len(), "index missing or stale: ingesting");
         match self.ingest(&lib, &indicatif::ProgressBar::hidden()).await {
             Ok(r) => tracing::info!(chunks = r.chunks, ms = r.elapsed_ms, "ingest done"),
             Err(e) => {
                 tracing::error!(error = %e, "ingest failed; serving the previous index if any");
-                self.status.set_problem(format!("ingest failed: {e}"));
+                self.status.index_failed("ingest failed", &e);
             }
         }
     }
@@ -148,7 +174,9 @@ impl App {
             return false;
         };
         let model = self.embedder.as_ref().map(|e| e.model().to_owned());
-        if !matches!(is_stale(self.index.as_ref(), &self.config, &lib, model.as_deref()), Ok(false)) {
+        let (index, cfg, l) = (self.index.clone(), self.config.clone(), lib.clone());
+        let stale = blocking(move || is_stale(index.as_ref(), &cfg, &l, model.as_deref())).await;
+        if !matches!(stale, Some(Ok(false))) {
             tracing::warn!(generation, "the content snapshot does not match the index; not serving it");
             return false;
         }
@@ -165,10 +193,25 @@ impl App {
     /// Swaps in each new generation the backend marks current. In-flight searches finish on
     /// the old one, which is then closed and swept by a later cleanup.
     async fn follow_new_generations(&self) {
+        let (mut retry_in, mut waited) = (GENERATION_POLL, std::time::Duration::ZERO);
         loop {
             tokio::time::sleep(GENERATION_POLL).await;
+            // the index server was down when the index was prepared: again, backing off
+            if self.retriever.store().is_none() && self.status.unreachable.load(Ordering::Acquire) {
+                waited += GENERATION_POLL;
+                if waited < retry_in {
+                    continue;
+                }
+                (waited, retry_in) = (std::time::Duration::ZERO, (retry_in * 2).min(RETRY_MAX));
+                self.status.unreachable.store(false, Ordering::Release);
+                *self.status.problem.lock().expect("status lock") = None;
+                tracing::info!("trying the index server again");
+                self.prepare_index().await;
+                continue;
+            }
             let serving = self.retriever.store().map(|s| s.manifest().generation.clone());
-            let Ok(Some(named)) = self.index.current_generation() else {
+            let index = self.index.clone();
+            let Some(Ok(Some(named))) = blocking(move || index.current_generation()).await else {
                 continue;
             };
             if serving.as_deref() == Some(named.as_str()) {
@@ -224,6 +267,9 @@ impl App {
 
 /// How often a running server looks for a generation built by `tutor ingest` in another process.
 const GENERATION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The longest wait between tries of an index server that was unreachable at start.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs blocking work off the async threads; `None` (logged) if it panicked or the runtime is
 /// shutting down, so that the caller can stop instead of taking the process down.

@@ -462,26 +462,29 @@ impl IndexBackend for QdrantIndex {
 
     fn cleanup(&self) {
         let swept = || -> Result<(), RetrievalError> {
-            let current = self.current_collection()?;
-            // builds happen under the lock: a half-built generation of anyone but its holder is
-            // left over from a build that failed or was killed
+            // The order of the reads matters. A generation listed here was created under the
+            // lock, so when the lock is read next, its build either still holds it (kept) or
+            // has ended: switched the alias (read after the lock, so seen as current unless a
+            // later build replaced it) or failed or was killed (left over).
+            let collections = self.generation_collections()?;
             let lock = self.conn.metadata(&self.lock_name())?;
             let building = lock
                 .filter(|m| now_ms() - beat_of(m, BEAT_KEY) < STALE_MS)
                 .and_then(|m| m.get(HOLDER_KEY).and_then(|h| h.as_str()).map(str::to_owned));
-            for c in self.generation_collections()? {
+            let current = self.current_collection()?;
+            for c in collections {
                 if Some(&c) == current.as_ref() {
                     continue;
                 }
                 let Some(meta) = self.conn.metadata(&c)? else { continue };
                 let now = now_ms();
-                let alive = if meta.contains_key(MANIFEST_KEY) {
+                let builder = meta.get(HOLDER_KEY).and_then(|h| h.as_str());
+                let alive = (builder.is_some() && builder == building.as_deref())
                     // complete: kept while a replica serves it
-                    meta.iter().any(|(k, v)| k.starts_with(LEASE_PREFIX) && now - v.as_i64().unwrap_or(0) < STALE_MS)
-                } else {
-                    let builder = meta.get(HOLDER_KEY).and_then(|h| h.as_str());
-                    builder.is_some() && builder == building.as_deref()
-                };
+                    || (meta.contains_key(MANIFEST_KEY)
+                        && meta
+                            .iter()
+                            .any(|(k, v)| k.starts_with(LEASE_PREFIX) && now - v.as_i64().unwrap_or(0) < STALE_MS));
                 if !alive {
                     self.conn.delete_collection(&c)?;
                     tracing::debug!(collection = c, "removed old index generation");
