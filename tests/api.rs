@@ -24,6 +24,7 @@ async fn serve_ingests_the_content_at_start_and_becomes_ready() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["index"]["components"], 2);
     assert_eq!(ready["index"]["dense"], false);
+    assert_eq!(ready["index"]["backend"], "embedded");
 }
 
 #[tokio::test]

@@ -257,6 +257,7 @@ async fn two_replicas_on_one_postgresql_and_one_qdrant_behave_as_one_service() {
     let (a, b) = (replica(content.path(), &db, &server), replica(content.path(), &db, &server));
     let (ra, rb) = (wait_ready(&a.base).await, wait_ready(&b.base).await);
     assert_eq!(ra["index"]["generation"], rb["index"]["generation"], "{ra} {rb}");
+    assert_eq!((ra["index"]["backend"].as_str(), rb["index"]["backend"].as_str()), (Some("qdrant"), Some("qdrant")));
     assert_eq!(server.index().generations().unwrap().len(), 1, "both replicas built a generation");
 
     // a learner's session continues on either

@@ -146,7 +146,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
                 "status": "ready",
                 "auth": auth,
                 "index": {"generation": m.generation, "components": m.components.len(), "chunks": m.chunks,
-                          "dense": m.settings.dense.is_some()},
+                          "dense": m.settings.dense.is_some(),
+                          "backend": if app.config.qdrant.url.is_some() { "qdrant" } else { "embedded" }},
             });
             if let Some(w) = warning {
                 body["warning"] = json!(w);

@@ -74,7 +74,8 @@ fn ready() -> Value {
         "status": {"const": "ready"}, "auth": {"type": "string"}, "warning": {"type": "string"},
         "index": {"type": "object", "properties": {
             "generation": {"type": "string"}, "components": {"type": "integer"}, "chunks": {"type": "integer"},
-            "dense": {"type": "boolean"}}}
+            "dense": {"type": "boolean"},
+            "backend": {"enum": ["embedded", "qdrant"], "description": "qdrant-edge in the data dir, or a Qdrant server (TUTOR_QDRANT_URL)"}}}
     }})
 }
 

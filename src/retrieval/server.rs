@@ -8,7 +8,8 @@
 //!   indexes on course, component id, skills, level and format.
 //! - **Generations**: each build creates a collection `<name>-gen-…`, fills it, writes the
 //!   manifest into the collection's metadata last, then points the alias `<name>-current` at it
-//!   in one alias operation (Qdrant switches an alias atomically). A build that fails or is
+//!   in one alias operation (Qdrant switches an alias atomically) once the server has finished
+//!   indexing it, so it serves at full speed from its first query. A build that fails or is
 //!   killed leaves the alias where it was.
 //! - **Leases**: a process serving a generation keeps `lease-<replica>` in that collection's
 //!   metadata fresh; an old generation is removed only when no lease on it is fresh, so a replica
@@ -28,10 +29,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeleteCollectionBuilder, Distance, FieldType, Filter, Modifier, NamedVectors, PointStruct, PrefetchQueryBuilder,
-    Query, QueryPointsBuilder, RrfBuilder, ScrollPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
-    UpdateCollectionBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
+    CollectionStatus, Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
+    CreateFieldIndexCollectionBuilder, DeleteCollectionBuilder, Distance, FieldType, Filter, Modifier, NamedVectors,
+    OptimizersConfigDiffBuilder, PointStruct, PrefetchQueryBuilder, Query, QueryPointsBuilder, RrfBuilder,
+    ScrollPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpdateCollectionBuilder,
+    UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
@@ -370,7 +372,40 @@ impl QdrantIndex {
             done += n;
             on_progress(done);
         }
-        Ok(())
+        self.settle(collection)
+    }
+
+    /// Waits until the server has finished indexing a collection (HNSW and payload indexes
+    /// built, status green), so that a generation serves at full speed from its first query. A
+    /// collection whose optimisation is pending (grey) is nudged once.
+    fn settle(&self, collection: &str) -> Result<(), RetrievalError> {
+        let mut nudged = false;
+        let mut said = false;
+        loop {
+            let name = collection.to_owned();
+            let info = self.conn.call("reading a collection", move |c| async move { c.collection_info(name).await })?;
+            match info.result.map(|r| CollectionStatus::try_from(r.status)) {
+                Some(Ok(CollectionStatus::Green)) => return Ok(()),
+                Some(Ok(CollectionStatus::Red)) => {
+                    return Err(RetrievalError::Store(format!("Qdrant failed to index {collection} (status red)")));
+                }
+                Some(Ok(CollectionStatus::Grey)) if !nudged => {
+                    nudged = true;
+                    let req = UpdateCollectionBuilder::new(collection)
+                        .optimizers_config(OptimizersConfigDiffBuilder::default());
+                    self.conn.call("starting the optimisers", move |c| async move {
+                        c.update_collection(req).await.map(drop)
+                    })?;
+                }
+                _ => {
+                    if !said {
+                        said = true;
+                        tracing::info!(collection, "waiting for the Qdrant server to finish indexing");
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
     }
 }
 
