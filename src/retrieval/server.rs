@@ -379,7 +379,7 @@ impl QdrantIndex {
     /// built, status green), so that a generation serves at full speed from its first query. A
     /// collection whose optimisation is pending (grey) is nudged once.
     fn settle(&self, collection: &str) -> Result<(), RetrievalError> {
-        let mut nudged = false;
+        let mut nudged: Option<std::time::Instant> = None;
         let mut said = false;
         loop {
             let name = collection.to_owned();
@@ -389,13 +389,22 @@ impl QdrantIndex {
                 Some(Ok(CollectionStatus::Red)) => {
                     return Err(RetrievalError::Store(format!("Qdrant failed to index {collection} (status red)")));
                 }
-                Some(Ok(CollectionStatus::Grey)) if !nudged => {
-                    nudged = true;
+                Some(Ok(CollectionStatus::Grey)) if nudged.is_none() => {
+                    nudged = Some(std::time::Instant::now());
                     let req = UpdateCollectionBuilder::new(collection)
                         .optimizers_config(OptimizersConfigDiffBuilder::default());
                     self.conn.call("starting the optimisers", move |c| async move {
                         c.update_collection(req).await.map(drop)
                     })?;
+                }
+                // still pending well after the nudge: the optimisers are off (an operator's
+                // choice), so it is served as it is
+                Some(Ok(CollectionStatus::Grey)) if nudged.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) => {
+                    tracing::warn!(
+                        collection,
+                        "the Qdrant server does not optimise this collection; serving it as it is"
+                    );
+                    return Ok(());
                 }
                 _ => {
                     if !said {
