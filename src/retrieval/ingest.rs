@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::generations::GENERATION_PREFIX;
-use super::index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest};
+use super::index::{DenseSettings, IndexBackend, IndexPoint, IndexSettings, Manifest, WriterLock};
 use super::{Bm25, Embedder, EmbeddingCache, RetrievalError, hex, same_model, sha256};
 use crate::config::Config;
 use crate::content::{ChunkSettings, Chunker, Component, Library};
@@ -115,6 +115,35 @@ fn embed_text(lib: &Library, c: &Component, text: &str, context: bool) -> String
     if context { format!("{}\n{}\n\n{}", c.title, skill_context(lib, c), text) } else { bm25_text(c, text) }
 }
 
+/// Runs a blocking call of the index backend on the blocking pool.
+async fn off<T: Send + 'static>(
+    index: &Arc<dyn IndexBackend>,
+    f: impl FnOnce(&dyn IndexBackend) -> T + Send + 'static,
+) -> Result<T, RetrievalError> {
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || f(index.as_ref()))
+        .await
+        .map_err(|e| RetrievalError::Store(format!("index task: {e}")))
+}
+
+/// The writer lock, released off the async threads when the ingest ends (or, on an error
+/// path, where it is dropped).
+struct Held(Option<WriterLock>);
+
+impl Held {
+    async fn release(mut self) {
+        if let Some(lock) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
+
 /// Builds the index for `lib` unless it is already current. See the module docs.
 #[tracing::instrument(skip_all, fields(components = lib.components.len()))]
 pub async fn ingest(
@@ -125,12 +154,13 @@ pub async fn ingest(
     progress: &ProgressBar,
 ) -> Result<IngestReport, RetrievalError> {
     let started = Instant::now();
-    let _lock = index.lock_writer()?;
+    // the backend's calls block (a Qdrant server's are network calls): off the async threads
+    let lock = Held(Some(off(index, |i| i.lock_writer()).await??));
     let chunking = cfg.chunking();
     let model = embedder.as_ref().map(|e| e.model().to_owned());
     let context = model.is_some() && cfg.embed.skill_context;
     let new_hashes = hashes(lib, chunking, context);
-    let previous = index.current_manifest().unwrap_or_else(|e| {
+    let previous = off(index, |i| i.current_manifest()).await?.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "previous index unreadable; rebuilding everything");
         None
     });
@@ -139,7 +169,8 @@ pub async fn ingest(
         report.chunks = m.chunks;
         report.generation = m.generation.clone();
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        index.cleanup();
+        off(index, |i| i.cleanup()).await?;
+        lock.release().await;
         return Ok(report);
     }
 
@@ -176,7 +207,8 @@ pub async fn ingest(
         .map_err(|e| RetrievalError::Store(format!("index build task: {e}")))??;
     tracing::info!(generation, chunks = report.chunks, "ingest built a new generation");
 
-    index.cleanup();
+    off(index, |i| i.cleanup()).await?;
+    lock.release().await;
     report.rebuilt = true;
     report.generation = generation;
     report.elapsed_ms = started.elapsed().as_millis() as u64;

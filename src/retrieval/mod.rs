@@ -241,7 +241,10 @@ impl Retriever {
 
     /// Serves searches from `store` from now on.
     pub fn set_store(&self, store: Arc<dyn VectorStore>) {
-        *self.store.write().expect("retriever lock") = Some(store);
+        // the old one is dropped after the lock is released (a server backend releases its
+        // lease then)
+        let old = self.store.write().expect("retriever lock").replace(store);
+        drop(old);
     }
 
     /// The index being served.

@@ -60,6 +60,8 @@ const LEASE_PREFIX: &str = "lease-";
 const BEAT: Duration = Duration::from_secs(3);
 /// A lease or lock not renewed for this long belongs to a process that is gone.
 const STALE_MS: i64 = 15_000;
+/// How long a build waits for the server to index a new generation before switching anyway.
+const SETTLE_MAX: Duration = Duration::from_secs(3600);
 /// The most a lease's release may hold up the drop of a store.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
@@ -230,8 +232,16 @@ fn replica_id() -> String {
     let ns = std::fs::read_link("/proc/self/ns/pid")
         .map(|l| l.to_string_lossy().chars().filter(char::is_ascii_digit).collect::<String>())
         .unwrap_or_default();
+    // and the boot: namespaces' numbers repeat on hosts that boot alike
+    let boot: String = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(12)
+        .collect();
     let host = if host.is_empty() { "tutor" } else { &host };
-    format!("{host}:{ns}:{}:{}", std::process::id(), crate::ids::random_hex(3))
+    let place = if ns.is_empty() || boot.is_empty() { String::new() } else { format!("{ns}.{boot}") };
+    format!("{host}:{place}:{}:{}", std::process::id(), crate::ids::random_hex(3))
 }
 
 /// Whether `holder` (a [`replica_id`]) names a process that has exited, as far as this process
@@ -379,6 +389,7 @@ impl QdrantIndex {
     /// built, status green), so that a generation serves at full speed from its first query. A
     /// collection whose optimisation is pending (grey) is nudged once.
     fn settle(&self, collection: &str) -> Result<(), RetrievalError> {
+        let started = std::time::Instant::now();
         let mut nudged: Option<std::time::Instant> = None;
         let mut said = false;
         loop {
@@ -386,6 +397,14 @@ impl QdrantIndex {
             let info = self.conn.call("reading a collection", move |c| async move { c.collection_info(name).await })?;
             match info.result.map(|r| CollectionStatus::try_from(r.status)) {
                 Some(Ok(CollectionStatus::Green)) => return Ok(()),
+                None => return Err(RetrievalError::Store(format!("Qdrant did not describe {collection}"))),
+                _ if started.elapsed() > SETTLE_MAX => {
+                    tracing::warn!(
+                        collection,
+                        "the Qdrant server is still indexing after an hour; serving it as it is"
+                    );
+                    return Ok(());
+                }
                 Some(Ok(CollectionStatus::Red)) => {
                     return Err(RetrievalError::Store(format!("Qdrant failed to index {collection} (status red)")));
                 }
@@ -440,22 +459,33 @@ impl IndexBackend for QdrantIndex {
     }
 
     fn open_current(&self) -> Result<Option<Arc<dyn VectorStore>>, RetrievalError> {
-        let Some(collection) = self.current_collection()? else {
-            return Ok(None);
-        };
-        let manifest = self.conn.metadata(&collection)?.map_or(Ok(None), |m| manifest_of(&m))?.ok_or_else(|| {
-            RetrievalError::Store(format!("{collection}: the alias points at an incomplete generation (no manifest)"))
-        })?;
-        Ok(Some(Arc::new(QdrantStore::open(self.conn.clone(), collection, manifest, &self.replica)?)))
+        // The lease is written, then the alias read again: a cleanup elsewhere reads the alias
+        // before the leases, so a generation still current after the lease landed is kept.
+        for _ in 0..3 {
+            let Some(collection) = self.current_collection()? else {
+                return Ok(None);
+            };
+            let manifest =
+                self.conn.metadata(&collection)?.map_or(Ok(None), |m| manifest_of(&m))?.ok_or_else(|| {
+                    RetrievalError::Store(format!(
+                        "{collection}: the alias points at an incomplete generation (no manifest)"
+                    ))
+                })?;
+            let store = QdrantStore::open(self.conn.clone(), collection, manifest, &self.replica)?;
+            if self.current_collection()?.as_deref() == Some(store.collection()) {
+                return Ok(Some(Arc::new(store)));
+            }
+        }
+        Err(RetrievalError::Store("the index alias kept moving while it was opened; a later poll will".into()))
     }
 
     fn lock_writer(&self) -> Result<WriterLock, RetrievalError> {
         let lock = self.lock_name();
-        for _ in 0..2 {
+        for _ in 0..3 {
             let create = CreateCollectionBuilder::new(&lock)
                 .metadata(metadata(vec![(BEAT_KEY, now_ms().into()), (HOLDER_KEY, self.replica.clone().into())]));
             match self.conn.call("taking the ingest lock", move |c| async move { c.create_collection(create).await }) {
-                Ok(_) => return Ok(Box::new(IngestLock::hold(self.conn.clone(), lock))),
+                Ok(_) => return Ok(Box::new(IngestLock::hold(self.conn.clone(), lock, self.replica.clone()))),
                 Err(RetrievalError::Store(msg)) if msg.contains("already exists") => {
                     let meta = self.conn.metadata(&lock)?.unwrap_or_default();
                     let holder = meta.get(HOLDER_KEY).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
@@ -465,6 +495,14 @@ impl IndexBackend for QdrantIndex {
                             "another ingest is running on the Qdrant server at {} (held by {holder})",
                             self.conn.url
                         )));
+                    }
+                    // only the lock judged stale: another process taking it over meanwhile made
+                    // a new one, which stays
+                    let again = self.conn.metadata(&lock)?.unwrap_or_default();
+                    if again.get(HOLDER_KEY) != meta.get(HOLDER_KEY)
+                        || beat_of(&again, BEAT_KEY) != beat_of(&meta, BEAT_KEY)
+                    {
+                        continue;
                     }
                     tracing::warn!(holder, age_ms = age, "taking over the ingest lock of a process that stopped");
                     self.conn.delete_collection(&lock)?;
@@ -494,6 +532,15 @@ impl IndexBackend for QdrantIndex {
                 tracing::warn!(collection, error = %cleanup, "could not remove a failed build; a later cleanup will");
             }
             return Err(e);
+        }
+        // still the writer? (a lock that lapsed, say while the server was away, may have been
+        // taken over: the newer build wins)
+        let holder = self.conn.metadata(&self.lock_name())?.and_then(|m| m.get(HOLDER_KEY).cloned());
+        if holder.as_ref().and_then(|h| h.as_str()) != Some(self.replica.as_str()) {
+            let _ = self.conn.delete_collection(&collection);
+            return Err(RetrievalError::Busy(
+                "this ingest's lock lapsed and another ingest took it over; the other one's index will serve".into(),
+            ));
         }
         // the switch: one alias operation, atomic on the server
         let (alias, target) = (self.alias(), collection.clone());
@@ -546,30 +593,39 @@ impl IndexBackend for QdrantIndex {
 struct IngestLock {
     conn: Conn,
     name: String,
+    holder: String,
     beat: tokio::task::JoinHandle<()>,
 }
 
 impl IngestLock {
-    fn hold(conn: Conn, name: String) -> Self {
+    fn hold(conn: Conn, name: String, holder: String) -> Self {
         let lock = name.clone();
         let beat = conn.spawn(move |c| async move {
             loop {
                 tokio::time::sleep(BEAT).await;
                 let meta = metadata(vec![(BEAT_KEY, now_ms().into())]);
-                if let Err(e) = c.update_collection(UpdateCollectionBuilder::new(&lock).metadata(meta)).await {
-                    tracing::warn!(error = %e, "could not renew the ingest lock");
+                // bounded by the beat, so that a slow renewal never leaves a gap near the
+                // stale limit
+                let renew = c.update_collection(UpdateCollectionBuilder::new(&lock).metadata(meta));
+                if !matches!(tokio::time::timeout(BEAT, renew).await, Ok(Ok(_))) {
+                    tracing::warn!("could not renew the ingest lock");
                 }
             }
         });
-        Self { conn, name, beat }
+        Self { conn, name, holder, beat }
     }
 }
 
 impl Drop for IngestLock {
     fn drop(&mut self) {
         self.beat.abort();
-        if let Err(e) = self.conn.delete_collection(&self.name) {
-            tracing::warn!(error = %e, "could not release the ingest lock; it lapses by itself within a minute");
+        // only this process's lock: one that lapsed may have been taken over
+        let ours = match self.conn.metadata(&self.name) {
+            Ok(meta) => meta.is_some_and(|m| m.get(HOLDER_KEY).and_then(|h| h.as_str()) == Some(self.holder.as_str())),
+            Err(_) => false,
+        };
+        if ours && let Err(e) = self.conn.delete_collection(&self.name) {
+            tracing::warn!(error = %e, "could not release the ingest lock; it lapses by itself within 15 s");
         }
     }
 }
@@ -592,8 +648,9 @@ impl QdrantStore {
             loop {
                 tokio::time::sleep(BEAT).await;
                 let meta = metadata(vec![(&key, now_ms().into())]);
-                if let Err(e) = c.update_collection(UpdateCollectionBuilder::new(&name).metadata(meta)).await {
-                    tracing::debug!(error = %e, "could not renew the lease on the served index generation");
+                let renew = c.update_collection(UpdateCollectionBuilder::new(&name).metadata(meta));
+                if !matches!(tokio::time::timeout(BEAT, renew).await, Ok(Ok(_))) {
+                    tracing::debug!("could not renew the lease on the served index generation");
                 }
             }
         });
