@@ -5,88 +5,32 @@
 //! latency of filtered BM25 and hybrid queries, one at a time from one client.
 //!
 //! `cargo bench --bench backends` prints the figures quoted in the README; `BENCH_SMALL=1` runs
-//! 10,000 chunks. The server is `TUTOR_BENCH_QDRANT_BIN` or `../shared/bin/qdrant`, started on
+//! 10,000 chunks. The server is `TUTOR_TEST_QDRANT_BIN` or `../shared/bin/qdrant`, started on
 //! loopback ports with a temporary storage directory; without one, only the embedded index runs.
 //! The embedder is not measured here (see `benches/embed.rs`): this is the store.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "shared/words.rs"]
+mod words;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{QdrantProcess, free_port, qdrant_binary};
 use tutor::config::QdrantConfig;
 use tutor::content::{ChunkSettings, Format, Level, SkillId};
 use tutor::retrieval::{
     Bm25, DenseSettings, EdgeIndex, Fusion, IndexBackend, IndexPoint, IndexSettings, Manifest, QdrantIndex,
     SearchFilter, StoreQuery, VectorStore,
 };
+use words::{Rng, WORDS};
 
 const DIMS: usize = 384;
 const SKILLS: usize = 20;
-const WORDS: &[&str] = &[
-    "fraction",
-    "numerator",
-    "denominator",
-    "equivalent",
-    "common",
-    "multiple",
-    "divide",
-    "multiply",
-    "reciprocal",
-    "decimal",
-    "percent",
-    "whole",
-    "part",
-    "pizza",
-    "recipe",
-    "measure",
-    "compare",
-    "greater",
-    "smaller",
-    "simplify",
-    "phishing",
-    "password",
-    "manager",
-    "factor",
-    "authentication",
-    "report",
-    "incident",
-    "email",
-    "link",
-    "attachment",
-    "sender",
-    "domain",
-    "urgent",
-    "invoice",
-    "vendor",
-    "device",
-    "laptop",
-    "update",
-    "classify",
-    "confidential",
-    "learner",
-    "example",
-    "explain",
-    "because",
-    "therefore",
-    "step",
-    "first",
-    "next",
-    "finally",
-    "check",
-    "answer",
-    "question",
-    "reason",
-    "pattern",
-    "rule",
-    "number",
-    "line",
-    "model",
-    "picture",
-    "share",
-    "group",
-    "equal",
+/// Words beyond the shared vocabulary, so that queries are not all made of common words.
+const MORE_WORDS: &[&str] = &[
     "improper",
     "mixed",
     "quarter",
@@ -105,22 +49,18 @@ const WORDS: &[&str] = &[
     "restricted",
 ];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) as usize
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() % 1_000_000) as f32 / 1_000_000.0
-    }
-    /// Roughly normal, by the sum of four uniforms.
-    fn normal(&mut self) -> f32 {
-        (self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 1.7
-    }
-    fn words(&mut self, n: usize) -> String {
-        (0..n).map(|_| WORDS[self.next() % WORDS.len()]).collect::<Vec<_>>().join(" ")
-    }
+fn words(rng: &mut Rng, n: usize) -> String {
+    let pick = |i: usize| if i < WORDS.len() { WORDS[i] } else { MORE_WORDS[i - WORDS.len()] };
+    (0..n).map(|_| pick(rng.next() % (WORDS.len() + MORE_WORDS.len()))).collect::<Vec<_>>().join(" ")
+}
+
+fn unit(rng: &mut Rng) -> f32 {
+    (rng.next() % 1_000_000) as f32 / 1_000_000.0
+}
+
+/// Roughly normal, by the sum of four uniforms.
+fn normal(rng: &mut Rng) -> f32 {
+    (unit(rng) + unit(rng) + unit(rng) + unit(rng) - 2.0) * 1.7
 }
 
 fn normalised(mut v: Vec<f32>) -> Vec<f32> {
@@ -131,7 +71,7 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 
 /// A vector near `centre` (cosine about 0.8).
 fn near(rng: &mut Rng, centre: &[f32]) -> Vec<f32> {
-    normalised(centre.iter().map(|c| c + 0.035 * rng.normal()).collect())
+    normalised(centre.iter().map(|c| c + 0.035 * normal(rng)).collect())
 }
 
 struct Corpus {
@@ -142,14 +82,14 @@ struct Corpus {
 
 fn corpus(chunks: usize) -> Corpus {
     let mut rng = Rng(42);
-    let centres: Vec<Vec<f32>> = (0..2000).map(|_| normalised((0..DIMS).map(|_| rng.normal()).collect())).collect();
-    let mut words = 0;
+    let centres: Vec<Vec<f32>> = (0..2000).map(|_| normalised((0..DIMS).map(|_| normal(&mut rng)).collect())).collect();
+    let mut total_words = 0;
     let points = (0..chunks)
         .map(|i| {
             let component = i / 4;
             let n = 40 + rng.next() % 40;
-            let text = rng.words(n);
-            words += text.split(' ').count();
+            let text = words(&mut rng, n);
+            total_words += text.split(' ').count();
             let skill = component % SKILLS;
             let mut skills = vec![format!("bench.s{skill}")];
             if component % 7 == 0 {
@@ -164,7 +104,7 @@ fn corpus(chunks: usize) -> Corpus {
             (i as u64, payload, text, dense)
         })
         .collect();
-    Corpus { points, centres, avg_len: words as f64 / chunks as f64 }
+    Corpus { points, centres, avg_len: total_words as f64 / chunks as f64 }
 }
 
 impl Corpus {
@@ -220,7 +160,7 @@ fn queries(corpus: &Corpus, n: usize) -> Vec<Query> {
     let mut rng = Rng(7);
     (0..n)
         .map(|i| Query {
-            sparse: Bm25::query(&rng.words(3 + i % 5)),
+            sparse: Bm25::query(&words(&mut rng, 3 + i % 5)),
             dense: {
                 let centre = rng.next() % corpus.centres.len();
                 near(&mut rng, &corpus.centres[centre])
@@ -271,69 +211,18 @@ fn latencies(store: &dyn VectorStore, qs: &[Query]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A throwaway Qdrant server on loopback, removed when dropped.
-struct Server {
-    child: Child,
-    http: u16,
-    grpc: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Server {
-    fn start(bin: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (http, grpc) = (free_port(), free_port());
-        let child = Command::new(bin)
-            .current_dir(dir.path())
-            .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
-            .env("QDRANT__STORAGE__SNAPSHOTS_PATH", dir.path().join("snapshots"))
-            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
-            .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
-            .env("QDRANT__SERVICE__GRPC_PORT", grpc.to_string())
-            .env("QDRANT__TELEMETRY_DISABLED", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "the Qdrant server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, http, grpc, _dir: dir }
-    }
-
-    /// Blocks until the collection behind `alias` has finished optimising (status green).
-    fn wait_green(&self, rt: &tokio::runtime::Runtime, alias: &str) {
-        let url = format!("http://127.0.0.1:{}/collections/{alias}", self.http);
-        rt.block_on(async {
-            loop {
-                let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-                if body["result"]["status"] == "green" {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+/// Blocks until the collection behind `alias` has finished optimising (status green).
+fn wait_green(rt: &tokio::runtime::Runtime, server: &QdrantProcess, alias: &str) {
+    let url = format!("http://127.0.0.1:{}/collections/{alias}", server.http);
+    rt.block_on(async {
+        loop {
+            let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+            if body["result"]["status"] == "green" {
+                break;
             }
-        });
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("TUTOR_BENCH_QDRANT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bin/qdrant"));
-    bin.is_file().then_some(bin)
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
 }
 
 fn main() {
@@ -358,10 +247,10 @@ fn main() {
     rows.push(("embedded", latencies(store.as_ref(), &qs)));
     drop(store);
 
-    match server_bin() {
-        None => println!("Qdrant server: skipped (no binary at TUTOR_BENCH_QDRANT_BIN or ../shared/bin/qdrant)"),
+    match qdrant_binary("the Qdrant server") {
+        None => {}
         Some(bin) => {
-            let server = Server::start(&bin);
+            let server = QdrantProcess::start(&bin, free_port());
             let cfg = QdrantConfig {
                 url: Some(format!("http://127.0.0.1:{}", server.grpc)),
                 collection: "bench".into(),
@@ -371,7 +260,7 @@ fn main() {
             println!("Qdrant server {} (gRPC, loopback)", index.server_version().unwrap());
             let s = build(&index, &corpus);
             let t = Instant::now();
-            server.wait_green(&rt, &index.alias());
+            wait_green(&rt, &server, &index.alias());
             let optimised = t.elapsed().as_secs_f64();
             // the build switches the alias once the server has indexed the collection
             println!(

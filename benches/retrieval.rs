@@ -2,93 +2,16 @@
 //! `cargo bench --bench retrieval` prints the figures quoted in the README.
 //! `BENCH_SMALL=1` runs a quick, smaller version.
 
+#[path = "shared/words.rs"]
+mod words;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tutor::config::Config;
 use tutor::content::{Format, Level, LoadOptions, SkillId, load_library};
 use tutor::retrieval::{Bm25, Retriever, SearchFilter, SearchRequest, StoreQuery, VectorStore, ingest};
-
-const WORDS: &[&str] = &[
-    "fraction",
-    "numerator",
-    "denominator",
-    "equivalent",
-    "common",
-    "multiple",
-    "divide",
-    "multiply",
-    "reciprocal",
-    "decimal",
-    "percent",
-    "whole",
-    "part",
-    "pizza",
-    "recipe",
-    "measure",
-    "compare",
-    "greater",
-    "smaller",
-    "simplify",
-    "phishing",
-    "password",
-    "manager",
-    "factor",
-    "authentication",
-    "report",
-    "incident",
-    "email",
-    "link",
-    "attachment",
-    "sender",
-    "domain",
-    "urgent",
-    "invoice",
-    "vendor",
-    "device",
-    "laptop",
-    "update",
-    "classify",
-    "confidential",
-    "learner",
-    "example",
-    "explain",
-    "because",
-    "therefore",
-    "step",
-    "first",
-    "next",
-    "finally",
-    "check",
-    "answer",
-    "question",
-    "reason",
-    "pattern",
-    "rule",
-    "number",
-    "line",
-    "model",
-    "picture",
-    "share",
-    "group",
-    "equal",
-];
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> usize {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) as usize
-    }
-    fn sentence(&mut self) -> String {
-        let n = 8 + self.next() % 10;
-        let mut s: Vec<&str> = (0..n).map(|_| WORDS[self.next() % WORDS.len()]).collect();
-        let first = s[0].to_owned();
-        let cap = first[..1].to_uppercase() + &first[1..];
-        s[0] = &cap;
-        format!("{}.", s.join(" "))
-    }
-}
+use words::{Rng, WORDS};
 
 /// Writes a corpus of `n` components of about `paragraphs` × 70 words each; returns its root.
 fn corpus(n: usize, paragraphs: usize) -> tempfile::TempDir {

@@ -199,15 +199,3 @@ fn a_broken_case_file_is_reported_with_its_line() {
     assert!(!out.status.success());
     assert!(stderr.contains("cases.yaml:") && stderr.contains("unknown field `cites_sometimes`"), "{stderr}");
 }
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}

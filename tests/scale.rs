@@ -9,80 +9,13 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
 use tutor::retrieval::IndexBackend;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A Qdrant server of the test's own on loopback, with its storage in a temporary folder;
-/// killed when dropped.
-struct QdrantProcess {
-    child: Child,
-    grpc: u16,
-    http: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn qdrant_binary(test: &str) -> Option<PathBuf> {
-    let bin = std::env::var_os("TUTOR_TEST_QDRANT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bin/qdrant"));
-    if bin.is_file() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var_os("TUTOR_REQUIRE_QDRANT").is_none(),
-        "TUTOR_REQUIRE_QDRANT is set but {} is missing",
-        bin.display()
-    );
-    println!("skipped {test}: no Qdrant server binary at {} (set TUTOR_TEST_QDRANT_BIN)", bin.display());
-    None
-}
-
-impl QdrantProcess {
-    /// Starts the server on `grpc` (and a free REST port) and waits until it answers.
-    async fn start(bin: &Path, grpc: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let http = free_port();
-        let child = Command::new(bin)
-            .current_dir(dir.path())
-            .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
-            .env("QDRANT__STORAGE__SNAPSHOTS_PATH", dir.path().join("snapshots"))
-            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
-            .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
-            .env("QDRANT__SERVICE__GRPC_PORT", grpc.to_string())
-            .env("QDRANT__TELEMETRY_DISABLED", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while reqwest::get(format!("http://127.0.0.1:{http}/")).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "the Qdrant server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, grpc, http, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-}
-
-impl Drop for QdrantProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = self.http;
-    }
-}
 
 /// `GET {base}/readyz`: its status and body.
 async fn readyz(base: &str) -> (u16, Value) {
@@ -124,7 +57,7 @@ async fn a_qdrant_server_unreachable_at_start_is_not_ready_saying_so_then_recove
     assert_eq!(readyz(&app.base).await.0, 503);
 
     // the server comes up: the service ingests and serves by itself
-    let _qdrant = QdrantProcess::start(&bin, grpc).await;
+    let _qdrant = QdrantProcess::start(&bin, grpc);
     let ready = wait_ready(&app.base).await;
     assert!(ready["index"]["chunks"].as_u64().unwrap() > 100, "{ready}");
     assert!(ready.get("warning").is_none(), "the outage is still reported: {ready}");
@@ -137,7 +70,7 @@ async fn a_qdrant_server_gone_mid_session_degrades_the_answer_and_says_so() {
     let Some(bin) = qdrant_binary("a_qdrant_server_gone_mid_session_degrades_the_answer_and_says_so") else {
         return;
     };
-    let qdrant = QdrantProcess::start(&bin, free_port()).await;
+    let qdrant = QdrantProcess::start(&bin, free_port());
     let url = qdrant.url();
     let app = spawn_app(|c| {
         c.content_dir = sample_content();
@@ -227,18 +160,6 @@ fn replica(content: &Path, db: &str, server: &ServerIndex) -> Replica {
         .spawn()
         .unwrap();
     Replica { child, base: format!("http://127.0.0.1:{port}"), _data: data }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[tokio::test]

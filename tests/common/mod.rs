@@ -575,6 +575,91 @@ pub fn deltas(events: &[(String, Value)]) -> String {
 
 /// A fresh, empty PostgreSQL database for one test, or `None` (printing why) when no server
 /// is configured.
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Copies the folder `from` into `to`, recursively.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The Qdrant server binary: `TUTOR_TEST_QDRANT_BIN` or `../shared/bin/qdrant` beside the
+/// repository. `None` (saying `what` was skipped) when it is absent, unless
+/// `TUTOR_REQUIRE_QDRANT` is set.
+pub fn qdrant_binary(what: &str) -> Option<PathBuf> {
+    let bin = std::env::var_os("TUTOR_TEST_QDRANT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bin/qdrant"));
+    if bin.is_file() {
+        return Some(bin);
+    }
+    assert!(
+        std::env::var_os("TUTOR_REQUIRE_QDRANT").is_none(),
+        "TUTOR_REQUIRE_QDRANT is set but {} is missing",
+        bin.display()
+    );
+    println!("skipped {what}: no Qdrant server binary at {} (set TUTOR_TEST_QDRANT_BIN)", bin.display());
+    None
+}
+
+/// A Qdrant server of one's own on loopback, with its storage in a temporary folder; killed
+/// when dropped.
+pub struct QdrantProcess {
+    child: std::process::Child,
+    pub grpc: u16,
+    pub http: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl QdrantProcess {
+    /// Starts the server on `grpc` (and a free REST port) and waits until both accept.
+    pub fn start(bin: &Path, grpc: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let http = free_port();
+        let child = std::process::Command::new(bin)
+            .current_dir(dir.path())
+            .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
+            .env("QDRANT__STORAGE__SNAPSHOTS_PATH", dir.path().join("snapshots"))
+            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+            .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
+            .env("QDRANT__SERVICE__GRPC_PORT", grpc.to_string())
+            .env("QDRANT__TELEMETRY_DISABLED", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let accepts = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        while !(accepts(http) && accepts(grpc)) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the Qdrant server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, grpc, http, _dir: dir }
+    }
+
+    /// Its gRPC URL, as `TUTOR_QDRANT_URL` takes it.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+}
+
+impl Drop for QdrantProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub async fn fresh_postgres(test: &str) -> Option<String> {
     let Ok(admin) = std::env::var("TUTOR_TEST_DATABASE_URL") else {
         println!("skipped {test} on PostgreSQL: TUTOR_TEST_DATABASE_URL is not set");
