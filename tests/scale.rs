@@ -116,6 +116,46 @@ async fn a_qdrant_server_gone_mid_session_degrades_the_answer_and_says_so() {
     assert!(body["error"]["message"].as_str().unwrap().contains("unreachable"), "{body}");
 }
 
+#[tokio::test]
+async fn with_the_qdrant_server_gone_the_model_is_told_search_is_unavailable_and_the_turn_succeeds() {
+    let Some(bin) = qdrant_binary("with_the_qdrant_server_gone_the_model_is_told_search_is_unavailable") else {
+        return;
+    };
+    let qdrant = QdrantProcess::start(&bin, free_port());
+    let url = qdrant.url();
+    let reply =
+        "I can't search the course just now; from this page: dividing by a fraction multiplies by its reciprocal.";
+    let model = llm((0..6).map(|_| text(&[reply])).collect()).await;
+    let app = spawn_app(|c| {
+        c.content_dir = sample_content();
+        c.embed.model_id = Some("none".into());
+        c.qdrant.url = Some(url);
+        c.qdrant.timeout_secs = 2;
+        c.qdrant.connect_timeout_secs = 1;
+        use_llm(c, &model);
+    })
+    .await;
+    wait_ready(&app.base).await;
+    drop(qdrant);
+
+    let events = chat_sse(
+        &app,
+        json!({"learner_id": "ada", "component_id": "fractions-divide-explain-intro",
+               "message": "can you explain dividing fractions another way?"}),
+    )
+    .await;
+    assert!(events.iter().all(|(name, _)| name != "error"), "{events:#?}");
+    done(&events);
+    assert!(!deltas(&events).trim().is_empty(), "{events:#?}");
+    let sent = requests(&model).await;
+    assert!(!sent.is_empty(), "the model was not asked");
+    assert!(
+        sent[0].to_string().contains("the course search is unavailable right now"),
+        "the model was not told: {}",
+        sent[0]
+    );
+}
+
 // ---- two replicas on one PostgreSQL and one Qdrant server ----
 
 /// A `tutor serve` process; killed when dropped.
