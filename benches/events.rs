@@ -3,7 +3,8 @@
 //! client and from four, and (b) one statement per request from 50 concurrent clients, as
 //! content pages post answers. Every reply comes after its statements are durably committed.
 //! `cargo bench --bench events` prints statements/s and request latency p50/p99;
-//! `EVENTS_SECONDS` (20) sets each phase's length.
+//! `EVENTS_SECONDS` (20) sets each phase's length; `EVENTS_PHASES` (`batches,single`) which
+//! phases run (`single` alone, e.g., to profile the server under one-statement posts).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -88,7 +89,9 @@ fn main() {
         let t0 = chrono::Utc::now().timestamp_millis() - 86_400_000;
         let clock = Arc::new(AtomicU64::new(0));
 
-        for clients in [1usize, 4] {
+        let phases = std::env::var("EVENTS_PHASES").unwrap_or_else(|_| "batches,single".into());
+        let batches = if phases.split(',').any(|p| p.trim() == "batches") { &[1usize, 4][..] } else { &[] };
+        for &clients in batches {
             let clock = clock.clone();
             let (rate, mut lat) = phase(&base, clients, secs, 1000, move |c, n| {
                 // 1,000 answers of 100 learners of this client, in time order
@@ -110,6 +113,11 @@ fn main() {
             );
         }
         let clock2 = clock.clone();
+        if !phases.split(',').any(|p| p.trim() == "single") {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
         let (rate, mut lat) = phase(&base, 50, secs, 1, move |c, n| {
             let at = t0 + clock2.fetch_add(1, Ordering::Relaxed) as i64;
             statement(&format!("page-{c}"), &format!("s-{c}-{n}"), n as usize, n % 3 != 0, at)

@@ -244,6 +244,18 @@ pub async fn delete_rows(tx: &mut Tx, table: &'static str, learner: &LearnerId) 
         .rows_affected())
 }
 
+/// Values per `IN (…)` list: one parameter each, far below either database's limit.
+pub const IN_LIST: usize = 500;
+
+/// `$1, $2, …, $n` on PostgreSQL, `?, ?, …` on SQLite (see [`placeholders`]): an `IN (…)` list.
+pub fn placeholder_list(conn: &sqlx::AnyConnection, n: usize) -> String {
+    if conn.backend_name() == "SQLite" {
+        vec!["?"; n].join(", ")
+    } else {
+        (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// `($1, …, $cols), ($cols+1, …), …` for `rows` rows on PostgreSQL; on SQLite the same with
 /// anonymous `?` (bound in order). sqlx binds SQLite's numbered parameters by looking each one
 /// up by name, which SQLite does by walking a list: quadratic in the parameters, and 75% of the

@@ -27,6 +27,9 @@ async fn app(backend: Backend, test: &str) -> Option<(App, String)> {
     let app = spawn_app(|c| {
         c.content_dir = sample_content();
         c.database_url = for_app;
+        // the concurrency tests post hundreds of times from one address
+        c.limits.requests_per_minute = 1_000_000;
+        c.limits.requests_per_minute_per_address = 1_000_000;
     })
     .await;
     let url = url.unwrap_or_else(|| format!("sqlite://{}/tutor.db", app.data.path().display()));
@@ -121,6 +124,7 @@ on_both_backends!(
     events_out_of_order_give_the_passport_of_events_in_order,
     erase_leaves_nothing_of_the_learner,
     fifty_concurrent_batches_for_one_learner_lose_no_update,
+    concurrent_posts_of_many_learners_leave_what_posting_them_one_by_one_leaves,
     flags_keep_one_open_flag_per_learner_and_skill,
 );
 
@@ -313,6 +317,114 @@ async fn fifty_concurrent_batches_for_one_learner_lose_no_update(backend: Backen
     // depending on the order the batches arrive in: while some are missing, the answers in
     // hand can hold a wrong streak)
     assert_eq!(rows_of(&url, "busy").await - rows_in(&url, "flags", "busy").await, 200 + 1 + 1);
+}
+
+/// Every row the passport derives from events (everything but the clock's columns), one
+/// string per row, sorted: what two stores given the same events must agree on.
+async fn derived_rows(url: &str) -> Vec<String> {
+    let tables: [(&str, &str); 10] = [
+        ("events", "learner, id, verb, component, item, success, score, response, hints_used, duration_ms, ts, grp"),
+        ("skill_states", "learner, skill, mastery, evidence, state, first_at, proficient_at, grp"),
+        ("learners", "learner, state, params_version"),
+        ("item_stats", "course, component, item, grp, attempts, wrong, hints"),
+        ("learner_courses", "learner, course, grp, last_at, last_component"),
+        ("learner_weeks", "learner, course, week, grp"),
+        ("mastery_weeks", "learner, skill, week, mastery, grp"),
+        ("learner_components", "learner, course, component, grp"),
+        ("learner_demands", "learner, course, skill, demand, grp"),
+        ("learner_misconceptions", "learner, course, component, item, response, grp"),
+    ];
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut out = Vec::new();
+    for (table, columns) in tables {
+        let row = columns.split(", ").map(|c| format!("COALESCE(CAST({c} AS TEXT), '-')")).collect::<Vec<_>>();
+        let sql = format!("SELECT '{table}|' || {} FROM {table}", row.join(" || '|' || "));
+        let mut rows: Vec<String> = sqlx::query_scalar(&sql).fetch_all(&mut conn).await.unwrap();
+        rows.sort();
+        out.extend(rows);
+    }
+    out
+}
+
+/// Content pages post answers one at a time, from many learners at once: on SQLite the posts
+/// that arrive together share one transaction, their learners' passports and rollups
+/// written together. Posted concurrently, out of order and some twice, the events leave
+/// exactly the rows that posting them one by one, in order, leaves.
+async fn concurrent_posts_of_many_learners_leave_what_posting_them_one_by_one_leaves(backend: Backend) {
+    let Some((together, together_url)) = app(backend, "together").await else {
+        return;
+    };
+    let (alone, alone_url) = app(backend, "alone").await.unwrap();
+    // 30 learners, 8 answers each over two courses; even learners name a group; wrong
+    // answers with a known misconception among them
+    let mut statements: Vec<Value> = Vec::new();
+    for l in 0..30u32 {
+        let learner = format!("many-{l}");
+        for n in 0..8u32 {
+            let minute = l + n * 31;
+            let mut s = match n % 4 {
+                0 | 1 => answered(&format!("{learner}-{n}"), &learner, "fractions-divide-ex-1", &format!("q{}", n % 4 + 1), (l + n) % 3 != 0, minute),
+                2 => {
+                    let mut s = answered(&format!("{learner}-{n}"), &learner, "fractions-add-subtract-unlike-ex-2", "q1", false, minute);
+                    s["result"] = json!({"response": if l % 2 == 0 { "12/20" } else { "29/24" }, "hints_used": l % 3});
+                    s
+                }
+                _ => answered(&format!("{learner}-{n}"), &learner, "security-phishing-recognize-ex-1", "q1", l % 4 != 0, minute),
+            };
+            if l % 2 == 0 {
+                s["context"] = json!({"group": "class-a"});
+            }
+            statements.push(s);
+        }
+    }
+    // one by one, in time order
+    let mut in_order = statements.clone();
+    in_order.sort_by_key(|s| s["timestamp"].as_str().unwrap().to_owned());
+    for s in &in_order {
+        assert_eq!(counts(&post_events(&alone, s).await), (200, 1, 0));
+    }
+    // all at once from 40 clients, shuffled (a fixed permutation), the first 20 posted twice
+    let mut shuffled: Vec<(Value, bool)> = statements.iter().cloned().map(|s| (s, false)).collect();
+    shuffled.extend(statements[..20].iter().cloned().map(|s| (s, true)));
+    let n = shuffled.len();
+    let order: Vec<usize> = (0..n).map(|i| (i * 97 + 13) % n).collect();
+    assert_eq!(order.iter().collect::<std::collections::BTreeSet<_>>().len(), n, "a permutation");
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for c in 0..40 {
+        let mine: Vec<(Value, bool)> = order.iter().skip(c).step_by(40).map(|&i| shuffled[i].clone()).collect();
+        let (client, base) = (client.clone(), together.base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut replies = Vec::new();
+            for (s, again) in mine {
+                let r = client.post(format!("{base}/v1/events")).json(&s).send().await.unwrap();
+                replies.push((r.status().as_u16(), again, r.json::<Value>().await.unwrap()));
+            }
+            replies
+        }));
+    }
+    let (mut accepted, mut duplicates) = (0, 0);
+    for t in tasks {
+        for (status, _, body) in t.await.unwrap() {
+            assert_eq!(status, 200, "{body}");
+            accepted += body["accepted"].as_u64().unwrap();
+            duplicates += body["duplicates"].as_u64().unwrap();
+        }
+    }
+    // each statement posted twice is accepted once, whichever post came first
+    assert_eq!((accepted, duplicates), (240, 20));
+    let (a, b) = (derived_rows(&alone_url).await, derived_rows(&together_url).await);
+    assert!(a.len() > 240 + 30 * 4, "{} rows", a.len());
+    for table in ["item_stats|", "learner_misconceptions|", "learner_weeks|", "mastery_weeks|"] {
+        assert!(a.iter().any(|r| r.starts_with(table)), "no {table} rows");
+    }
+    let differ: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).take(3).collect();
+    assert!(a.len() == b.len() && differ.is_empty(), "{} vs {} rows; first differences {differ:#?}", a.len(), b.len());
+    for l in [0, 1, 29] {
+        let learner = format!("many-{l}");
+        assert_eq!(passport(&alone, &learner).await["skills"], passport(&together, &learner).await["skills"]);
+    }
 }
 
 #[tokio::test]

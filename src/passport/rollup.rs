@@ -9,31 +9,45 @@ use sqlx::Row;
 
 use super::event::{Event, LearnerId, Verb, normalize_answer};
 use crate::content::Library;
-use crate::db::{StoreError, Tx, placeholders};
+use crate::db::{IN_LIST, StoreError, Tx, placeholder_list, placeholders};
 
-/// The learner's group per course after these events ('' for none): the newest group a
-/// statement names, else the one kept from before.
-pub(super) async fn groups(
+/// Each learner's group per course after their events ('' for none): the newest group a
+/// statement names, else the one kept from before. One query for all the learners.
+pub(super) async fn groups<'l>(
     tx: &mut Tx,
-    learner: &LearnerId,
-    events: &[&Event],
+    learners: &BTreeMap<&'l LearnerId, Vec<&Event>>,
     lib: &Library,
-) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut out: BTreeMap<String, String> = BTreeMap::new();
-    for r in sqlx::query("SELECT course, grp FROM learner_courses WHERE learner = $1")
-        .bind(learner.as_str().to_owned())
-        .fetch_all(&mut **tx)
-        .await?
-    {
-        out.insert(r.try_get("course")?, r.try_get::<Option<String>, _>("grp")?.unwrap_or_default());
+) -> Result<BTreeMap<&'l LearnerId, BTreeMap<String, String>>, StoreError> {
+    let mut out: BTreeMap<&LearnerId, BTreeMap<String, String>> =
+        learners.keys().map(|l| (*l, BTreeMap::new())).collect();
+    let by_name: BTreeMap<&str, &'l LearnerId> = learners.keys().map(|l| (l.as_str(), *l)).collect();
+    let ids: Vec<&&LearnerId> = learners.keys().collect();
+    for chunk in ids.chunks(IN_LIST) {
+        let sql = format!(
+            "SELECT learner, course, grp FROM learner_courses WHERE learner IN ({})",
+            placeholder_list(tx, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for l in chunk {
+            q = q.bind(l.as_str().to_owned());
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let learner: String = r.try_get("learner")?;
+            if let Some(g) = by_name.get(learner.as_str()).and_then(|l| out.get_mut(l)) {
+                g.insert(r.try_get("course")?, r.try_get::<Option<String>, _>("grp")?.unwrap_or_default());
+            }
+        }
     }
-    let mut sorted: Vec<&&Event> = events.iter().collect();
-    sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-    for e in sorted {
-        let Some(c) = lib.components.get(&e.component) else { continue };
-        let entry = out.entry(c.course.clone()).or_default();
-        if let Some(g) = &e.group {
-            g.clone_into(entry);
+    for (learner, events) in learners {
+        let mut sorted: Vec<&&Event> = events.iter().collect();
+        sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let groups = out.get_mut(learner).expect("every learner has an entry");
+        for e in sorted {
+            let Some(c) = lib.components.get(&e.component) else { continue };
+            let entry = groups.entry(c.course.clone()).or_default();
+            if let Some(g) = &e.group {
+                g.clone_into(entry);
+            }
         }
     }
     Ok(out)
@@ -44,46 +58,47 @@ pub(super) fn group_of<'g>(groups: &'g BTreeMap<String, String>, lib: &Library, 
     lib.components.get(&e.component).and_then(|c| groups.get(&c.course)).map_or("", String::as_str)
 }
 
-/// Counts new answers into the rollups.
+/// Counts new answers into the rollups: each learner's new events with their groups, in as
+/// few statements as the rows allow.
 pub(super) async fn count_answers(
     tx: &mut Tx,
-    learner: &LearnerId,
-    events: &[&Event],
+    learners: &[(&LearnerId, &[&Event], &BTreeMap<String, String>)],
     lib: &Library,
-    groups: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
     // (course, component, item, group) → (answers, wrong, hints)
     type ItemKey<'a> = (&'a str, &'a str, &'a str, &'a str);
     let mut stats: BTreeMap<ItemKey, (i64, i64, i64)> = BTreeMap::new();
-    let mut components: BTreeMap<(&str, &str), &str> = BTreeMap::new();
-    let mut demands: BTreeMap<(&str, String, &str), &str> = BTreeMap::new();
-    let mut misconceptions: BTreeMap<(&str, &str, &str, String), &str> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.verb == Verb::Answered) {
-        let Some(c) = lib.components.get(&e.component) else { continue };
-        let item = e.item.as_deref().unwrap_or_default();
-        let grp = group_of(groups, lib, e);
-        let wrong = !e.success.unwrap_or(false);
-        let s = stats.entry((c.course.as_str(), c.id.as_str(), item, grp)).or_default();
-        s.0 += 1;
-        s.1 += i64::from(wrong);
-        s.2 += i64::from(e.hints_used.unwrap_or(0));
-        components.insert((c.course.as_str(), c.id.as_str()), grp);
-        if let Some(it) = c.items.iter().find(|i| i.id == item) {
-            for skill in &c.skills {
-                demands.entry((c.course.as_str(), skill.to_string(), it.demand.as_str())).or_insert(grp);
+    let mut components: BTreeMap<(&str, &str, &str), &str> = BTreeMap::new();
+    let mut demands: BTreeMap<(&str, &str, String, &str), &str> = BTreeMap::new();
+    let mut misconceptions: BTreeMap<(&str, &str, &str, &str, String), &str> = BTreeMap::new();
+    for (learner, events, groups) in learners {
+        let who = learner.as_str();
+        for e in events.iter().filter(|e| e.verb == Verb::Answered) {
+            let Some(c) = lib.components.get(&e.component) else { continue };
+            let item = e.item.as_deref().unwrap_or_default();
+            let grp = group_of(groups, lib, e);
+            let wrong = !e.success.unwrap_or(false);
+            let s = stats.entry((c.course.as_str(), c.id.as_str(), item, grp)).or_default();
+            s.0 += 1;
+            s.1 += i64::from(wrong);
+            s.2 += i64::from(e.hints_used.unwrap_or(0));
+            components.insert((who, c.course.as_str(), c.id.as_str()), grp);
+            if let Some(it) = c.items.iter().find(|i| i.id == item) {
+                for skill in &c.skills {
+                    demands.entry((who, c.course.as_str(), skill.to_string(), it.demand.as_str())).or_insert(grp);
+                }
             }
-        }
-        if wrong
-            && let Some(r) = &e.response
-            && let Some(key) = lib.answer_key(&e.component, item)
-        {
-            let given = normalize_answer(r);
-            if key.misconceptions.iter().any(|m| normalize_answer(&m.response) == given) {
-                misconceptions.entry((c.course.as_str(), c.id.as_str(), item, given)).or_insert(grp);
+            if wrong
+                && let Some(r) = &e.response
+                && let Some(key) = lib.answer_key(&e.component, item)
+            {
+                let given = normalize_answer(r);
+                if key.misconceptions.iter().any(|m| normalize_answer(&m.response) == given) {
+                    misconceptions.entry((who, c.course.as_str(), c.id.as_str(), item, given)).or_insert(grp);
+                }
             }
         }
     }
-    let who = learner.as_str().to_owned();
     let rows: Vec<_> = stats.into_iter().collect();
     for chunk in rows.chunks(500) {
         let sql = format!(
@@ -105,8 +120,8 @@ pub(super) async fn count_answers(
             placeholders(tx, chunk.len(), 4)
         );
         let mut q = sqlx::query(&sql);
-        for ((course, component), grp) in chunk {
-            q = q.bind(who.clone()).bind(*course).bind(*component).bind(*grp);
+        for ((who, course, component), grp) in chunk {
+            q = q.bind(*who).bind(*course).bind(*component).bind(*grp);
         }
         q.execute(&mut **tx).await?;
     }
@@ -117,8 +132,8 @@ pub(super) async fn count_answers(
             placeholders(tx, chunk.len(), 5)
         );
         let mut q = sqlx::query(&sql);
-        for ((course, skill, demand), grp) in chunk {
-            q = q.bind(who.clone()).bind(*course).bind(skill.clone()).bind(*demand).bind(*grp);
+        for ((who, course, skill, demand), grp) in chunk {
+            q = q.bind(*who).bind(*course).bind(skill.clone()).bind(*demand).bind(*grp);
         }
         q.execute(&mut **tx).await?;
     }
@@ -130,8 +145,8 @@ pub(super) async fn count_answers(
             placeholders(tx, chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql);
-        for ((course, component, item, response), grp) in chunk {
-            q = q.bind(who.clone()).bind(*course).bind(*component).bind(*item).bind(response.clone()).bind(*grp);
+        for ((who, course, component, item, response), grp) in chunk {
+            q = q.bind(*who).bind(*course).bind(*component).bind(*item).bind(response.clone()).bind(*grp);
         }
         q.execute(&mut **tx).await?;
     }

@@ -12,7 +12,7 @@ use super::event::{Event, LearnerId, Verb};
 use super::model::{LearnerState, SkillState};
 use super::recommend::{Feedback, Given};
 use crate::content::{ComponentId, Library, SkillId};
-use crate::db::{Database, Erased, LearnerData, StoreError, Tx, delete_rows, placeholders};
+use crate::db::{Database, Erased, IN_LIST, LearnerData, StoreError, Tx, delete_rows, placeholder_list, placeholders};
 use crate::ids::now_ms;
 
 /// What a batch did.
@@ -151,10 +151,6 @@ impl SqlPassportStore {
         Ok(inserted)
     }
 
-    async fn load_state(tx: &mut Tx, learner: &LearnerId) -> Result<LearnerState, StoreError> {
-        load_state(tx, learner).await
-    }
-
     /// The model left by events the retention policy deleted (empty when none were).
     async fn base(tx: &mut Tx, learner: &LearnerId) -> Result<LearnerState, StoreError> {
         let row = sqlx::query("SELECT base_state FROM learners WHERE learner = $1")
@@ -195,16 +191,17 @@ impl SqlPassportStore {
         rows.iter().filter_map(|r| event_from_row(r, learner).transpose()).collect()
     }
 
-    async fn save(
-        tx: &mut Tx,
-        learner: &LearnerId,
-        state: &LearnerState,
-        skills: &BTreeSet<SkillId>,
-        now: i64,
-        group: &(dyn Fn(&SkillId) -> String + Sync),
-    ) -> Result<(), StoreError> {
-        let skills: Vec<(&SkillId, &SkillState)> =
-            skills.iter().filter_map(|s| state.skills.get(s).map(|st| (s, st))).collect();
+    /// Writes the learners' rows and the rows of the skills each touched, in as few
+    /// statements as the rows allow.
+    async fn save(tx: &mut Tx, learners: &[Saved<'_>], now: i64, lib: &Library) -> Result<(), StoreError> {
+        let skills: Vec<(&LearnerId, &SkillId, &SkillState, String)> = learners
+            .iter()
+            .flat_map(|w| {
+                w.touched.iter().filter_map(move |s| {
+                    w.state.skills.get(s).map(|st| (w.learner, s, st, skill_group(lib, w.groups, s)))
+                })
+            })
+            .collect();
         for chunk in skills.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO skill_states (learner, skill, mastery, evidence, state, updated_at, first_at, proficient_at, grp) \
@@ -214,7 +211,7 @@ impl SqlPassportStore {
                 placeholders(tx, chunk.len(), 9)
             );
             let mut q = sqlx::query(&sql);
-            for (skill, st) in chunk {
+            for (learner, skill, st, grp) in chunk {
                 q = q
                     .bind(learner.as_str().to_owned())
                     .bind(skill.as_str().to_owned())
@@ -224,33 +221,109 @@ impl SqlPassportStore {
                     .bind(now)
                     .bind(st.first_seen)
                     .bind(st.proficient_at)
-                    .bind(group(skill));
+                    .bind(grp.clone());
             }
             q.execute(&mut **tx).await?;
         }
-        let head = LearnerState { skills: BTreeMap::new(), ..state.clone() };
-        sqlx::query(
-            "INSERT INTO learners (learner, state, updated_at, params_version) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
-             params_version = excluded.params_version",
-        )
-        .bind(learner.as_str())
-        .bind(serde_json::to_string(&head).expect("state serializes"))
-        .bind(now)
-        .bind(state.params_version)
-        .execute(&mut **tx)
-        .await?;
+        for chunk in learners.chunks(INSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO learners (learner, state, updated_at, params_version) VALUES {} \
+                 ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
+                 params_version = excluded.params_version",
+                placeholders(tx, chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for w in chunk {
+                let head = LearnerState { skills: BTreeMap::new(), ..w.state.clone() };
+                q = q
+                    .bind(w.learner.as_str().to_owned())
+                    .bind(serde_json::to_string(&head).expect("state serializes"))
+                    .bind(now)
+                    .bind(w.state.params_version);
+            }
+            q.execute(&mut **tx).await?;
+        }
         Ok(())
+    }
+
+    /// The stored models of `learners` (empty for one with none), in two queries per
+    /// [`IN_LIST`] learners.
+    async fn load_states<'l>(
+        tx: &mut Tx,
+        learners: &[&'l LearnerId],
+    ) -> Result<BTreeMap<&'l LearnerId, LearnerState>, StoreError> {
+        let mut out: BTreeMap<&LearnerId, LearnerState> = BTreeMap::new();
+        let by_name: BTreeMap<&str, &LearnerId> = learners.iter().map(|l| (l.as_str(), *l)).collect();
+        let corrupt = |learner: &str, message: String| StoreError::Corrupt { learner: learner.to_owned(), message };
+        for chunk in learners.chunks(IN_LIST) {
+            let list = placeholder_list(tx, chunk.len());
+            let sql = format!("SELECT learner, state FROM learners WHERE learner IN ({list})");
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+            for l in chunk {
+                q = q.bind(l.as_str().to_owned());
+            }
+            for (learner, text) in q.fetch_all(&mut **tx).await? {
+                let Some(l) = by_name.get(learner.as_str()) else { continue };
+                let state: LearnerState = serde_json::from_str(&text).map_err(|e| corrupt(&learner, e.to_string()))?;
+                out.insert(l, state);
+            }
+            let sql = format!("SELECT learner, skill, state FROM skill_states WHERE learner IN ({list})");
+            let mut q = sqlx::query_as::<_, (String, String, String)>(&sql);
+            for l in chunk {
+                q = q.bind(l.as_str().to_owned());
+            }
+            for (learner, skill, text) in q.fetch_all(&mut **tx).await? {
+                // skill rows without a learner row are not a model (as in `load_state`)
+                let Some(state) = by_name.get(learner.as_str()).and_then(|l| out.get_mut(l)) else { continue };
+                let skill = SkillId::parse(&skill).map_err(|e| corrupt(&learner, e.0))?;
+                let st: SkillState = serde_json::from_str(&text).map_err(|e| corrupt(&learner, e.to_string()))?;
+                state.skills.insert(skill, st);
+            }
+        }
+        for l in learners {
+            out.entry(l).or_default();
+        }
+        Ok(out)
     }
 }
 
+/// What [`SqlPassportStore::save`] writes for one learner.
+struct Saved<'a> {
+    learner: &'a LearnerId,
+    state: &'a LearnerState,
+    /// The skills whose rows are written.
+    touched: &'a BTreeSet<SkillId>,
+    groups: &'a BTreeMap<String, String>,
+}
+
+/// The group a learner's skill counts in: their group in the skill's course.
+fn skill_group(lib: &Library, groups: &BTreeMap<String, String>, skill: &SkillId) -> String {
+    lib.skills.get(skill).and_then(|k| groups.get(&k.course)).cloned().unwrap_or_default()
+}
+
 impl SqlPassportStore {
-    /// Appends the events of one batch not seen before and updates the passports they touch,
-    /// inside `tx`; the touched learners' models as they now stand.
-    async fn apply(&self, tx: &mut Tx, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError> {
-        // repeated ids within the batch are duplicates too
+    /// Appends the events of the batches not seen before (an id repeated in a later batch is
+    /// its duplicate) and updates the passports they touch, inside `tx`, in a fixed number of
+    /// statements however many learners the batches touch; per batch, what it recorded and
+    /// the models of the learners it brought new events for, as `tx` leaves them.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        batches: &[&[Event]],
+        lib: &Library,
+    ) -> Result<Vec<(Recorded, States)>, StoreError> {
+        // repeated ids are duplicates, within a batch and across them
         let mut seen = BTreeSet::new();
-        let unique: Vec<&Event> = events.iter().filter(|e| seen.insert((e.learner.as_str(), e.id.as_str()))).collect();
+        let mut unique: Vec<&Event> = Vec::new();
+        let mut batch_of: Vec<usize> = Vec::new();
+        for (b, events) in batches.iter().enumerate() {
+            for e in events.iter() {
+                if seen.insert((e.learner.as_str(), e.id.as_str())) {
+                    unique.push(e);
+                    batch_of.push(b);
+                }
+            }
+        }
         let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for e in &unique {
             by_learner.entry(&e.learner).or_default().push(e);
@@ -258,45 +331,67 @@ impl SqlPassportStore {
         let now = now_ms();
         // one learner's batches are applied one at a time; locks taken in id order, so two
         // batches touching the same learners cannot deadlock
-        let mut groups: Groups = BTreeMap::new();
-        for (learner, evs) in &by_learner {
+        for learner in by_learner.keys() {
             self.db.lock_learner(tx, learner.as_str()).await?;
-            groups.insert(learner, super::rollup::groups(tx, learner, evs, lib).await?);
         }
+        let groups = super::rollup::groups(tx, &by_learner, lib).await?;
         let inserted = Self::insert_events(tx, &unique, now, lib, &groups).await?;
-        let mut states = States::new();
+        let is_new = |e: &Event| inserted.contains(&(e.learner.to_string(), e.id.clone()));
+        let mut new_by: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for (learner, evs) in by_learner {
-            let mut new: Vec<&Event> =
-                evs.into_iter().filter(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
-            if new.is_empty() {
-                continue;
+            let mut new: Vec<&Event> = evs.into_iter().filter(|e| is_new(e)).collect();
+            if !new.is_empty() {
+                new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+                new_by.insert(learner, new);
             }
-            let grps = &groups[learner];
-            new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-            let mut state = Self::load_state(tx, learner).await?;
-            // mastery at the end of each week an answer fell in, for progression
-            let mut weeks: BTreeMap<(SkillId, i64), f64> = BTreeMap::new();
+        }
+        let learners: Vec<&LearnerId> = new_by.keys().copied().collect();
+        let mut stored = Self::load_states(tx, &learners).await?;
+        // mastery at the end of each week an answer fell in, for progression
+        let mut weeks: BTreeMap<(&LearnerId, SkillId, i64), f64> = BTreeMap::new();
+        let mut worked: Vec<(&LearnerId, LearnerState, BTreeSet<SkillId>)> = Vec::with_capacity(learners.len());
+        for (learner, new) in &new_by {
+            let mut state = stored.remove(learner).unwrap_or_default();
             let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
-                weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
+                weeks.insert((*learner, skill.clone(), super::model::week_of(ts)), mastery);
             };
             let touched: BTreeSet<SkillId> = if state.can_append(new[0], lib) {
-                state.apply_all(lib, &new, self.proficient, &mut week_of_answer).into_iter().collect()
+                state.apply_all(lib, new, self.proficient, &mut week_of_answer).into_iter().collect()
             } else {
                 // an event older than the newest applied, or a state computed with other
                 // parameters: replay the learner from the start
                 state = Self::replay(tx, learner, lib, self.proficient, &mut week_of_answer).await?;
                 state.skills.keys().cloned().collect()
             };
-            let skill_group = |skill: &SkillId| -> String {
-                lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
-            };
-            Self::save(tx, learner, &state, &touched, now, &skill_group).await?;
-            Self::save_weeks(tx, learner, &weeks, lib, &skill_group).await?;
-            Self::save_activity(tx, learner, &new, lib).await?;
-            super::rollup::count_answers(tx, learner, &new, lib, grps).await?;
-            states.insert(learner.clone(), state);
+            worked.push((learner, state, touched));
         }
-        Ok((Recorded { accepted: inserted.len(), duplicates: events.len() - inserted.len() }, states))
+        let saved: Vec<Saved> = worked
+            .iter()
+            .map(|(learner, state, touched)| Saved { learner, state, touched, groups: &groups[learner] })
+            .collect();
+        Self::save(tx, &saved, now, lib).await?;
+        Self::save_weeks(tx, &weeks, lib, &groups).await?;
+        Self::save_activity(tx, &new_by, lib).await?;
+        let counted: Vec<_> = new_by.iter().map(|(l, evs)| (*l, evs.as_slice(), &groups[l])).collect();
+        super::rollup::count_answers(tx, &counted, lib).await?;
+        // what each batch recorded, and the models of the learners it brought new events for
+        let finals: BTreeMap<&LearnerId, &LearnerState> = worked.iter().map(|(l, st, _)| (*l, st)).collect();
+        let mut out: Vec<(Recorded, States)> = batches.iter().map(|_| Default::default()).collect();
+        for (e, b) in unique.iter().zip(&batch_of) {
+            if is_new(e) {
+                let (recorded, states) = &mut out[*b];
+                recorded.accepted += 1;
+                if !states.contains_key(&e.learner)
+                    && let Some(st) = finals.get(&e.learner)
+                {
+                    states.insert(e.learner.clone(), (*st).clone());
+                }
+            }
+        }
+        for ((recorded, _), events) in out.iter_mut().zip(batches) {
+            recorded.duplicates = events.len() - recorded.accepted;
+        }
+        Ok(out)
     }
 
     /// SQLite's single writer, shared: a batch waits in a queue while another commits; the
@@ -330,10 +425,8 @@ impl SqlPassportStore {
     async fn commit_all(&self, pending: Vec<Pending>, lib: &Library) {
         let together = async {
             let mut tx = self.db.pool().begin().await?;
-            let mut out = Vec::with_capacity(pending.len());
-            for p in &pending {
-                out.push(self.apply(&mut tx, &p.events, lib).await?);
-            }
+            let batches: Vec<&[Event]> = pending.iter().map(|p| p.events.as_slice()).collect();
+            let out = self.apply(&mut tx, &batches, lib).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(out)
         }
@@ -351,17 +444,18 @@ impl SqlPassportStore {
             }
             Err(_) => {
                 for p in pending {
-                    let one = async {
-                        let mut tx = self.db.pool().begin().await?;
-                        let r = self.apply(&mut tx, &p.events, lib).await?;
-                        tx.commit().await?;
-                        Ok(r)
-                    }
-                    .await;
-                    let _ = p.done.send(one);
+                    let _ = p.done.send(self.commit_one(&p.events, lib).await);
                 }
             }
         }
+    }
+
+    /// Commits one batch in a transaction of its own.
+    async fn commit_one(&self, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError> {
+        let mut tx = self.db.pool().begin().await?;
+        let out = self.apply(&mut tx, &[events], lib).await?.pop().expect("one batch, one result");
+        tx.commit().await?;
+        Ok(out)
     }
 }
 
@@ -375,18 +469,23 @@ struct Pending {
 }
 
 impl SqlPassportStore {
-    /// Mastery at the end of each week with answers.
+    /// Mastery at the end of each week with answers, and the weeks each learner was active
+    /// in each course.
     async fn save_weeks(
         tx: &mut Tx,
-        learner: &LearnerId,
-        weeks: &BTreeMap<(SkillId, i64), f64>,
+        weeks: &BTreeMap<(&LearnerId, SkillId, i64), f64>,
         lib: &Library,
-        group: &(dyn Fn(&SkillId) -> String + Sync),
+        groups: &Groups<'_>,
     ) -> Result<(), StoreError> {
+        let group = |learner: &LearnerId, skill: &SkillId| groups.get(learner).map(|g| skill_group(lib, g, skill));
         // the weeks the learner answered in each course
-        let active: BTreeSet<(&str, i64, String)> = weeks
+        let active: BTreeSet<(&str, &str, i64, String)> = weeks
             .keys()
-            .filter_map(|(skill, week)| lib.skills.get(skill).map(|k| (k.course.as_str(), *week, group(skill))))
+            .filter_map(|(learner, skill, week)| {
+                lib.skills
+                    .get(skill)
+                    .map(|k| (learner.as_str(), k.course.as_str(), *week, group(learner, skill).unwrap_or_default()))
+            })
             .collect();
         let active: Vec<_> = active.into_iter().collect();
         for chunk in active.chunks(INSERT_ROWS) {
@@ -395,8 +494,8 @@ impl SqlPassportStore {
                 placeholders(tx, chunk.len(), 4)
             );
             let mut q = sqlx::query(&sql);
-            for (course, week, grp) in chunk {
-                q = q.bind(learner.as_str().to_owned()).bind(*course).bind(*week).bind(grp.clone());
+            for (learner, course, week, grp) in chunk {
+                q = q.bind(*learner).bind(*course).bind(*week).bind(grp.clone());
             }
             q.execute(&mut **tx).await?;
         }
@@ -408,53 +507,59 @@ impl SqlPassportStore {
                 placeholders(tx, chunk.len(), 5)
             );
             let mut q = sqlx::query(&sql);
-            for ((skill, week), mastery) in chunk {
+            for ((learner, skill, week), mastery) in chunk {
                 q = q
                     .bind(learner.as_str().to_owned())
                     .bind(skill.as_str().to_owned())
                     .bind(*week)
                     .bind(**mastery)
-                    .bind(group(skill));
+                    .bind(group(learner, skill).unwrap_or_default());
             }
             q.execute(&mut **tx).await?;
         }
         Ok(())
     }
 
-    /// The learner's newest activity and group per course the events touched.
+    /// Each learner's newest activity and group per course their new events (sorted) touched.
     async fn save_activity(
         tx: &mut Tx,
-        learner: &LearnerId,
-        events: &[&Event],
+        learners: &BTreeMap<&LearnerId, Vec<&Event>>,
         lib: &Library,
     ) -> Result<(), StoreError> {
-        // per course: the newest event (events are sorted) and the newest group given
-        let mut courses: BTreeMap<&str, (&Event, Option<&str>)> = BTreeMap::new();
-        for e in events {
-            let Some(c) = lib.components.get(&e.component) else { continue };
-            let entry = courses.entry(c.course.as_str()).or_insert((e, None));
-            entry.0 = e;
-            if let Some(g) = &e.group {
-                entry.1 = Some(g);
+        // per learner and course: the newest event and the newest group given
+        let mut courses: BTreeMap<(&str, &str), (&Event, Option<&str>)> = BTreeMap::new();
+        for (learner, events) in learners {
+            for e in events {
+                let Some(c) = lib.components.get(&e.component) else { continue };
+                let entry = courses.entry((learner.as_str(), c.course.as_str())).or_insert((e, None));
+                entry.0 = e;
+                if let Some(g) = &e.group {
+                    entry.1 = Some(g);
+                }
             }
         }
-        for (course, (last, group)) in courses {
-            sqlx::query(
-                "INSERT INTO learner_courses (learner, course, grp, last_at, last_component) VALUES ($1, $2, $3, $4, $5) \
+        let rows: Vec<_> = courses.into_iter().collect();
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let sql = format!(
+                "INSERT INTO learner_courses (learner, course, grp, last_at, last_component) VALUES {} \
                  ON CONFLICT (learner, course) DO UPDATE SET grp = COALESCE(excluded.grp, learner_courses.grp), \
                  last_component = CASE WHEN excluded.last_at >= learner_courses.last_at \
                      THEN excluded.last_component ELSE learner_courses.last_component END, \
                  last_at = CASE WHEN excluded.last_at >= learner_courses.last_at \
                      THEN excluded.last_at ELSE learner_courses.last_at END",
-            )
-            .persistent(false)
-            .bind(learner.as_str().to_owned())
-            .bind(course.to_owned())
-            .bind(group.map(str::to_owned))
-            .bind(last.timestamp)
-            .bind(last.component.as_str().to_owned())
-            .execute(&mut **tx)
-            .await?;
+                placeholders(tx, chunk.len(), 5)
+            );
+            // not a cached prepared statement: a NULL group would be typed for the next one
+            let mut q = sqlx::query(&sql).persistent(false);
+            for ((learner, course), (last, group)) in chunk {
+                q = q
+                    .bind(*learner)
+                    .bind(*course)
+                    .bind(group.map(str::to_owned))
+                    .bind(last.timestamp)
+                    .bind(last.component.as_str().to_owned());
+            }
+            q.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -519,10 +624,7 @@ impl PassportStore for SqlPassportStore {
     async fn record_states(&self, events: &[Event], lib: &Library) -> Result<(Recorded, States), StoreError> {
         if !self.db.single_writer() {
             // PostgreSQL: concurrent batches commit in parallel, serialized per learner
-            let mut tx = self.db.pool().begin().await?;
-            let out = self.apply(&mut tx, events, lib).await?;
-            tx.commit().await?;
-            return Ok(out);
+            return self.commit_one(events, lib).await;
         }
         self.group_commit(events, lib).await
     }
@@ -718,18 +820,16 @@ impl PassportStore for SqlPassportStore {
             tx.commit().await?;
             return Ok(false);
         }
-        let grps = super::rollup::groups(&mut tx, learner, &[], lib).await?;
-        let mut weeks: BTreeMap<(SkillId, i64), f64> = BTreeMap::new();
+        let groups = super::rollup::groups(&mut tx, &BTreeMap::from([(learner, Vec::new())]), lib).await?;
+        let mut weeks: BTreeMap<(&LearnerId, SkillId, i64), f64> = BTreeMap::new();
         let mut week_of_answer = |skill: &SkillId, ts: i64, mastery: f64| {
-            weeks.insert((skill.clone(), super::model::week_of(ts)), mastery);
+            weeks.insert((learner, skill.clone(), super::model::week_of(ts)), mastery);
         };
         let state = Self::replay(&mut tx, learner, lib, self.proficient, &mut week_of_answer).await?;
-        let skill_group = |skill: &SkillId| -> String {
-            lib.skills.get(skill).and_then(|k| grps.get(&k.course)).cloned().unwrap_or_default()
-        };
         let touched: BTreeSet<SkillId> = state.skills.keys().cloned().collect();
-        Self::save(&mut tx, learner, &state, &touched, now_ms(), &skill_group).await?;
-        Self::save_weeks(&mut tx, learner, &weeks, lib, &skill_group).await?;
+        let saved = Saved { learner, state: &state, touched: &touched, groups: &groups[learner] };
+        Self::save(&mut tx, &[saved], now_ms(), lib).await?;
+        Self::save_weeks(&mut tx, &weeks, lib, &groups).await?;
         tx.commit().await?;
         Ok(true)
     }
