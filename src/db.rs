@@ -185,6 +185,9 @@ async fn pool_with(
 ) -> Result<AnyPool, StoreError> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
+        // a connection to a local SQLite file does not go stale: pinging it before each use
+        // was a round trip to its thread on every query
+        .test_before_acquire(backend != Backend::Sqlite)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -261,7 +264,10 @@ pub fn placeholder_list(conn: &sqlx::AnyConnection, n: usize) -> String {
 /// up by name, which SQLite does by walking a list: quadratic in the parameters, and 75% of the
 /// time of a batch of 1,000 events with `$N` in its 13,000-parameter inserts.
 pub fn placeholders(conn: &sqlx::AnyConnection, rows: usize, cols: usize) -> String {
-    let anonymous = conn.backend_name() == "SQLite";
+    placeholders_for(conn.backend_name() == "SQLite", rows, cols)
+}
+
+fn placeholders_for(anonymous: bool, rows: usize, cols: usize) -> String {
     let mut out = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         out.push_str(if r == 0 { "(" } else { ", (" });
@@ -279,4 +285,63 @@ pub fn placeholders(conn: &sqlx::AnyConnection, rows: usize, cols: usize) -> Str
         out.push(')');
     }
     out
+}
+
+/// Statements that return nothing, gathered to be sent together: on SQLite as one
+/// multi-statement query (its anonymous parameters bound in order across the statements), one
+/// round trip to the connection's thread instead of one each; on PostgreSQL one by one.
+pub struct Writes {
+    /// SQLite: every statement goes into the one part.
+    one: bool,
+    parts: Vec<(String, sqlx::any::AnyArguments<'static>)>,
+}
+
+impl Writes {
+    /// Writes for `conn`'s database.
+    pub fn new(conn: &sqlx::AnyConnection) -> Self {
+        Self { one: conn.backend_name() == "SQLite", parts: Vec::new() }
+    }
+
+    /// [`placeholders`] for the next statement.
+    pub fn placeholders(&self, rows: usize, cols: usize) -> String {
+        placeholders_for(self.one, rows, cols)
+    }
+
+    /// The `i`th (from 1) parameter of the next statement: `$i`, or `?` on SQLite, where the
+    /// statements' parameters are bound in order across them.
+    pub fn param(&self, i: usize) -> String {
+        if self.one { "?".into() } else { format!("${i}") }
+    }
+
+    /// Starts a statement; the values bound next are its parameters, in order.
+    pub fn statement(&mut self, sql: &str) -> &mut Self {
+        match self.parts.last_mut() {
+            Some((all, _)) if self.one => {
+                all.push_str(";\n");
+                all.push_str(sql);
+            }
+            _ => self.parts.push((sql.to_owned(), Default::default())),
+        }
+        self
+    }
+
+    /// Binds the next parameter of the statement begun last.
+    pub fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'static + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        use sqlx::Arguments;
+        let (_, args) = self.parts.last_mut().expect("a statement begun before its parameters");
+        args.add(value).expect("a value of a type the Any driver encodes");
+        self
+    }
+
+    /// Runs the statements, in the order given, inside `tx`.
+    pub async fn run(self, tx: &mut Tx) -> Result<(), StoreError> {
+        for (sql, args) in self.parts {
+            // not cached as prepared statements: the text changes with the rows
+            sqlx::query_with(&sql, args).persistent(false).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
 }

@@ -364,13 +364,34 @@ async fn concurrent_posts_of_many_learners_leave_what_posting_them_one_by_one_le
         for n in 0..8u32 {
             let minute = l + n * 31;
             let mut s = match n % 4 {
-                0 | 1 => answered(&format!("{learner}-{n}"), &learner, "fractions-divide-ex-1", &format!("q{}", n % 4 + 1), (l + n) % 3 != 0, minute),
+                0 | 1 => answered(
+                    &format!("{learner}-{n}"),
+                    &learner,
+                    "fractions-divide-ex-1",
+                    &format!("q{}", n % 4 + 1),
+                    (l + n) % 3 != 0,
+                    minute,
+                ),
                 2 => {
-                    let mut s = answered(&format!("{learner}-{n}"), &learner, "fractions-add-subtract-unlike-ex-2", "q1", false, minute);
+                    let mut s = answered(
+                        &format!("{learner}-{n}"),
+                        &learner,
+                        "fractions-add-subtract-unlike-ex-2",
+                        "q1",
+                        false,
+                        minute,
+                    );
                     s["result"] = json!({"response": if l % 2 == 0 { "12/20" } else { "29/24" }, "hints_used": l % 3});
                     s
                 }
-                _ => answered(&format!("{learner}-{n}"), &learner, "security-phishing-recognize-ex-1", "q1", l % 4 != 0, minute),
+                _ => answered(
+                    &format!("{learner}-{n}"),
+                    &learner,
+                    "security-phishing-recognize-ex-1",
+                    "q1",
+                    l % 4 != 0,
+                    minute,
+                ),
             };
             if l % 2 == 0 {
                 s["context"] = json!({"group": "class-a"});

@@ -94,8 +94,6 @@ pub(super) async fn post_events(
             e.group = Some(g.clone());
         }
     }
-    // the hints the learner was given on request count in their next answer on the item
-    s.stores.passports.count_hints(&mut events).await?;
     let (recorded, states) = s.stores.passports.record_states(&events, &lib).await?;
     tracing::info!(accepted = recorded.accepted, duplicates = recorded.duplicates, "events recorded");
     crate::metrics::add("tutor_events_total", &[("outcome", "accepted")], recorded.accepted as u64);

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::event::{Event, LearnerId, Verb, normalize_answer};
 use crate::content::Library;
-use crate::db::{IN_LIST, StoreError, Tx, placeholder_list, placeholders};
+use crate::db::{IN_LIST, StoreError, Tx, Writes, placeholder_list};
 
 /// Each learner's group per course after their events ('' for none): the newest group a
 /// statement names, else the one kept from before. One query for all the learners.
@@ -60,11 +60,11 @@ pub(super) fn group_of<'g>(groups: &'g BTreeMap<String, String>, lib: &Library, 
 
 /// Counts new answers into the rollups: each learner's new events with their groups, in as
 /// few statements as the rows allow.
-pub(super) async fn count_answers(
-    tx: &mut Tx,
+pub(super) fn count_answers(
+    w: &mut Writes,
     learners: &[(&LearnerId, &[&Event], &BTreeMap<String, String>)],
     lib: &Library,
-) -> Result<(), StoreError> {
+) {
     // (course, component, item, group) → (answers, wrong, hints)
     type ItemKey<'a> = (&'a str, &'a str, &'a str, &'a str);
     let mut stats: BTreeMap<ItemKey, (i64, i64, i64)> = BTreeMap::new();
@@ -105,52 +105,62 @@ pub(super) async fn count_answers(
             "INSERT INTO item_stats (course, component, item, grp, attempts, wrong, hints) VALUES {} \
              ON CONFLICT (course, component, item, grp) DO UPDATE SET attempts = item_stats.attempts + excluded.attempts, \
              wrong = item_stats.wrong + excluded.wrong, hints = item_stats.hints + excluded.hints",
-            placeholders(tx, chunk.len(), 7)
+            w.placeholders(chunk.len(), 7)
         );
-        let mut q = sqlx::query(&sql);
+        w.statement(&sql);
         for ((course, component, item, grp), (n, wrong, hints)) in chunk {
-            q = q.bind(*course).bind(*component).bind(*item).bind(*grp).bind(*n).bind(*wrong).bind(*hints);
+            w.bind(course.to_string())
+                .bind(component.to_string())
+                .bind(item.to_string())
+                .bind(grp.to_string())
+                .bind(*n)
+                .bind(*wrong)
+                .bind(*hints);
         }
-        q.execute(&mut **tx).await?;
     }
     let rows: Vec<_> = components.into_iter().collect();
     for chunk in rows.chunks(500) {
         let sql = format!(
             "INSERT INTO learner_components (learner, course, component, grp) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(tx, chunk.len(), 4)
+            w.placeholders(chunk.len(), 4)
         );
-        let mut q = sqlx::query(&sql);
+        w.statement(&sql);
         for ((who, course, component), grp) in chunk {
-            q = q.bind(*who).bind(*course).bind(*component).bind(*grp);
+            w.bind(who.to_string()).bind(course.to_string()).bind(component.to_string()).bind(grp.to_string());
         }
-        q.execute(&mut **tx).await?;
     }
     let rows: Vec<_> = demands.into_iter().collect();
     for chunk in rows.chunks(500) {
         let sql = format!(
             "INSERT INTO learner_demands (learner, course, skill, demand, grp) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(tx, chunk.len(), 5)
+            w.placeholders(chunk.len(), 5)
         );
-        let mut q = sqlx::query(&sql);
+        w.statement(&sql);
         for ((who, course, skill, demand), grp) in chunk {
-            q = q.bind(*who).bind(*course).bind(skill.clone()).bind(*demand).bind(*grp);
+            w.bind(who.to_string())
+                .bind(course.to_string())
+                .bind(skill.clone())
+                .bind(demand.to_string())
+                .bind(grp.to_string());
         }
-        q.execute(&mut **tx).await?;
     }
     let rows: Vec<_> = misconceptions.into_iter().collect();
     for chunk in rows.chunks(500) {
         let sql = format!(
             "INSERT INTO learner_misconceptions (learner, course, component, item, response, grp) VALUES {} \
              ON CONFLICT DO NOTHING",
-            placeholders(tx, chunk.len(), 6)
+            w.placeholders(chunk.len(), 6)
         );
-        let mut q = sqlx::query(&sql);
+        w.statement(&sql);
         for ((who, course, component, item, response), grp) in chunk {
-            q = q.bind(*who).bind(*course).bind(*component).bind(*item).bind(response.clone()).bind(*grp);
+            w.bind(who.to_string())
+                .bind(course.to_string())
+                .bind(component.to_string())
+                .bind(item.to_string())
+                .bind(response.clone())
+                .bind(grp.to_string());
         }
-        q.execute(&mut **tx).await?;
     }
-    Ok(())
 }
 
 /// Takes a learner's stored answers back out of `item_stats` and deletes their rows of the

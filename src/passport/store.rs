@@ -12,7 +12,9 @@ use super::event::{Event, LearnerId, Verb};
 use super::model::{LearnerState, SkillState};
 use super::recommend::{Feedback, Given};
 use crate::content::{ComponentId, Library, SkillId};
-use crate::db::{Database, Erased, IN_LIST, LearnerData, StoreError, Tx, delete_rows, placeholder_list, placeholders};
+use crate::db::{
+    Database, Erased, IN_LIST, LearnerData, StoreError, Tx, Writes, delete_rows, placeholder_list, placeholders,
+};
 use crate::ids::now_ms;
 
 /// What a batch did.
@@ -28,7 +30,9 @@ pub struct Recorded {
 #[async_trait]
 pub trait PassportStore: LearnerData {
     /// Appends the events not seen before and updates the passports they touch, in one
-    /// transaction. Ids already stored (or repeated in the batch) count as duplicates.
+    /// transaction. Ids already stored (or repeated in the batch) count as duplicates. The
+    /// hints given on request since a learner's last answer on an item count in their next
+    /// answer on it (its `hints_used`, or more), each hint once.
     async fn record(&self, events: &[Event], lib: &Library) -> Result<Recorded, StoreError>;
     /// [`PassportStore::record`], with the models of the learners the batch touched as it
     /// left them (for the struggle rules, without reading them again).
@@ -52,9 +56,6 @@ pub trait PassportStore: LearnerData {
         item: &str,
         number: u32,
     ) -> Result<(), StoreError>;
-    /// Counts the hints given since the learner's last answer on an item in the `answered`
-    /// events' `hints_used` (the larger of the two): each hint counts once, in the answer after it.
-    async fn count_hints(&self, events: &mut [Event]) -> Result<(), StoreError>;
     /// Keeps `feedback` as the learner's newest on `recommendation`.
     async fn give_feedback(
         &self,
@@ -193,12 +194,12 @@ impl SqlPassportStore {
 
     /// Writes the learners' rows and the rows of the skills each touched, in as few
     /// statements as the rows allow.
-    async fn save(tx: &mut Tx, learners: &[Saved<'_>], now: i64, lib: &Library) -> Result<(), StoreError> {
+    fn save(w: &mut Writes, learners: &[Saved<'_>], now: i64, lib: &Library) {
         let skills: Vec<(&LearnerId, &SkillId, &SkillState, String)> = learners
             .iter()
-            .flat_map(|w| {
-                w.touched.iter().filter_map(move |s| {
-                    w.state.skills.get(s).map(|st| (w.learner, s, st, skill_group(lib, w.groups, s)))
+            .flat_map(|l| {
+                l.touched.iter().filter_map(move |s| {
+                    l.state.skills.get(s).map(|st| (l.learner, s, st, skill_group(lib, l.groups, s)))
                 })
             })
             .collect();
@@ -208,12 +209,11 @@ impl SqlPassportStore {
                  VALUES {} ON CONFLICT (learner, skill) DO UPDATE SET mastery = excluded.mastery, \
                  evidence = excluded.evidence, state = excluded.state, updated_at = excluded.updated_at, \
                  first_at = excluded.first_at, proficient_at = excluded.proficient_at, grp = excluded.grp",
-                placeholders(tx, chunk.len(), 9)
+                w.placeholders(chunk.len(), 9)
             );
-            let mut q = sqlx::query(&sql);
+            w.statement(&sql);
             for (learner, skill, st, grp) in chunk {
-                q = q
-                    .bind(learner.as_str().to_owned())
+                w.bind(learner.as_str().to_owned())
                     .bind(skill.as_str().to_owned())
                     .bind(st.mastery)
                     .bind(i64::from(st.evidence))
@@ -223,27 +223,23 @@ impl SqlPassportStore {
                     .bind(st.proficient_at)
                     .bind(grp.clone());
             }
-            q.execute(&mut **tx).await?;
         }
         for chunk in learners.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO learners (learner, state, updated_at, params_version) VALUES {} \
                  ON CONFLICT (learner) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
                  params_version = excluded.params_version",
-                placeholders(tx, chunk.len(), 4)
+                w.placeholders(chunk.len(), 4)
             );
-            let mut q = sqlx::query(&sql);
-            for w in chunk {
-                let head = LearnerState { skills: BTreeMap::new(), ..w.state.clone() };
-                q = q
-                    .bind(w.learner.as_str().to_owned())
+            w.statement(&sql);
+            for l in chunk {
+                let head = LearnerState { skills: BTreeMap::new(), ..l.state.clone() };
+                w.bind(l.learner.as_str().to_owned())
                     .bind(serde_json::to_string(&head).expect("state serializes"))
                     .bind(now)
-                    .bind(w.state.params_version);
+                    .bind(l.state.params_version);
             }
-            q.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 
     /// The stored models of `learners` (empty for one with none), in two queries per
@@ -287,6 +283,90 @@ impl SqlPassportStore {
     }
 }
 
+impl SqlPassportStore {
+    /// The hints given on request since a learner's last answer on an item count in their
+    /// next answer on it (the events' `hints_used`, or more): each hint once, in the earliest
+    /// of the answers here. One query for all the learners; the events with the positions of
+    /// those that now carry hints, and how many.
+    async fn count_hints<'e>(
+        tx: &mut Tx,
+        events: Vec<&'e Event>,
+    ) -> Result<(Vec<std::borrow::Cow<'e, Event>>, Vec<(usize, u32)>), StoreError> {
+        use std::borrow::Cow;
+        let learners: Vec<&str> = events
+            .iter()
+            .filter(|e| e.verb == Verb::Answered)
+            .map(|e| e.learner.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut given: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+        for chunk in learners.chunks(IN_LIST) {
+            let sql = format!(
+                "SELECT learner, component, item, given - counted FROM hints_given WHERE given > counted AND learner IN ({})",
+                placeholder_list(tx, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, String, String, i64)>(&sql);
+            for l in chunk {
+                q = q.bind(l.to_string());
+            }
+            for (learner, component, item, n) in q.fetch_all(&mut **tx).await? {
+                given.insert((learner, component, item), n.clamp(0, i64::from(u32::MAX)) as u32);
+            }
+        }
+        let mut out: Vec<Cow<Event>> = events.into_iter().map(Cow::Borrowed).collect();
+        if given.is_empty() {
+            return Ok((out, Vec::new()));
+        }
+        // the earliest answer on each item with hints waiting
+        let mut first: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+        for (i, e) in out.iter().enumerate().filter(|(_, e)| e.verb == Verb::Answered) {
+            let key = (e.learner.to_string(), e.component.to_string(), e.item.clone().unwrap_or_default());
+            if given.contains_key(&key) {
+                let slot = first.entry(key).or_insert(i);
+                if e.order_key() < out[*slot].order_key() {
+                    *slot = i;
+                }
+            }
+        }
+        let mut hinted = Vec::new();
+        for (key, i) in first {
+            let n = given[&key];
+            let e = out[i].to_mut();
+            e.hints_used = Some(e.hints_used.unwrap_or(0).max(n));
+            hinted.push((i, n));
+        }
+        Ok((out, hinted))
+    }
+}
+
+/// Spends the hints the answers now stored counted (a duplicate's are not spent): `hinted`
+/// from [`SqlPassportStore::count_hints`].
+fn spend_hints(
+    w: &mut Writes,
+    events: &[std::borrow::Cow<'_, Event>],
+    hinted: &[(usize, u32)],
+    is_new: &dyn Fn(&Event) -> bool,
+) {
+    for (i, n) in hinted {
+        let e = &events[*i];
+        if is_new(e) {
+            let sql = format!(
+                "UPDATE hints_given SET counted = counted + {} WHERE learner = {} AND component = {} AND item = {}",
+                w.param(1),
+                w.param(2),
+                w.param(3),
+                w.param(4)
+            );
+            w.statement(&sql)
+                .bind(i64::from(*n))
+                .bind(e.learner.as_str().to_owned())
+                .bind(e.component.as_str().to_owned())
+                .bind(e.item.clone().unwrap_or_default());
+        }
+    }
+}
+
 /// What [`SqlPassportStore::save`] writes for one learner.
 struct Saved<'a> {
     learner: &'a LearnerId,
@@ -324,18 +404,21 @@ impl SqlPassportStore {
                 }
             }
         }
+        // one learner's batches are applied one at a time; locks taken in id order, so two
+        // batches touching the same learners cannot deadlock
+        let learners: BTreeSet<&LearnerId> = unique.iter().map(|e| &e.learner).collect();
+        for learner in &learners {
+            self.db.lock_learner(tx, learner.as_str()).await?;
+        }
+        let (unique, hinted) = Self::count_hints(tx, unique).await?;
         let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for e in &unique {
             by_learner.entry(&e.learner).or_default().push(e);
         }
         let now = now_ms();
-        // one learner's batches are applied one at a time; locks taken in id order, so two
-        // batches touching the same learners cannot deadlock
-        for learner in by_learner.keys() {
-            self.db.lock_learner(tx, learner.as_str()).await?;
-        }
         let groups = super::rollup::groups(tx, &by_learner, lib).await?;
-        let inserted = Self::insert_events(tx, &unique, now, lib, &groups).await?;
+        let refs: Vec<&Event> = unique.iter().map(|e| e.as_ref()).collect();
+        let inserted = Self::insert_events(tx, &refs, now, lib, &groups).await?;
         let is_new = |e: &Event| inserted.contains(&(e.learner.to_string(), e.id.clone()));
         let mut new_by: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for (learner, evs) in by_learner {
@@ -369,11 +452,15 @@ impl SqlPassportStore {
             .iter()
             .map(|(learner, state, touched)| Saved { learner, state, touched, groups: &groups[learner] })
             .collect();
-        Self::save(tx, &saved, now, lib).await?;
-        Self::save_weeks(tx, &weeks, lib, &groups).await?;
-        Self::save_activity(tx, &new_by, lib).await?;
+        // everything from here on written in one round trip (on SQLite)
+        let mut w = Writes::new(tx);
+        spend_hints(&mut w, &unique, &hinted, &is_new);
+        Self::save(&mut w, &saved, now, lib);
+        Self::save_weeks(&mut w, &weeks, lib, &groups);
+        Self::save_activity(&mut w, &new_by, lib);
         let counted: Vec<_> = new_by.iter().map(|(l, evs)| (*l, evs.as_slice(), &groups[l])).collect();
-        super::rollup::count_answers(tx, &counted, lib).await?;
+        super::rollup::count_answers(&mut w, &counted, lib);
+        w.run(tx).await?;
         // what each batch recorded, and the models of the learners it brought new events for
         let finals: BTreeMap<&LearnerId, &LearnerState> = worked.iter().map(|(l, st, _)| (*l, st)).collect();
         let mut out: Vec<(Recorded, States)> = batches.iter().map(|_| Default::default()).collect();
@@ -471,12 +558,12 @@ struct Pending {
 impl SqlPassportStore {
     /// Mastery at the end of each week with answers, and the weeks each learner was active
     /// in each course.
-    async fn save_weeks(
-        tx: &mut Tx,
+    fn save_weeks(
+        w: &mut Writes,
         weeks: &BTreeMap<(&LearnerId, SkillId, i64), f64>,
         lib: &Library,
         groups: &Groups<'_>,
-    ) -> Result<(), StoreError> {
+    ) {
         let group = |learner: &LearnerId, skill: &SkillId| groups.get(learner).map(|g| skill_group(lib, g, skill));
         // the weeks the learner answered in each course
         let active: BTreeSet<(&str, &str, i64, String)> = weeks
@@ -491,41 +578,33 @@ impl SqlPassportStore {
         for chunk in active.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO learner_weeks (learner, course, week, grp) VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(tx, chunk.len(), 4)
+                w.placeholders(chunk.len(), 4)
             );
-            let mut q = sqlx::query(&sql);
+            w.statement(&sql);
             for (learner, course, week, grp) in chunk {
-                q = q.bind(*learner).bind(*course).bind(*week).bind(grp.clone());
+                w.bind(learner.to_string()).bind(course.to_string()).bind(*week).bind(grp.clone());
             }
-            q.execute(&mut **tx).await?;
         }
         let rows: Vec<_> = weeks.iter().collect();
         for chunk in rows.chunks(INSERT_ROWS) {
             let sql = format!(
                 "INSERT INTO mastery_weeks (learner, skill, week, mastery, grp) VALUES {} \
                  ON CONFLICT (learner, skill, week) DO UPDATE SET mastery = excluded.mastery, grp = excluded.grp",
-                placeholders(tx, chunk.len(), 5)
+                w.placeholders(chunk.len(), 5)
             );
-            let mut q = sqlx::query(&sql);
+            w.statement(&sql);
             for ((learner, skill, week), mastery) in chunk {
-                q = q
-                    .bind(learner.as_str().to_owned())
+                w.bind(learner.as_str().to_owned())
                     .bind(skill.as_str().to_owned())
                     .bind(*week)
                     .bind(**mastery)
                     .bind(group(learner, skill).unwrap_or_default());
             }
-            q.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 
     /// Each learner's newest activity and group per course their new events (sorted) touched.
-    async fn save_activity(
-        tx: &mut Tx,
-        learners: &BTreeMap<&LearnerId, Vec<&Event>>,
-        lib: &Library,
-    ) -> Result<(), StoreError> {
+    fn save_activity(w: &mut Writes, learners: &BTreeMap<&LearnerId, Vec<&Event>>, lib: &Library) {
         // per learner and course: the newest event and the newest group given
         let mut courses: BTreeMap<(&str, &str), (&Event, Option<&str>)> = BTreeMap::new();
         for (learner, events) in learners {
@@ -547,21 +626,18 @@ impl SqlPassportStore {
                      THEN excluded.last_component ELSE learner_courses.last_component END, \
                  last_at = CASE WHEN excluded.last_at >= learner_courses.last_at \
                      THEN excluded.last_at ELSE learner_courses.last_at END",
-                placeholders(tx, chunk.len(), 5)
+                w.placeholders(chunk.len(), 5)
             );
             // not a cached prepared statement: a NULL group would be typed for the next one
-            let mut q = sqlx::query(&sql).persistent(false);
+            w.statement(&sql);
             for ((learner, course), (last, group)) in chunk {
-                q = q
-                    .bind(*learner)
-                    .bind(*course)
+                w.bind(learner.to_string())
+                    .bind(course.to_string())
                     .bind(group.map(str::to_owned))
                     .bind(last.timestamp)
                     .bind(last.component.as_str().to_owned());
             }
-            q.execute(&mut **tx).await?;
         }
-        Ok(())
     }
 }
 
@@ -706,49 +782,6 @@ impl PassportStore for SqlPassportStore {
         Ok(())
     }
 
-    async fn count_hints(&self, events: &mut [Event]) -> Result<(), StoreError> {
-        let learners: BTreeSet<&str> =
-            events.iter().filter(|e| e.verb == Verb::Answered).map(|e| e.learner.as_str()).collect();
-        if learners.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "SELECT learner, component, item, given - counted FROM hints_given WHERE given > counted AND learner IN ({})",
-            (1..=learners.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for l in &learners {
-            q = q.bind(l.to_string());
-        }
-        let rows = q.fetch_all(self.db.pool()).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut given: BTreeMap<(String, String, String), u32> = BTreeMap::new();
-        for r in &rows {
-            let n: i64 = r.try_get(3)?;
-            given.insert((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?), n.clamp(0, i64::from(u32::MAX)) as u32);
-        }
-        let mut used = Vec::new();
-        for e in events.iter_mut().filter(|e| e.verb == Verb::Answered) {
-            let key = (e.learner.to_string(), e.component.to_string(), e.item.clone().unwrap_or_default());
-            if let Some(n) = given.get(&key) {
-                e.hints_used = Some(e.hints_used.unwrap_or(0).max(*n));
-                used.push(key);
-            }
-        }
-        let _writer = self.db.write_guard().await;
-        for (learner, component, item) in used {
-            sqlx::query("UPDATE hints_given SET counted = given WHERE learner = $1 AND component = $2 AND item = $3")
-                .bind(learner)
-                .bind(component)
-                .bind(item)
-                .execute(self.db.pool())
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn give_feedback(
         &self,
         learner: &LearnerId,
@@ -828,8 +861,10 @@ impl PassportStore for SqlPassportStore {
         let state = Self::replay(&mut tx, learner, lib, self.proficient, &mut week_of_answer).await?;
         let touched: BTreeSet<SkillId> = state.skills.keys().cloned().collect();
         let saved = Saved { learner, state: &state, touched: &touched, groups: &groups[learner] };
-        Self::save(&mut tx, &[saved], now_ms(), lib).await?;
-        Self::save_weeks(&mut tx, &weeks, lib, &groups).await?;
+        let mut w = Writes::new(&tx);
+        Self::save(&mut w, &[saved], now_ms(), lib);
+        Self::save_weeks(&mut w, &weeks, lib, &groups);
+        w.run(&mut tx).await?;
         tx.commit().await?;
         Ok(true)
     }

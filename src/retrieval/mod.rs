@@ -10,6 +10,7 @@ mod hub;
 mod index;
 mod ingest;
 mod local;
+mod notation;
 mod server;
 
 use std::path::Path;
@@ -273,10 +274,16 @@ impl Retriever {
     pub async fn search_with(&self, req: &SearchRequest, mode: SearchMode) -> Result<Vec<Hit>, RetrievalError> {
         let store = self.store().ok_or(RetrievalError::NoIndex)?;
         let k = req.k.clamp(1, MAX_K);
+        // the arithmetic in the question, said in words
+        // (for BM25 and the model both: measured, either alone helps less)
+        let text = match notation::describe(&req.text) {
+            Some(words) => format!("{}\n{words}", req.text),
+            None => req.text.clone(),
+        };
         let dense = match (mode, &store.manifest().settings.dense, &self.embedder) {
             (SearchMode::Bm25, _, _) => None,
             (_, Some(d), Some(e)) if same_model(&d.model, e.model()) => {
-                match e.embed(std::slice::from_ref(&req.text)).await {
+                match e.embed(std::slice::from_ref(&text)).await {
                     Ok(mut v) => v.pop(),
                     Err(err) if mode == SearchMode::Dense => return Err(err),
                     Err(err) => {
@@ -290,7 +297,7 @@ impl Retriever {
             }
             _ => None,
         };
-        let sparse = (mode != SearchMode::Dense).then(|| Bm25::query(&req.text));
+        let sparse = (mode != SearchMode::Dense).then(|| Bm25::query(&text));
         let q = StoreQuery { sparse, dense, filter: req.filter.clone(), limit: (k * 4).max(20), fusion: self.fusion };
         let chunks = tokio::task::spawn_blocking(move || store.query(&q))
             .await
