@@ -11,8 +11,9 @@ use super::event::{Event, LearnerId, Verb, normalize_answer};
 use crate::content::Library;
 use crate::db::{IN_LIST, StoreError, Tx, Writes, placeholder_list};
 
-/// Each learner's group per course after their events ('' for none): the newest group a
-/// statement names, else the one kept from before. One query for all the learners.
+/// Each learner's group per course after their events ('' for none): the group named by the
+/// newest (in time) of the statements that name one — across every batch of a group commit —
+/// else the one kept from before. One query for all the learners.
 pub(super) async fn groups<'l>(
     tx: &mut Tx,
     learners: &BTreeMap<&'l LearnerId, Vec<&Event>>,

@@ -285,17 +285,20 @@ impl SqlPassportStore {
 
 impl SqlPassportStore {
     /// The hints given on request since a learner's last answer on an item count in their
-    /// next answer on it (the events' `hints_used`, or more): each hint once, in the earliest
-    /// of the answers here. One query for all the learners; the events with the positions of
-    /// those that now carry hints, and how many.
+    /// next answer on it (the event's `hints_used`, or more): each hint once, in the earliest
+    /// answer on the item here that was not stored before (a duplicate counts none). One query
+    /// for all the learners; the events, those that now carry hints replaced, with their
+    /// positions and how many hints each spends.
     async fn count_hints<'e>(
         tx: &mut Tx,
-        events: Vec<&'e Event>,
+        events: &[&'e Event],
+        is_new: &(dyn Fn(&Event) -> bool + Sync),
     ) -> Result<(Vec<std::borrow::Cow<'e, Event>>, Vec<(usize, u32)>), StoreError> {
         use std::borrow::Cow;
+        let mut out: Vec<Cow<Event>> = events.iter().map(|e| Cow::Borrowed(*e)).collect();
         let learners: Vec<&str> = events
             .iter()
-            .filter(|e| e.verb == Verb::Answered)
+            .filter(|e| e.verb == Verb::Answered && is_new(e))
             .map(|e| e.learner.as_str())
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -314,17 +317,15 @@ impl SqlPassportStore {
                 given.insert((learner, component, item), n.clamp(0, i64::from(u32::MAX)) as u32);
             }
         }
-        let mut out: Vec<Cow<Event>> = events.into_iter().map(Cow::Borrowed).collect();
         if given.is_empty() {
             return Ok((out, Vec::new()));
         }
-        // the earliest answer on each item with hints waiting
         let mut first: BTreeMap<(String, String, String), usize> = BTreeMap::new();
-        for (i, e) in out.iter().enumerate().filter(|(_, e)| e.verb == Verb::Answered) {
+        for (i, e) in events.iter().enumerate().filter(|(_, e)| e.verb == Verb::Answered && is_new(e)) {
             let key = (e.learner.to_string(), e.component.to_string(), e.item.clone().unwrap_or_default());
             if given.contains_key(&key) {
                 let slot = first.entry(key).or_insert(i);
-                if e.order_key() < out[*slot].order_key() {
+                if e.order_key() < events[*slot].order_key() {
                     *slot = i;
                 }
             }
@@ -340,30 +341,30 @@ impl SqlPassportStore {
     }
 }
 
-/// Spends the hints the answers now stored counted (a duplicate's are not spent): `hinted`
-/// from [`SqlPassportStore::count_hints`].
-fn spend_hints(
-    w: &mut Writes,
-    events: &[std::borrow::Cow<'_, Event>],
-    hinted: &[(usize, u32)],
-    is_new: &dyn Fn(&Event) -> bool,
-) {
+/// Writes the hints the new answers `hinted` counted ([`SqlPassportStore::count_hints`]) into
+/// their stored rows, and spends them.
+fn spend_hints(w: &mut Writes, events: &[std::borrow::Cow<'_, Event>], hinted: &[(usize, u32)]) {
     for (i, n) in hinted {
         let e = &events[*i];
-        if is_new(e) {
-            let sql = format!(
-                "UPDATE hints_given SET counted = counted + {} WHERE learner = {} AND component = {} AND item = {}",
-                w.param(1),
-                w.param(2),
-                w.param(3),
-                w.param(4)
-            );
-            w.statement(&sql)
-                .bind(i64::from(*n))
-                .bind(e.learner.as_str().to_owned())
-                .bind(e.component.as_str().to_owned())
-                .bind(e.item.clone().unwrap_or_default());
-        }
+        let sql = format!(
+            "UPDATE events SET hints_used = {} WHERE learner = {} AND id = {}",
+            w.param(1),
+            w.param(2),
+            w.param(3)
+        );
+        w.statement(&sql).bind(e.hints_used.map(i64::from)).bind(e.learner.as_str().to_owned()).bind(e.id.clone());
+        let sql = format!(
+            "UPDATE hints_given SET counted = counted + {} WHERE learner = {} AND component = {} AND item = {}",
+            w.param(1),
+            w.param(2),
+            w.param(3),
+            w.param(4)
+        );
+        w.statement(&sql)
+            .bind(i64::from(*n))
+            .bind(e.learner.as_str().to_owned())
+            .bind(e.component.as_str().to_owned())
+            .bind(e.item.clone().unwrap_or_default());
     }
 }
 
@@ -410,23 +411,21 @@ impl SqlPassportStore {
         for learner in &learners {
             self.db.lock_learner(tx, learner.as_str()).await?;
         }
-        let (unique, hinted) = Self::count_hints(tx, unique).await?;
         let mut by_learner: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
         for e in &unique {
             by_learner.entry(&e.learner).or_default().push(e);
         }
         let now = now_ms();
         let groups = super::rollup::groups(tx, &by_learner, lib).await?;
-        let refs: Vec<&Event> = unique.iter().map(|e| e.as_ref()).collect();
-        let inserted = Self::insert_events(tx, &refs, now, lib, &groups).await?;
+        let inserted = Self::insert_events(tx, &unique, now, lib, &groups).await?;
         let is_new = |e: &Event| inserted.contains(&(e.learner.to_string(), e.id.clone()));
+        let (events, hinted) = Self::count_hints(tx, &unique, &is_new).await?;
         let mut new_by: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
-        for (learner, evs) in by_learner {
-            let mut new: Vec<&Event> = evs.into_iter().filter(|e| is_new(e)).collect();
-            if !new.is_empty() {
-                new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-                new_by.insert(learner, new);
-            }
+        for e in events.iter().filter(|e| is_new(e)) {
+            new_by.entry(&e.learner).or_default().push(e);
+        }
+        for new in new_by.values_mut() {
+            new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         }
         let learners: Vec<&LearnerId> = new_by.keys().copied().collect();
         let mut stored = Self::load_states(tx, &learners).await?;
@@ -454,12 +453,13 @@ impl SqlPassportStore {
             .collect();
         // everything from here on written in one round trip (on SQLite)
         let mut w = Writes::new(tx);
-        spend_hints(&mut w, &unique, &hinted, &is_new);
         Self::save(&mut w, &saved, now, lib);
         Self::save_weeks(&mut w, &weeks, lib, &groups);
         Self::save_activity(&mut w, &new_by, lib);
         let counted: Vec<_> = new_by.iter().map(|(l, evs)| (*l, evs.as_slice(), &groups[l])).collect();
         super::rollup::count_answers(&mut w, &counted, lib);
+        // last: SQLite copies the rest of a multi-statement query before preparing each one
+        spend_hints(&mut w, &events, &hinted);
         w.run(tx).await?;
         // what each batch recorded, and the models of the learners it brought new events for
         let finals: BTreeMap<&LearnerId, &LearnerState> = worked.iter().map(|(l, st, _)| (*l, st)).collect();
@@ -546,7 +546,7 @@ impl SqlPassportStore {
     }
 }
 
-/// The models of the learners a batch touched, as the batch left them.
+/// The models of the learners a batch touched, as the commit it was part of left them.
 pub type States = BTreeMap<LearnerId, LearnerState>;
 
 /// A batch waiting for SQLite's writer.

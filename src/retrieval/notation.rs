@@ -84,8 +84,7 @@ pub fn describe(question: &str) -> Option<String> {
             Op::Compare => {}
         }
     }
-    if fractions.len() + nums.iter().filter(|n| **n == Num::Mixed).count() >= 2
-        && toks.iter().any(|t| *t == Tok::Op(Op::Compare))
+    if fractions.len() + nums.iter().filter(|n| **n == Num::Mixed).count() >= 2 && toks.contains(&Tok::Op(Op::Compare))
     {
         words.push("comparing fractions");
     }
