@@ -269,7 +269,7 @@ impl SqlPassportStore {
                 q = q.bind(l.as_str().to_owned());
             }
             for (learner, skill, text) in q.fetch_all(&mut **tx).await? {
-                // skill rows without a learner row are not a model (as in `load_state`)
+                // skill rows without a learner row are not a model
                 let Some(state) = by_name.get(learner.as_str()).and_then(|l| out.get_mut(l)) else { continue };
                 let skill = SkillId::parse(&skill).map_err(|e| corrupt(&learner, e.0))?;
                 let st: SkillState = serde_json::from_str(&text).map_err(|e| corrupt(&learner, e.to_string()))?;
@@ -292,13 +292,15 @@ impl SqlPassportStore {
     async fn count_hints<'e>(
         tx: &mut Tx,
         events: &[&'e Event],
-        is_new: &(dyn Fn(&Event) -> bool + Sync),
+        fresh: &[bool],
     ) -> Result<(Vec<std::borrow::Cow<'e, Event>>, Vec<(usize, u32)>), StoreError> {
         use std::borrow::Cow;
         let mut out: Vec<Cow<Event>> = events.iter().map(|e| Cow::Borrowed(*e)).collect();
         let learners: Vec<&str> = events
             .iter()
-            .filter(|e| e.verb == Verb::Answered && is_new(e))
+            .zip(fresh)
+            .filter(|(e, new)| **new && e.verb == Verb::Answered)
+            .map(|(e, _)| e)
             .map(|e| e.learner.as_str())
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -321,7 +323,7 @@ impl SqlPassportStore {
             return Ok((out, Vec::new()));
         }
         let mut first: BTreeMap<(String, String, String), usize> = BTreeMap::new();
-        for (i, e) in events.iter().enumerate().filter(|(_, e)| e.verb == Verb::Answered && is_new(e)) {
+        for (i, e) in events.iter().enumerate().filter(|(i, e)| fresh[*i] && e.verb == Verb::Answered) {
             let key = (e.learner.to_string(), e.component.to_string(), e.item.clone().unwrap_or_default());
             if given.contains_key(&key) {
                 let slot = first.entry(key).or_insert(i);
@@ -418,10 +420,12 @@ impl SqlPassportStore {
         let now = now_ms();
         let groups = super::rollup::groups(tx, &by_learner, lib).await?;
         let inserted = Self::insert_events(tx, &unique, now, lib, &groups).await?;
-        let is_new = |e: &Event| inserted.contains(&(e.learner.to_string(), e.id.clone()));
-        let (events, hinted) = Self::count_hints(tx, &unique, &is_new).await?;
+        // whether each event was stored now (not before)
+        let fresh: Vec<bool> =
+            unique.iter().map(|e| inserted.contains(&(e.learner.to_string(), e.id.clone()))).collect();
+        let (events, hinted) = Self::count_hints(tx, &unique, &fresh).await?;
         let mut new_by: BTreeMap<&LearnerId, Vec<&Event>> = BTreeMap::new();
-        for e in events.iter().filter(|e| is_new(e)) {
+        for (e, _) in events.iter().zip(&fresh).filter(|(_, new)| **new) {
             new_by.entry(&e.learner).or_default().push(e);
         }
         for new in new_by.values_mut() {
@@ -464,8 +468,8 @@ impl SqlPassportStore {
         // what each batch recorded, and the models of the learners it brought new events for
         let finals: BTreeMap<&LearnerId, &LearnerState> = worked.iter().map(|(l, st, _)| (*l, st)).collect();
         let mut out: Vec<(Recorded, States)> = batches.iter().map(|_| Default::default()).collect();
-        for (e, b) in unique.iter().zip(&batch_of) {
-            if is_new(e) {
+        for ((e, b), new) in unique.iter().zip(&batch_of).zip(&fresh) {
+            if *new {
                 let (recorded, states) = &mut out[*b];
                 recorded.accepted += 1;
                 if !states.contains_key(&e.learner)
@@ -667,28 +671,6 @@ fn event_from_row(r: &AnyRow, learner: &LearnerId) -> Result<Option<Event>, Stor
     }))
 }
 
-async fn load_state(conn: &mut sqlx::AnyConnection, learner: &LearnerId) -> Result<LearnerState, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt { learner: learner.to_string(), message };
-    let mut state: LearnerState = match sqlx::query("SELECT state FROM learners WHERE learner = $1")
-        .bind(learner.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        Some(row) => serde_json::from_str(&row.try_get::<String, _>(0)?).map_err(|e| corrupt(e.to_string()))?,
-        None => return Ok(LearnerState::default()),
-    };
-    for row in sqlx::query("SELECT skill, state FROM skill_states WHERE learner = $1")
-        .bind(learner.as_str())
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let skill = SkillId::parse(&row.try_get::<String, _>(0)?).map_err(|e| corrupt(e.0))?;
-        let st: SkillState = serde_json::from_str(&row.try_get::<String, _>(1)?).map_err(|e| corrupt(e.to_string()))?;
-        state.skills.insert(skill, st);
-    }
-    Ok(state)
-}
-
 #[async_trait]
 impl PassportStore for SqlPassportStore {
     #[tracing::instrument(skip_all, fields(events = events.len(), backend = self.db.backend().as_str()))]
@@ -708,9 +690,9 @@ impl PassportStore for SqlPassportStore {
     async fn learner(&self, learner: &LearnerId) -> Result<LearnerState, StoreError> {
         // one connection, one snapshot: the learner row and its skill rows agree
         let mut tx = self.db.pool().begin().await?;
-        let state = load_state(&mut tx, learner).await;
+        let mut states = Self::load_states(&mut tx, &[learner]).await?;
         tx.commit().await?;
-        state
+        Ok(states.remove(learner).unwrap_or_default())
     }
 
     async fn events(&self, learner: &LearnerId) -> Result<Vec<Event>, StoreError> {

@@ -23,6 +23,8 @@ enum Tok {
     Op(Op),
     /// A word that is neither a number nor an operation.
     Word,
+    /// "and": between a whole number and a fraction, a mixed number ("2 and 1/2").
+    And,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -171,7 +173,7 @@ fn lex(text: &str) -> Vec<Tok> {
                 // "2 1/2" and "2 and 1/2": a mixed number
                 match toks.as_slice() {
                     [.., Tok::Num(Num::Whole)] => *toks.last_mut().expect("a token") = Tok::Num(Num::Mixed),
-                    [.., Tok::Num(Num::Whole), Tok::Word] if mixed_and(&chars, i) => {
+                    [.., Tok::Num(Num::Whole), Tok::And] => {
                         toks.pop();
                         *toks.last_mut().expect("a token") = Tok::Num(Num::Mixed);
                     }
@@ -193,8 +195,7 @@ fn lex(text: &str) -> Vec<Tok> {
             '+' => Some(Op::Add),
             '-' | '−' | '–' => Some(Op::Subtract),
             '*' | '×' | '·' => Some(Op::Multiply),
-            '÷' => Some(Op::Divide),
-            '/' => Some(Op::Divide),
+            '÷' | '/' => Some(Op::Divide),
             '=' => Some(Op::Equals),
             '<' | '>' | '≤' | '≥' => Some(Op::Compare),
             _ => None,
@@ -226,6 +227,8 @@ fn lex(text: &str) -> Vec<Tok> {
                 if !(matches!(toks.last(), Some(Tok::Op(o)) if *o == op)) {
                     toks.push(Tok::Op(op));
                 }
+            } else if word == "and" {
+                toks.push(Tok::And);
             } else if !matches!(word.as_str(), "by" | "away" | "to" | "it" | "the" | "a" | "an") {
                 // small words between a number and an operation do not part them
                 toks.push(Tok::Word);
@@ -235,12 +238,6 @@ fn lex(text: &str) -> Vec<Tok> {
         i += 1;
     }
     toks
-}
-
-/// Whether the word before position `i` (a fraction's first digit) is "and".
-fn mixed_and(chars: &[char], i: usize) -> bool {
-    let before: String = chars[..i].iter().collect();
-    before.trim_end().ends_with(" and")
 }
 
 #[cfg(test)]
