@@ -4,7 +4,9 @@
 //! content pages post answers. Every reply comes after its statements are durably committed.
 //! `cargo bench --bench events` prints statements/s and request latency p50/p99;
 //! `EVENTS_SECONDS` (20) sets each phase's length; `EVENTS_PHASES` (`batches,single`) which
-//! phases run (`single` alone, e.g., to profile the server under one-statement posts).
+//! phases run (`single` alone, e.g., to profile the server under one-statement posts);
+//! `EVENTS_CLIENTS` (`50`) the single-statement phase's concurrent clients, several separated
+//! by commas.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -118,16 +120,20 @@ fn main() {
             child.wait().unwrap();
             return;
         }
-        let (rate, mut lat) = phase(&base, 50, secs, 1, move |c, n| {
-            let at = t0 + clock2.fetch_add(1, Ordering::Relaxed) as i64;
-            statement(&format!("page-{c}"), &format!("s-{c}-{n}"), n as usize, n % 3 != 0, at)
-        })
-        .await;
-        println!(
-            "one statement per request, 50 clients: {rate:.0} statements/s, request p50 {:.1} ms, p99 {:.1} ms",
-            pct(&mut lat, 0.5),
-            pct(&mut lat, 0.99)
-        );
+        let clients = std::env::var("EVENTS_CLIENTS").unwrap_or_else(|_| "50".into());
+        for clients in clients.split(',').map(|c| c.trim().parse::<usize>().expect("EVENTS_CLIENTS: numbers")) {
+            let clock = clock2.clone();
+            let (rate, mut lat) = phase(&base, clients, secs, 1, move |c, n| {
+                let at = t0 + clock.fetch_add(1, Ordering::Relaxed) as i64;
+                statement(&format!("page-{clients}-{c}"), &format!("s{clients}-{c}-{n}"), n as usize, n % 3 != 0, at)
+            })
+            .await;
+            println!(
+                "one statement per request, {clients} client(s): {rate:.0} statements/s, request p50 {:.1} ms, p99 {:.1} ms",
+                pct(&mut lat, 0.5),
+                pct(&mut lat, 0.99)
+            );
+        }
         child.kill().unwrap();
         child.wait().unwrap();
     });
